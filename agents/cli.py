@@ -1,0 +1,294 @@
+"""The ``agents`` command: thin subcommands that parse, call one function, and print.
+
+Errors a user can fix (bad config, unknown model, unreachable endpoint, missing run) print one
+sentence to stderr and exit with status 2; nothing is half-written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+# The built-in path is offline by design: without these, TRL and huggingface_hub try the network.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+EXIT_USER_ERROR = 2
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from agents.config import ConfigError
+    from agents.export import ExportError
+    from agents.models.base import EngineError
+    from agents.store import StoreError
+
+    return ConfigError, EngineError, ExportError, StoreError
+
+
+def _open_store(args: argparse.Namespace) -> tuple[Any, Any]:
+    from agents.store import Store, Workspace
+
+    workspace = Workspace.resolve(args.workspace)
+    workspace.ensure()
+    return Store.open(workspace=workspace, url=args.db_url), workspace
+
+
+# ---------------------------------------------------------------------------- models
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    from agents.models.builtin import BUILTIN_MODELS
+
+    for name, model in BUILTIN_MODELS.items():
+        state = "converted" if (model.cached_dir() / "config.json").exists() else "not yet converted"
+        print(f"builtin:{name:<22} {model.description} [{state}]")
+    return 0
+
+
+def cmd_models_check(args: argparse.Namespace) -> int:
+    """Load each model, generate one answer, report speed: proves the install works."""
+    from agents.models import ChatRequest, load_engine
+
+    for spec in args.specs or ["builtin:smollm2-135m"]:
+        began = time.perf_counter()
+        engine = load_engine(spec)
+        loaded = time.perf_counter() - began
+        request = ChatRequest(
+            messages=[{"role": "user", "content": args.prompt}], max_tokens=args.max_tokens
+        )
+        result = engine.generate([request])[0]
+        rate = result.completion_tokens / max(result.latency_s, 1e-9)
+        print(f"{spec}: loaded in {loaded:.1f}s, {result.completion_tokens} tokens at {rate:.1f} tok/s")
+        print(f"  {args.prompt}\n  → {result.text.strip()}")
+        engine.close()
+    return 0
+
+
+# ---------------------------------------------------------------------------- run / eval
+
+
+def _overrides(args: argparse.Namespace, mapping: dict[str, str]) -> dict[str, Any]:
+    from agents.config import parse_override
+
+    values: dict[str, Any] = {key: getattr(args, attr) for attr, key in mapping.items()}
+    for text in args.set or []:
+        key, value = parse_override(text)
+        values[key] = value
+    return values
+
+
+RUN_FLAGS = {
+    "base": "base",
+    "data": "data",
+    "role": "role",
+    "name": "name",
+    "max_steps": "training.max_steps",
+    "epochs": "training.epochs",
+    "learning_rate": "training.learning_rate",
+}
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from agents.config import ConfigError, default_config_path, load_config
+    from agents.jobs import RUNNERS
+
+    runner = RUNNERS.get(args.job)
+    if runner is None:
+        raise ConfigError(f"no job named {args.job!r}; available: {', '.join(sorted(RUNNERS))}")
+    config = load_config(
+        runner.config, args.config or default_config_path(args.job), _overrides(args, RUN_FLAGS)
+    )
+    store, workspace = _open_store(args)
+    run = runner.run(config, store, workspace, progress=not args.quiet)
+    print(f"run {run.id} {run.status}")
+    _print_run(store, run.id)
+    return 0
+
+
+EVAL_FLAGS = {
+    "model": "model",
+    "adapter": "adapter",
+    "data": "data",
+    "samples": "samples",
+    "limit": "limit",
+    "temperature": "temperature",
+    "max_tokens": "max_tokens",
+}
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from agents.config import EvalJob, default_config_path, load_config
+    from agents.jobs import run_eval
+
+    config = load_config(
+        EvalJob, args.config or default_config_path("eval"), _overrides(args, EVAL_FLAGS)
+    )
+    store, workspace = _open_store(args)
+    run = run_eval(config, store, workspace, progress=not args.quiet)
+    metrics = store.stages(run.id)[-1].metrics
+    print(f"run {run.id}: accuracy {metrics['accuracy']:.3f} on {metrics['items']} items "
+          f"({metrics['samples']} samples each)")
+    return 0
+
+
+# ---------------------------------------------------------------------------- export
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from agents.export import AgentCard, ExportError, card_for_run, export_agent
+
+    if args.run_id:
+        store, _ = _open_store(args)
+        card, adapter = card_for_run(store, args.run_id, role=args.role, round=args.round)
+    elif args.base:
+        card, adapter = AgentCard(name=Path(args.out).name, base_model=args.base), args.adapter
+    else:
+        raise ExportError("name a run (agents export RUN_ID --out DIR) or a model (--base SPEC)")
+    path = export_agent(args.out, card, adapter=adapter, overwrite=args.overwrite)
+    print(f"exported {card.name} to {path}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- runs
+
+
+def _print_run(store: Any, run_id: str) -> None:
+    for stage in store.stages(run_id):
+        metrics = json.dumps(stage.metrics or {}, default=str)
+        print(f"  round {stage.round} {stage.name:<12} {stage.status:<9} {metrics}")
+    for checkpoint in store.checkpoints(run_id):
+        print(f"  checkpoint {checkpoint.role} round {checkpoint.round}: {checkpoint.adapter_path}")
+    for (role, model), use in store.usage(run_id).items():
+        print(
+            f"  calls {role or '-'} {model}: {use.calls} batches, {use.samples} samples "
+            f"({use.cached_samples} cached), {use.prompt_tokens}+{use.completion_tokens} tokens, "
+            f"{use.latency_s:.1f}s"
+        )
+
+
+def cmd_runs_list(args: argparse.Namespace) -> int:
+    store, _ = _open_store(args)
+    runs = store.list_runs(scheme=args.scheme, limit=args.limit)
+    if not runs:
+        print("no runs yet")
+    for run in runs:
+        created = run.created_at.strftime("%Y-%m-%d %H:%M")
+        print(f"{run.id}  {run.scheme:<10} {run.status:<9} {created}  {run.name or ''}")
+    return 0
+
+
+def cmd_runs_show(args: argparse.Namespace) -> int:
+    store, _ = _open_store(args)
+    run = store.get_run(args.run_id)
+    print(f"run {run.id} ({run.scheme}) {run.status}, created {run.created_at:%Y-%m-%d %H:%M}")
+    print("config: " + json.dumps(run.config, default=str))
+    _print_run(store, run.id)
+    return 0
+
+
+# ---------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="agents", description="Distil LLM agents into small students, offline by default."
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def with_store(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--workspace", help="workspace directory (default ./workspace)")
+        p.add_argument("--db-url", help="SQLAlchemy URL of the store (default: workspace SQLite)")
+        return p
+
+    models = sub.add_parser("models", help="built-in models").add_subparsers(
+        dest="models_command", required=True
+    )
+    models.add_parser("list", help="list built-in models").set_defaults(func=cmd_models_list)
+    check = models.add_parser("check", help="load models and generate one answer each")
+    check.add_argument("specs", nargs="*", help="model specs (default builtin:smollm2-135m)")
+    check.add_argument("--prompt", default="What is 12 * 7? Answer with the number.")
+    check.add_argument("--max-tokens", type=int, default=48)
+    check.set_defaults(func=cmd_models_check)
+
+    run = with_store(sub.add_parser("run", help="run a job or scheme"))
+    run.add_argument("job", help="job name, e.g. sft or dpo")
+    run.add_argument("--config", type=Path, help="YAML config (default configs/<job>.yaml)")
+    run.add_argument("--base", help="base model spec")
+    run.add_argument("--data", type=Path, help="JSONL dataset")
+    run.add_argument("--role", help="role the trained adapter is registered under")
+    run.add_argument("--name", help="run name")
+    run.add_argument("--max-steps", type=int)
+    run.add_argument("--epochs", type=float)
+    run.add_argument("--learning-rate", type=float)
+    run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any setting")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.set_defaults(func=cmd_run)
+
+    ev = with_store(sub.add_parser("eval", help="held-out accuracy of a model on {question, answer}"))
+    ev.add_argument("--model", help="model spec")
+    ev.add_argument("--adapter", type=Path, help="PEFT adapter for in-process models")
+    ev.add_argument("--data", type=Path, help="JSONL with question and answer")
+    ev.add_argument("--config", type=Path)
+    ev.add_argument("--samples", type=int)
+    ev.add_argument("--limit", type=int)
+    ev.add_argument("--temperature", type=float)
+    ev.add_argument("--max-tokens", type=int)
+    ev.add_argument("--set", action="append", metavar="KEY=VALUE")
+    ev.add_argument("--quiet", action="store_true")
+    ev.set_defaults(func=cmd_eval)
+
+    export = with_store(sub.add_parser("export", help="export a trained student as a small agent"))
+    export.add_argument("run_id", nargs="?", help="run whose adapter to export")
+    export.add_argument("--out", required=True, type=Path, help="directory to write")
+    export.add_argument("--role", help="role of the adapter (default: the run's only/last one)")
+    export.add_argument("--round", type=int, help="round of the adapter (default: latest)")
+    export.add_argument("--base", help="export a model spec directly instead of a run")
+    export.add_argument("--adapter", type=Path, help="with --base: adapter to merge")
+    export.add_argument("--overwrite", action="store_true")
+    export.set_defaults(func=cmd_export)
+
+    runs = sub.add_parser("runs", help="inspect stored runs").add_subparsers(
+        dest="runs_command", required=True
+    )
+    listing = with_store(runs.add_parser("list", help="recent runs"))
+    listing.add_argument("--scheme")
+    listing.add_argument("--limit", type=int, default=50)
+    listing.set_defaults(func=cmd_runs_list)
+    show = with_store(runs.add_parser("show", help="one run: stages, checkpoints, calls"))
+    show.add_argument("run_id")
+    show.set_defaults(func=cmd_runs_show)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not args.verbose:
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.set_verbosity_error()
+        hf_logging.disable_progress_bar()  # weight-loading bars; our own bars stay
+    try:
+        return args.func(args)
+    except _user_errors() as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted; completed stages are stored", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

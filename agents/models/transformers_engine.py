@@ -1,0 +1,273 @@
+"""In-process generation with transformers: batched, n samples per prompt, optional PEFT adapter.
+
+How a batch runs: every request is expanded into ``n`` rows (its samples), rows that share
+sampling settings are grouped (one ``generate`` call needs one temperature/top-p/stop set),
+sorted by prompt length so padding stays small, left-padded and generated together with the KV
+cache. Each row is then cut at its own ``max_tokens`` and stop strings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from agents.models.base import ChatRequest, ChatResult, Completion, Engine, EngineError
+from agents.models.chat_format import parse_tool_calls, prepare_messages, template_supports_tools
+
+log = logging.getLogger(__name__)
+
+
+def pick_device_and_dtype(device: str | None = None) -> tuple[str, Any]:
+    """CUDA with bfloat16 when available, otherwise CPU with float32."""
+    import torch
+
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    return device, dtype
+
+
+def _adapter_digest(path: Path) -> str:
+    """Content hash of an adapter directory, so a retrained adapter at the same path is new."""
+    digest = hashlib.sha256()
+    for file in sorted(path.glob("adapter_*")):
+        digest.update(file.name.encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+class TransformersEngine(Engine):
+    """A causal LM from a local HF directory, generating in batches on CPU or CUDA.
+
+    Args:
+        model_path: Local HF model directory (built-in models resolve to their cached copy).
+        spec: The user-facing spec recorded in results and cache keys.
+        adapter: Optional PEFT adapter directory applied on top of the base weights.
+        device: ``cuda``/``cpu``; picked automatically when omitted.
+        batch_size: Maximum rows (samples) generated together.
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path,
+        *,
+        spec: str | None = None,
+        adapter: str | Path | None = None,
+        device: str | None = None,
+        batch_size: int = 16,
+    ) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.model_path = str(model_path)
+        self.spec = spec or str(model_path)
+        self.batch_size = batch_size
+        self.device, self.dtype = pick_device_and_dtype(device)
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
+            base = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=self.dtype)
+        except OSError as err:
+            raise EngineError(f"cannot load a model from {self.model_path}: {err}") from err
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.tokenizer.padding_side = "left"  # decoder-only batches must end where generation starts
+        self.model = base.to(self.device).eval()
+        self._stop_ids = self._end_of_turn_ids()
+        self.adapter: Path | None = None
+        self._adapter_digest = ""
+        self._adapter_count = 0
+        if adapter is not None:
+            self.set_adapter(adapter)
+
+    # ------------------------------------------------------------------ adapters
+
+    @property
+    def fingerprint(self) -> str:
+        if self.adapter is None:
+            return self.spec
+        return f"{self.spec}+lora:{self._adapter_digest}"
+
+    def set_adapter(self, path: str | Path | None) -> None:
+        """Hot-load a PEFT adapter (or drop it with ``None``) without reloading the base model."""
+        from peft import PeftModel
+
+        if path is None:
+            if isinstance(self.model, PeftModel):
+                self.model = self.model.unload()  # LoRA is unmerged, so this restores the base
+            self.adapter, self._adapter_digest = None, ""
+            return
+        path = Path(path)
+        if not (path / "adapter_config.json").exists():
+            raise EngineError(f"{path} is not a PEFT adapter directory (no adapter_config.json)")
+        self._adapter_count += 1
+        name = f"adapter{self._adapter_count}"
+        if isinstance(self.model, PeftModel):
+            previous = self.model.active_adapter
+            self.model.load_adapter(str(path), adapter_name=name)
+            self.model.set_adapter(name)
+            self.model.delete_adapter(previous)
+        else:
+            self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=name)
+        self.model.to(self.device).eval()
+        self.adapter = path
+        self._adapter_digest = _adapter_digest(path)
+        log.info("loaded adapter %s into %s", path, self.spec)
+
+    # ------------------------------------------------------------------ generation
+
+    def _end_of_turn_ids(self) -> list[int]:
+        ids = set()
+        config_eos = getattr(self.model.generation_config, "eos_token_id", None)
+        if isinstance(config_eos, int):
+            ids.add(config_eos)
+        elif config_eos:
+            ids.update(config_eos)
+        if self.tokenizer.eos_token_id is not None:
+            ids.add(self.tokenizer.eos_token_id)
+        for token in ("<|im_end|>", "<|eot_id|>", "<|endoftext|>", "<end_of_turn>"):
+            token_id = self.tokenizer.convert_tokens_to_ids(token)
+            if isinstance(token_id, int) and token_id != self.tokenizer.unk_token_id:
+                ids.add(token_id)
+        return sorted(ids)
+
+    def render_prompt(self, request: ChatRequest) -> str:
+        """The exact prompt text the model sees for a request."""
+        template = self.tokenizer.chat_template
+        messages = prepare_messages(request.messages, template, request.tools)
+        kwargs: dict[str, Any] = {}
+        if request.tools and template_supports_tools(template):
+            kwargs["tools"] = list(request.tools)
+        return self.tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True, **kwargs
+        )
+
+    def _generate(self, requests: list[ChatRequest], *, progress: bool) -> list[ChatResult]:
+        import torch
+
+        prompts = [self.render_prompt(r) for r in requests]
+        prompt_ids = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+
+        # rows: (request index, sample index); grouped by what one generate() call must share
+        groups: dict[tuple[float, float, tuple[str, ...]], list[tuple[int, int]]] = defaultdict(list)
+        for i, request in enumerate(requests):
+            for j in range(request.n):
+                groups[(request.temperature, request.top_p, request.stop)].append((i, j))
+
+        samples: dict[tuple[int, int], Completion] = {}
+        seconds = [0.0] * len(requests)
+        total_rows = sum(r.n for r in requests)
+        bar = tqdm(total=total_rows, desc=f"generate {self.spec}", unit="seq", disable=not progress)
+        for (temperature, top_p, stop), rows in groups.items():
+            rows.sort(key=lambda row: len(prompt_ids[row[0]]))
+            for start in range(0, len(rows), self.batch_size):
+                chunk = rows[start : start + self.batch_size]
+                began = time.perf_counter()
+                outputs = self._generate_chunk(
+                    [prompt_ids[i] for i, _ in chunk],
+                    [requests[i] for i, _ in chunk],
+                    temperature=temperature,
+                    top_p=top_p,
+                    stop=stop,
+                    torch=torch,
+                )
+                elapsed = time.perf_counter() - began
+                for (i, j), completion in zip(chunk, outputs, strict=True):
+                    samples[(i, j)] = completion
+                    seconds[i] += elapsed / len(chunk)
+                bar.update(len(chunk))
+        bar.close()
+
+        results = []
+        for i, request in enumerate(requests):
+            completions = [samples[(i, j)] for j in range(request.n)]
+            results.append(
+                ChatResult(
+                    completions=completions,
+                    prompt_tokens=len(prompt_ids[i]),
+                    completion_tokens=sum(c.completion_tokens for c in completions),
+                    latency_s=seconds[i],
+                    model=self.spec,
+                )
+            )
+        return results
+
+    def _generate_chunk(
+        self,
+        prompt_ids: list[list[int]],
+        requests: list[ChatRequest],
+        *,
+        temperature: float,
+        top_p: float,
+        stop: tuple[str, ...],
+        torch: Any,
+    ) -> list[Completion]:
+        pad_id = self.tokenizer.pad_token_id
+        width = max(len(ids) for ids in prompt_ids)
+        input_ids = torch.full((len(prompt_ids), width), pad_id, dtype=torch.long)
+        attention = torch.zeros((len(prompt_ids), width), dtype=torch.long)
+        for row, ids in enumerate(prompt_ids):
+            input_ids[row, width - len(ids) :] = torch.tensor(ids)
+            attention[row, width - len(ids) :] = 1
+        max_new = max(r.max_tokens for r in requests)
+        seeds = [r.seed for r in requests]
+        if all(s is not None for s in seeds):
+            # One RNG stream per batch: reproducible for the same batch composition.
+            torch.manual_seed(hash(tuple(seeds)) & 0x7FFFFFFF)
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": max_new,
+            "do_sample": temperature > 0,
+            "pad_token_id": pad_id,
+            "eos_token_id": self._stop_ids,
+        }
+        if temperature > 0:
+            kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
+        if stop:
+            kwargs.update(stop_strings=list(stop), tokenizer=self.tokenizer)
+        with torch.inference_mode():
+            output = self.model.generate(
+                input_ids=input_ids.to(self.device),
+                attention_mask=attention.to(self.device),
+                **kwargs,
+            )
+        generated = output[:, width:].tolist()
+        return [
+            self._finish(tokens, request, stop)
+            for tokens, request in zip(generated, requests, strict=True)
+        ]
+
+    def _finish(self, tokens: list[int], request: ChatRequest, stop: tuple[str, ...]) -> Completion:
+        """Cut one row at end-of-turn, its own max_tokens and stop strings."""
+        finish = "length"
+        kept: list[int] = []
+        for token in tokens[: request.max_tokens]:
+            if token in self._stop_ids:
+                finish = "stop"
+                break
+            kept.append(token)
+        text = self.tokenizer.decode(kept, skip_special_tokens=True)
+        cut = min((text.find(s) for s in stop if s in text), default=-1)
+        if cut >= 0:
+            text, finish = text[:cut], "stop"
+            count = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+        else:
+            count = len(kept) + (1 if finish == "stop" else 0)
+        calls = parse_tool_calls(text) if request.tools else []
+        return Completion(
+            text=text,
+            finish_reason="tool_calls" if calls else finish,  # type: ignore[arg-type]
+            completion_tokens=count,
+            tool_calls=calls or None,
+        )
+
+    def close(self) -> None:
+        import torch
+
+        del self.model
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+

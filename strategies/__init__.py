@@ -1,0 +1,1 @@
+"""Strategy records, the Chroma-backed strategy library, retrieval and audit operations."""
