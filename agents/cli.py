@@ -48,7 +48,9 @@ def cmd_models_list(args: argparse.Namespace) -> int:
     from agents.models.builtin import BUILTIN_MODELS
 
     for name, model in BUILTIN_MODELS.items():
-        state = "converted" if (model.cached_dir() / "config.json").exists() else "not yet converted"
+        state = (
+            "converted" if (model.cached_dir() / "config.json").exists() else "not yet converted"
+        )
         print(f"builtin:{name:<22} {model.description} [{state}]")
     return 0
 
@@ -66,7 +68,10 @@ def cmd_models_check(args: argparse.Namespace) -> int:
         )
         result = engine.generate([request])[0]
         rate = result.completion_tokens / max(result.latency_s, 1e-9)
-        print(f"{spec}: loaded in {loaded:.1f}s, {result.completion_tokens} tokens at {rate:.1f} tok/s")
+        print(
+            f"{spec}: loaded in {loaded:.1f}s, "
+            f"{result.completion_tokens} tokens at {rate:.1f} tok/s"
+        )
         print(f"  {args.prompt}\n  → {result.text.strip()}")
         engine.close()
     return 0
@@ -134,8 +139,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     store, workspace = _open_store(args)
     run = run_eval(config, store, workspace, progress=not args.quiet)
     metrics = store.stages(run.id)[-1].metrics
-    print(f"run {run.id}: accuracy {metrics['accuracy']:.3f} on {metrics['items']} items "
-          f"({metrics['samples']} samples each)")
+    print(
+        f"run {run.id}: accuracy {metrics['accuracy']:.3f} on {metrics['items']} items "
+        f"({metrics['samples']} samples each)"
+    )
     return 0
 
 
@@ -233,7 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=cmd_run)
 
-    ev = with_store(sub.add_parser("eval", help="held-out accuracy of a model on {question, answer}"))
+    ev = with_store(
+        sub.add_parser("eval", help="held-out accuracy of a model on {question, answer}")
+    )
     ev.add_argument("--model", help="model spec")
     ev.add_argument("--adapter", type=Path, help="PEFT adapter for in-process models")
     ev.add_argument("--data", type=Path, help="JSONL with question and answer")

@@ -55,16 +55,19 @@ class AgentCard:
 
 
 def _readme(card: AgentCard, directory: Path) -> str:
-    lineage = "\n".join(
-        f"- round {step.get('round')}: {step.get('role')} adapter `{step.get('adapter_path')}`"
-        for step in card.adapter_lineage
-    ) or "- none (base weights)"
+    lineage = (
+        "\n".join(
+            f"- round {step.get('round')}: {step.get('role')} adapter `{step.get('adapter_path')}`"
+            for step in card.adapter_lineage
+        )
+        or "- none (base weights)"
+    )
     tools = ", ".join(t.get("function", {}).get("name", "?") for t in card.tools) or "none"
     scores = ", ".join(f"{k} = {v:.3f}" for k, v in card.eval_scores.items()) or "not evaluated"
     data = ", ".join(f"{k}: {v}" for k, v in card.training_data.items()) or "none recorded"
     return f"""# {card.name}
 
-A small agent exported from {card.scheme or 'a fine-tuning'} run `{card.run_id or '-'}`.
+A small agent exported from {card.scheme or "a fine-tuning"} run `{card.run_id or "-"}`.
 Base model: `{card.base_model}`; LoRA adapters merged into the weights (safetensors).
 
 ## Load it
@@ -88,7 +91,11 @@ System prompt and tool schemas are in `{CARD_FILE}`.
 
 
 def export_agent(
-    out_dir: str | Path, card: AgentCard, *, adapter: str | Path | None = None, overwrite: bool = False
+    out_dir: str | Path,
+    card: AgentCard,
+    *,
+    adapter: str | Path | None = None,
+    overwrite: bool = False,
 ) -> Path:
     """Write merged weights (base + optional adapter), tokenizer, card and README to ``out_dir``."""
     from agents.training.merge import merge_adapter

@@ -28,7 +28,9 @@ log = logging.getLogger(__name__)
 def _read_rows(path: Path | None, required: tuple[str, ...]) -> list[dict[str, Any]]:
     """Rows of a JSONL dataset, checked for the fields a job needs before anything is stored."""
     if path is None:
-        raise ConfigError("no training data given; pass --data FILE.jsonl or set data: in the config")
+        raise ConfigError(
+            "no training data given; pass --data FILE.jsonl or set data: in the config"
+        )
     if not Path(path).exists():
         raise ConfigError(f"training data {path} does not exist")
     try:
@@ -105,7 +107,12 @@ def run_sft(config: SFTJob, store: Store, workspace: Workspace, *, progress: boo
     from agents.training.sft import train_sft
 
     return _finetune(
-        config, store, workspace, scheme="sft", required=("messages",), train=train_sft,
+        config,
+        store,
+        workspace,
+        scheme="sft",
+        required=("messages",),
+        train=train_sft,
         progress=progress,
     )
 
@@ -115,13 +122,18 @@ def run_dpo(config: DPOJob, store: Store, workspace: Workspace, *, progress: boo
     from agents.training.dpo import train_dpo
 
     return _finetune(
-        config, store, workspace, scheme="dpo", required=("prompt", "chosen", "rejected"),
-        train=train_dpo, progress=progress,
+        config,
+        store,
+        workspace,
+        scheme="dpo",
+        required=("prompt", "chosen", "rejected"),
+        train=train_dpo,
+        progress=progress,
     )
 
 
 def run_eval(config: EvalJob, store: Store, workspace: Workspace, *, progress: bool = True) -> Run:
-    """Accuracy of a model on JSONL {question, answer} items; every answer stored with its verdict."""
+    """Accuracy of a model on JSONL {question, answer} items; each answer stored with a verdict."""
     if config.data is None:
         raise ConfigError("no evaluation data given; pass --data FILE.jsonl")
     try:

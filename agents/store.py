@@ -18,20 +18,22 @@ import os
 import secrets
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import JSON, Column, DateTime, UniqueConstraint, event, func, insert
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Session, SQLModel, col, create_engine, select
 
 logger = logging.getLogger(__name__)
+RowT = TypeVar("RowT", bound=SQLModel)
 
 WORKSPACE_ENV = "AGENTS_WORKSPACE"
 RUN_STATUSES = ("created", "running", "finished", "failed")
@@ -342,10 +344,16 @@ class Store:
         self.url = url
         parsed = make_url(url)
         self.dialect = parsed.get_backend_name()
-        if self.dialect == "sqlite" and parsed.database not in (None, "", ":memory:"):
-            if not parsed.database.startswith("file:"):
-                Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        self.engine = create_engine(url)
+        database = parsed.database or ""
+        in_memory = self.dialect == "sqlite" and database in ("", ":memory:")
+        if self.dialect == "sqlite" and not in_memory and not database.startswith("file:"):
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        # In memory: one shared connection, or each pooled one would see its own empty database
+        # (fine for quick experiments, not for concurrent writers).
+        memory_args: dict[str, Any] = {"poolclass": StaticPool} if in_memory else {}
+        if in_memory:
+            memory_args["connect_args"] = {"check_same_thread": False}
+        self.engine = create_engine(url, **memory_args)
         if self.dialect == "sqlite":
             _setup_sqlite(self.engine)
         self._writer = self.engine.execution_options(agents_write=True)
@@ -367,12 +375,6 @@ class Store:
     def close(self) -> None:
         """Close pooled connections."""
         self.engine.dispose()
-
-    def __enter__(self) -> Store:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return f"Store({make_url(self.url).render_as_string(hide_password=True)!r})"
@@ -483,29 +485,34 @@ class Store:
 
     # Items, trajectories, preference pairs
 
-    def _add_all(self, rows: Sequence[SQLModel]) -> None:
+    def _add_all(self, rows: Sequence[RowT]) -> list[RowT]:
         with self._session(write=True) as session:
             session.add_all(rows)
+        return list(rows)
+
+    def _rows(self, table: type[RowT], run_id: str, **filters: Any) -> list[RowT]:
+        """One run's rows of ``table`` in insertion order; filters that are None are ignored."""
+        query = select(table).where(table.run_id == run_id)  # type: ignore[attr-defined]
+        for column, value in filters.items():
+            if value is not None:
+                query = query.where(getattr(table, column) == value)
+        with self._session() as session:
+            return list(session.exec(query.order_by(table.id)).all())  # type: ignore[attr-defined]
 
     def add_items(self, items: Sequence[Item]) -> list[Item]:
         """Insert items; returns them with ids set."""
-        self._add_all(items)
-        return list(items)
+        return self._add_all(items)
 
     def items(self, run_id: str, round: int | None = None, kind: str | None = None) -> list[Item]:
         """A run's items in insertion order, optionally filtered."""
-        query = select(Item).where(Item.run_id == run_id).order_by(Item.id)
-        if round is not None:
-            query = query.where(Item.round == round)
-        if kind is not None:
-            query = query.where(Item.kind == kind)
-        with self._session() as session:
-            return list(session.exec(query).all())
+        return self._rows(Item, run_id, round=round, kind=kind)
 
     def add_trajectories(self, trajectories: Sequence[Trajectory]) -> list[Trajectory]:
         """Insert trajectories; returns them with ids set."""
-        self._add_all(trajectories)
-        return list(trajectories)
+        unknown = {t.verdict for t in trajectories} - {None, *VERDICTS}
+        if unknown:
+            raise ValueError(f"Verdicts must be one of {VERDICTS} or None, got {sorted(unknown)}.")
+        return self._add_all(trajectories)
 
     def trajectories(
         self,
@@ -515,28 +522,15 @@ class Store:
         verdict: str | None = None,
     ) -> list[Trajectory]:
         """A run's trajectories in insertion order, optionally filtered."""
-        query = select(Trajectory).where(Trajectory.run_id == run_id).order_by(Trajectory.id)
-        if role is not None:
-            query = query.where(Trajectory.role == role)
-        if round is not None:
-            query = query.where(Trajectory.round == round)
-        if verdict is not None:
-            query = query.where(Trajectory.verdict == verdict)
-        with self._session() as session:
-            return list(session.exec(query).all())
+        return self._rows(Trajectory, run_id, role=role, round=round, verdict=verdict)
 
     def add_pairs(self, pairs: Sequence[PreferencePair]) -> list[PreferencePair]:
         """Insert preference pairs; returns them with ids set."""
-        self._add_all(pairs)
-        return list(pairs)
+        return self._add_all(pairs)
 
     def pairs(self, run_id: str, round: int | None = None) -> list[PreferencePair]:
         """A run's preference pairs in insertion order, optionally of one round."""
-        query = select(PreferencePair).where(PreferencePair.run_id == run_id)
-        if round is not None:
-            query = query.where(PreferencePair.round == round)
-        with self._session() as session:
-            return list(session.exec(query.order_by(PreferencePair.id)).all())
+        return self._rows(PreferencePair, run_id, round=round)
 
     # Model checkpoints
 
@@ -570,6 +564,10 @@ class Store:
                 raise StoreError(f"No model checkpoint {parent_id} to use as parent.")
             session.add(checkpoint)
         return checkpoint
+
+    def checkpoints(self, run_id: str, role: str | None = None) -> list[ModelCheckpoint]:
+        """A run's checkpoints in registration order, optionally of one role."""
+        return self._rows(ModelCheckpoint, run_id, role=role)
 
     def latest_checkpoint(self, run_id: str, role: str) -> ModelCheckpoint | None:
         """The checkpoint of ``role`` from the latest round, or None before any training."""
@@ -629,21 +627,12 @@ class Store:
 
     def usage(self, run_id: str) -> dict[tuple[str | None, str], Usage]:
         """Ledger totals of a run per ``(role, model)``."""
+        # Every Usage field but ``calls`` is the sum of the ledger column of the same name.
+        sums = [func.sum(getattr(CallRecord, f.name)) for f in fields(Usage) if f.name != "calls"]
         query = (
-            select(
-                CallRecord.role,
-                CallRecord.model,
-                func.count(),
-                func.sum(CallRecord.requests),
-                func.sum(CallRecord.samples),
-                func.sum(CallRecord.cached_samples),
-                func.sum(CallRecord.prompt_tokens),
-                func.sum(CallRecord.completion_tokens),
-                func.sum(CallRecord.latency_s),
-            )
+            select(CallRecord.role, CallRecord.model, func.count(), *sums)
             .where(CallRecord.run_id == run_id)
             .group_by(CallRecord.role, CallRecord.model)
-            .order_by(CallRecord.role, CallRecord.model)
         )
         with self._session() as session:
             rows = session.exec(query).all()

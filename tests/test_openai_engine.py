@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
 import socket
 import threading
@@ -15,7 +16,12 @@ from typing import Any
 import pytest
 
 from agents.models.base import ChatRequest, EngineError
-from agents.models.openai_http import PLACEHOLDER_API_KEY, OpenAIEngine
+from agents.models.openai_http import (
+    PLACEHOLDER_API_KEY,
+    OpenAIEngine,
+    finish_reason,
+    retry_after_s,
+)
 
 HI = [{"role": "user", "content": "hi"}]
 
@@ -406,3 +412,22 @@ def test_fingerprint_names_model_and_endpoint(stub: tuple[Stub, str]) -> None:
     other = make_engine(url.replace("127.0.0.1", "localhost"))
     assert "stub-model" in engine.fingerprint and url in engine.fingerprint
     assert engine.fingerprint != other.fingerprint
+
+
+def test_retry_after_forms() -> None:
+    assert retry_after_s({"retry-after": "2"}) == 2.0
+    assert retry_after_s({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
+    future = email.utils.formatdate(time.time() + 60, usegmt=True)
+    assert 50 < (retry_after_s({"retry-after": future}) or 0) <= 60
+    assert retry_after_s({"retry-after": "soon"}) is None
+    assert retry_after_s({}) is None
+
+
+def test_finish_reasons_are_normalised() -> None:
+    assert finish_reason("length", has_tool_calls=True) == "length"
+    assert finish_reason("stop", has_tool_calls=True) == "tool_calls"
+    assert finish_reason("tool_calls", has_tool_calls=False) == "stop"  # nothing to execute
+    assert finish_reason("content_filter", has_tool_calls=False) == "error"
+    assert finish_reason(None, has_tool_calls=False) == "stop"
+    assert finish_reason("eos", has_tool_calls=False) == "stop"
+    assert finish_reason("something-new", has_tool_calls=False) == "stop"

@@ -1,4 +1,4 @@
-"""The store: SQLite setup, run/stage bookkeeping, round trips, lineage, ledger, cache, concurrency."""
+"""The store: SQLite setup, runs and stages, round trips, lineage, ledger, cache, concurrency."""
 
 from __future__ import annotations
 
@@ -67,7 +67,9 @@ def test_workspace_layout(tmp_path: Path) -> None:
     assert workspace.db_url == f"sqlite:///{tmp_path / 'ws' / 'agents.db'}"
     assert workspace.checkpoints_path.name == "checkpoints.sqlite"
     assert all(d.is_dir() for d in (workspace.chroma_dir, workspace.reports_dir))
-    assert workspace.adapter_dir("r1", "student", 2) == workspace.adapters_dir / "r1/student/round-2"
+    assert (
+        workspace.adapter_dir("r1", "student", 2) == workspace.adapters_dir / "r1/student/round-2"
+    )
 
 
 def test_workspace_resolution_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -180,6 +182,13 @@ def test_items_trajectories_and_pairs_round_trip_with_tool_calls(store: Store) -
     assert store.pairs(run.id, round=1) == []
 
 
+def test_unknown_verdict_is_rejected(store: Store) -> None:
+    run = store.create_run("socratic", {})
+    with pytest.raises(ValueError, match="Verdicts"):
+        store.add_trajectories([Trajectory(run_id=run.id, role="student", verdict="right")])
+    assert store.trajectories(run.id) == []
+
+
 def test_checkpoint_lineage_over_three_rounds(store: Store) -> None:
     run = store.create_run("socratic", {})
     parent = None
@@ -204,6 +213,8 @@ def test_checkpoint_lineage_over_three_rounds(store: Store) -> None:
     assert [c.id for c in lineage] == made
     assert [c.adapter_path for c in lineage] == ["/adapters/0", "/adapters/1", "/adapters/2"]
     assert store.latest_checkpoint(run.id, "critic") is None
+    assert [c.id for c in store.checkpoints(run.id, role="student")] == made
+    assert len(store.checkpoints(run.id)) == 4
     with pytest.raises(StoreError):
         store.register_checkpoint(run.id, "student", 3, "b", "/p", parent_id=9999)
 
@@ -230,14 +241,21 @@ def test_ledger_usage_totals_per_role_and_model(store: Store) -> None:
     usage = store.usage(run.id)
     assert set(usage) == {("teacher", "teacher-model"), ("student", "student-model")}
     teacher = usage[("teacher", "teacher-model")]
-    assert (teacher.calls, teacher.requests, teacher.samples, teacher.cached_samples) == (3, 6, 12, 3)
+    assert (teacher.calls, teacher.requests, teacher.samples, teacher.cached_samples) == (
+        3,
+        6,
+        12,
+        3,
+    )
     assert (teacher.prompt_tokens, teacher.completion_tokens, teacher.tokens) == (30, 60, 90)
     assert teacher.latency_s == pytest.approx(1.5)
     assert usage[("student", "student-model")].calls == 1
 
 
 def test_cache_put_get_many_keys_in_chunks(store: Store) -> None:
-    entries = {f"{i:064x}": ("model-a", {"text": f"answer {i}", "cached": False}) for i in range(2500)}
+    entries = {
+        f"{i:064x}": ("model-a", {"text": f"answer {i}", "cached": False}) for i in range(2500)
+    }
     store.cache_put_many(entries)
     keys = list(entries) + ["f" * 64]
     found = store.cache_get_many(keys)
@@ -298,3 +316,13 @@ def test_open_with_explicit_sqlite_url_wins_over_workspace(tmp_path: Path) -> No
     assert (tmp_path / "elsewhere" / "custom.db").exists()
     assert not workspace.db_path.exists()
     assert Store(url).get_run(run.id).id == run.id
+
+
+def test_in_memory_store_is_one_database_across_threads() -> None:
+    store = Store("sqlite://")
+    run = store.create_run("socratic", {})
+    seen: list[str] = []
+    thread = threading.Thread(target=lambda: seen.append(store.get_run(run.id).id))
+    thread.start()
+    thread.join()
+    assert seen == [run.id]

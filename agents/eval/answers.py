@@ -59,7 +59,9 @@ def to_number(text: str) -> float | None:
         return sign * num / den if den else None
     s = s.replace("\\%", "%")
     # A number, optionally after a currency sign/word and before a unit word or percent sign.
-    match = re.fullmatch(r"(?:[A-Za-z$€£]+\s*)?(-?[\d,]*\.?\d+(?:/\d+)?)\s*(?:%|[A-Za-z][A-Za-z ]*)?", s)
+    match = re.fullmatch(
+        r"(?:[A-Za-z$€£]+\s*)?(-?[\d,]*\.?\d+(?:/\d+)?)\s*(?:%|[A-Za-z][A-Za-z ]*)?", s
+    )
     if not match:
         return None
     s = match.group(1).replace(",", "")

@@ -36,7 +36,12 @@ class CachedEngine(Engine):
     """
 
     def __init__(
-        self, inner: Engine, store: CacheBackend, *, run_id: str | None = None, role: str | None = None
+        self,
+        inner: Engine,
+        store: CacheBackend,
+        *,
+        run_id: str | None = None,
+        role: str | None = None,
     ) -> None:
         self.inner = inner
         self.store = store
@@ -136,4 +141,3 @@ class CachedEngine(Engine):
 
     def close(self) -> None:
         self.inner.close()
-

@@ -23,7 +23,9 @@ from agents.models.base import Message
 
 TOOL_CALL_OPEN = "<tool_call>"
 TOOL_CALL_CLOSE = "</tool_call>"
-_TOOL_CALL_RE = re.compile(re.escape(TOOL_CALL_OPEN) + r"\s*(\{.*?\})\s*" + re.escape(TOOL_CALL_CLOSE), re.S)
+_TOOL_CALL_RE = re.compile(
+    re.escape(TOOL_CALL_OPEN) + r"\s*(\{.*?\})\s*" + re.escape(TOOL_CALL_CLOSE), re.S
+)
 
 
 def template_supports_tools(chat_template: str | None) -> bool:
@@ -66,13 +68,24 @@ def flatten_messages(messages: Sequence[Message]) -> list[Message]:
     return flat
 
 
+def _with_dict_arguments(message: Message) -> Message:
+    if not message.get("tool_calls"):
+        return dict(message)
+    calls = [
+        {**call, "function": {**call.get("function", {}), "arguments": _arguments(call)}}
+        for call in message["tool_calls"]
+    ]
+    return {**message, "tool_calls": calls}
+
+
 def tools_instruction(tools: Sequence[dict[str, Any]]) -> str:
     """System-prompt text offering tools to a model whose template has no tool support."""
     schemas = "\n".join(json.dumps(t, ensure_ascii=False) for t in tools)
     return (
         "You can call these tools (JSON schemas):\n"
         f"{schemas}\n"
-        f'To call one, write {TOOL_CALL_OPEN}{{"name": ..., "arguments": {{...}}}}{TOOL_CALL_CLOSE}.'
+        "To call one, write "
+        f'{TOOL_CALL_OPEN}{{"name": ..., "arguments": {{...}}}}{TOOL_CALL_CLOSE}.'
     )
 
 
@@ -88,7 +101,9 @@ def prepare_messages(
     if any, are described in the system message, so training and inference see the same prompt.
     """
     if template_supports_tools(chat_template):
-        return [dict(m) for m in messages]
+        # Native templates apply ``tojson`` to the arguments themselves, so hand them dicts;
+        # OpenAI-format JSON strings would otherwise be quoted twice.
+        return [_with_dict_arguments(m) for m in messages]
     flat = flatten_messages(messages)
     if tools:
         instruction = tools_instruction(tools)
@@ -100,7 +115,7 @@ def prepare_messages(
 
 
 def parse_tool_calls(text: str) -> list[dict[str, Any]]:
-    """Inline ``<tool_call>`` blocks in generated text → OpenAI tool calls (invalid ones skipped)."""
+    """Inline ``<tool_call>`` blocks in generated text → OpenAI tool calls (bad ones skipped)."""
     calls = []
     for i, match in enumerate(_TOOL_CALL_RE.finditer(text)):
         try:

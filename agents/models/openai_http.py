@@ -68,12 +68,8 @@ _FINISH_REASONS: dict[str, FinishReason] = {
 }
 
 
-class _RetryableError(Exception):
-    """A failed attempt worth repeating; ``retry_after_s`` is the server's hint, if any."""
-
-    def __init__(self, reason: str, retry_after_s: float | None = None) -> None:
-        super().__init__(reason)
-        self.retry_after_s = retry_after_s
+class _MalformedBody(Exception):
+    """A 200 answer that is not a chat completion; retried like a server error."""
 
 
 @dataclass
@@ -146,19 +142,18 @@ def completion_from_choice(choice: Mapping[str, Any], completion_tokens: int = 0
     )
 
 
-def parse_body(text: str) -> dict[str, Any]:
+def _parse_body(text: str) -> dict[str, Any]:
     """Decode a chat completion body, rejecting what cannot be a completion.
 
-    Raises:
-        _RetryableError: The body is not JSON, or has no usable ``choices`` (some servers answer
-            an overloaded moment with a 200 and an error object).
+    Some servers answer an overloaded moment with a 200 and an error object, or a proxy with an
+    HTML page; both raise ``_MalformedBody``.
     """
     try:
         data = json.loads(text)
     except (json.JSONDecodeError, TypeError):
-        raise _RetryableError(f"malformed response body (not JSON): {text[:120]!r}") from None
+        raise _MalformedBody(f"malformed response body (not JSON): {text[:120]!r}") from None
     if not isinstance(data, dict):
-        raise _RetryableError(f"malformed response body (not an object): {text[:120]!r}")
+        raise _MalformedBody(f"malformed response body (not an object): {text[:120]!r}")
     choices = data.get("choices")
     if (
         not isinstance(choices, list)
@@ -166,7 +161,7 @@ def parse_body(text: str) -> dict[str, Any]:
         or not all(isinstance(c, dict) and isinstance(c.get("message"), dict) for c in choices)
     ):
         detail = data.get("error") or text[:120]
-        raise _RetryableError(f"malformed response body (no choices): {detail!r}")
+        raise _MalformedBody(f"malformed response body (no choices): {detail!r}")
     return data
 
 
@@ -468,7 +463,7 @@ class OpenAIEngine(Engine):
                 async with slots:
                     clock.start()
                     raw = await client.chat.completions.with_raw_response.create(**body)
-                    return parse_body(raw.http_response.text)
+                    return _parse_body(raw.http_response.text)
             except openai.APIStatusError as err:
                 message = _server_message(err)
                 if not _is_retryable_status(err.status_code):
@@ -485,9 +480,8 @@ class OpenAIEngine(Engine):
                 reason = f"no answer within {self.timeout_s:g}s"
             except openai.APIConnectionError as err:
                 reason = f"connection failed ({err.__cause__ or err})"
-            except _RetryableError as err:
+            except _MalformedBody as err:
                 reason = str(err)
-                hint = err.retry_after_s
             if attempt < attempts:
                 delay = self._delay(attempt, hint)
                 log.warning(

@@ -75,7 +75,9 @@ class TransformersEngine(Engine):
             raise EngineError(f"cannot load a model from {self.model_path}: {err}") from err
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.tokenizer.padding_side = "left"  # decoder-only batches must end where generation starts
+        self.tokenizer.padding_side = (
+            "left"  # decoder-only batches must end where generation starts
+        )
         self.model = base.to(self.device).eval()
         self._stop_ids = self._end_of_turn_ids()
         self.adapter: Path | None = None
@@ -153,7 +155,9 @@ class TransformersEngine(Engine):
         prompt_ids = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
 
         # rows: (request index, sample index); grouped by what one generate() call must share
-        groups: dict[tuple[float, float, tuple[str, ...]], list[tuple[int, int]]] = defaultdict(list)
+        groups: dict[tuple[float, float, tuple[str, ...]], list[tuple[int, int]]] = defaultdict(
+            list
+        )
         for i, request in enumerate(requests):
             for j in range(request.n):
                 groups[(request.temperature, request.top_p, request.stop)].append((i, j))
@@ -270,4 +274,3 @@ class TransformersEngine(Engine):
         del self.model
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
-

@@ -1,1 +1,1 @@
-"""Teacher-student schemes, one LangGraph graph per module; each registers a runner in agents.jobs."""
+"""Teacher-student schemes: one LangGraph graph per module, each registered in agents.jobs."""

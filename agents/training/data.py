@@ -122,7 +122,9 @@ def tokenize_conversation(
         turns, including their end-of-turn token; 0 elsewhere), all of equal length.
     """
     if not tokenizer.is_fast:
-        raise TypeError("tokenize_conversation needs a fast tokenizer (it maps characters to tokens)")
+        raise TypeError(
+            "tokenize_conversation needs a fast tokenizer (it maps characters to tokens)"
+        )
     prepared = prepare_messages(messages, tokenizer.chat_template)
     text, spans = assistant_char_spans(tokenizer, prepared, tools)
     encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)

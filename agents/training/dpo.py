@@ -90,7 +90,9 @@ def prepare_pairs(pairs: Iterable[dict[str, Any]], chat_template: str | None) ->
     for i, pair in enumerate(pairs):
         missing = {"prompt", "chosen", "rejected"} - set(pair)
         if missing:
-            raise ValueError(f"pair {i} lacks {sorted(missing)}; DPO pairs need prompt/chosen/rejected")
+            raise ValueError(
+                f"pair {i} lacks {sorted(missing)}; DPO pairs need prompt/chosen/rejected"
+            )
         rows.append(
             {
                 "prompt": prepare_messages(pair["prompt"], chat_template),

@@ -13,7 +13,12 @@ from typing import Any
 
 import torch
 from peft import LoraConfig, PeftModel, TaskType
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +113,7 @@ def load_for_training(
     adapter = Path(init_adapter)
     if not (adapter / "adapter_config.json").exists():
         raise FileNotFoundError(
-            f"{adapter} holds no adapter_config.json; pass a directory written by train_sft/train_dpo"
+            f"{adapter} holds no adapter_config.json; pass a directory train_sft/train_dpo wrote"
         )
     log.info("continuing training from adapter %s", adapter)
     return PeftModel.from_pretrained(model, str(adapter), is_trainable=True), tokenizer

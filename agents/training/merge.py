@@ -28,7 +28,9 @@ def merge_adapter(base_model: str | Path, adapter_dir: str | Path, out_dir: str 
     """
     adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)
     if not (adapter_dir / "adapter_config.json").exists():
-        raise FileNotFoundError(f"{adapter_dir} holds no adapter_config.json; is it an adapter dir?")
+        raise FileNotFoundError(
+            f"{adapter_dir} holds no adapter_config.json; is it an adapter dir?"
+        )
     base = AutoModelForCausalLM.from_pretrained(str(base_model))
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,358 @@
+"""LoRA training: assistant-only masks, SFT, weighted SFT, DPO, merging, continuing an adapter.
+
+Everything runs on the random 2-layer ``tiny_model_dir`` (seconds per test) except the one
+``builtin`` test on the real SmolLM2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from agents.models.chat_format import prepare_messages
+from agents.training import (
+    DPOSettings,
+    LoraSettings,
+    SFTSettings,
+    WeightedSFTTrainer,
+    build_sft_trainer,
+    load_tokenizer,
+    merge_adapter,
+    prepare_pairs,
+    tokenize_conversation,
+    train_dpo,
+    train_sft,
+    weighted_records,
+)
+
+TOOL_CONVERSATION = [
+    {"role": "system", "content": "You solve problems with tools."},
+    {"role": "user", "content": "What is 17 * 23?"},
+    {
+        "role": "assistant",
+        "content": "I will compute it.",
+        "tool_calls": [
+            {
+                "id": "call_0",
+                "type": "function",
+                "function": {"name": "python", "arguments": '{"code": "print(17 * 23)"}'},
+            }
+        ],
+    },
+    {"role": "tool", "tool_call_id": "call_0", "content": "391"},
+    {"role": "assistant", "content": "The answer is 391."},
+]
+
+WORDS = ["apple", "river", "candle", "violet"]
+
+
+def _echo(word: str) -> dict:
+    return {
+        "messages": [
+            {"role": "user", "content": f"Repeat the word {word} three times."},
+            {"role": "assistant", "content": f"{word} {word} {word}"},
+        ]
+    }
+
+
+def _lora_state(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters() if "lora_" in n}
+
+
+def _assistant_nll(model: torch.nn.Module, tokenizer, record: dict) -> float:
+    """Token-mean NLL of a record's assistant tokens."""
+    enc = tokenize_conversation(tokenizer, record["messages"], max_length=128)
+    ids = torch.tensor([enc["input_ids"]])
+    labels = ids.masked_fill(torch.tensor([enc["assistant_masks"]]) == 0, -100)
+    with torch.no_grad():
+        return float(model(input_ids=ids, labels=labels).loss)
+
+
+@pytest.fixture(scope="module")
+def sft_adapter(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+    """A small trained adapter shared by the merge and continuation tests."""
+    out = tmp_path_factory.mktemp("sft-adapter")
+    settings = SFTSettings(max_steps=8, learning_rate=1e-2, max_length=128, batch_size=4)
+    return train_sft(tiny_model_dir, [_echo(w) for w in WORDS], out, settings, progress=False)
+
+
+# --- assistant-only mask ------------------------------------------------------------------------
+
+
+def test_assistant_mask_covers_exactly_the_assistant_turns(tokenizer_dir: Path) -> None:
+    tokenizer = load_tokenizer(tokenizer_dir)
+    enc = tokenize_conversation(tokenizer, TOOL_CONVERSATION, max_length=512)
+    kept = [t for t, m in zip(enc["input_ids"], enc["assistant_masks"], strict=True) if m]
+    assert tokenizer.decode(kept) == (
+        'I will compute it.\n<tool_call>{"name": "python", "arguments": {"code": "print(17 * 23)"}}'
+        "</tool_call><|im_end|>The answer is 391.<|im_end|>"
+    )
+    masked = [t for t, m in zip(enc["input_ids"], enc["assistant_masks"], strict=True) if not m]
+    masked_text = tokenizer.decode(masked)
+    for context in (
+        "What is 17 * 23?",
+        "<tool_response>391</tool_response>",
+        "<|im_start|>assistant",
+    ):
+        assert context in masked_text
+
+
+def test_tokenized_ids_match_the_inference_rendering(tokenizer_dir: Path) -> None:
+    tokenizer = load_tokenizer(tokenizer_dir)
+    enc = tokenize_conversation(tokenizer, TOOL_CONVERSATION, max_length=512)
+    prepared = prepare_messages(TOOL_CONVERSATION, tokenizer.chat_template)
+    rendered = tokenizer.apply_chat_template(prepared, tokenize=True, return_dict=True)
+    assert enc["input_ids"] == list(rendered["input_ids"])
+    assert len(enc["attention_mask"]) == len(enc["assistant_masks"]) == len(enc["input_ids"])
+
+
+def test_tokenize_conversation_truncates_to_max_length(tokenizer_dir: Path) -> None:
+    tokenizer = load_tokenizer(tokenizer_dir)
+    full = tokenize_conversation(tokenizer, TOOL_CONVERSATION, max_length=512)
+    cut = tokenize_conversation(tokenizer, TOOL_CONVERSATION, max_length=40)
+    assert len(cut["input_ids"]) == 40
+    assert cut["input_ids"] == full["input_ids"][:40]
+    assert cut["assistant_masks"] == full["assistant_masks"][:40]
+
+
+def test_sft_labels_are_the_assistant_tokens(tiny_model_dir: Path, tmp_path: Path) -> None:
+    records = [{"messages": TOOL_CONVERSATION}, _echo("apple")]
+    trainer = build_sft_trainer(tiny_model_dir, records, tmp_path, progress=False)
+    tokenizer = trainer.processing_class
+    for record, row in zip(records, trainer.train_dataset, strict=True):
+        enc = tokenize_conversation(tokenizer, record["messages"])
+        expected = [
+            t if m else -100 for t, m in zip(enc["input_ids"], enc["assistant_masks"], strict=True)
+        ]
+        assert row["input_ids"] == enc["input_ids"]
+        assert row["labels"] == expected
+
+
+# --- LoRA SFT -----------------------------------------------------------------------------------
+
+
+def test_sft_keeps_base_weights_and_changes_the_adapter(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    settings = SFTSettings(max_steps=3, learning_rate=1e-2, max_length=128)
+    trainer = build_sft_trainer(
+        tiny_model_dir, [_echo(w) for w in WORDS], tmp_path, settings, progress=False
+    )
+    before = _lora_state(trainer.model)
+    trainer.train()
+    after = _lora_state(trainer.model)
+    assert before and all(not torch.equal(before[n], after[n]) for n in before)
+
+    original = load_file(str(tiny_model_dir / "model.safetensors"))
+    base = dict(trainer.model.get_base_model().named_parameters())
+    checked = 0
+    for name, tensor in original.items():
+        key = name.replace(".weight", ".base_layer.weight")
+        param = base.get(key, base.get(name))
+        if param is None:  # tied output head
+            continue
+        assert torch.equal(param.detach(), tensor), name
+        checked += 1
+    assert checked >= len(original) - 1
+
+
+def test_sft_loss_falls_on_a_tiny_set(tiny_model_dir: Path, tmp_path: Path) -> None:
+    settings = SFTSettings(max_steps=20, learning_rate=1e-2, max_length=128, batch_size=4)
+    result = train_sft(
+        tiny_model_dir, [_echo(w) for w in WORDS], tmp_path, settings, progress=False
+    )
+    assert result.steps == 20 and len(result.losses) == 20
+    # A random 2-layer model with frozen embeddings and final norm cannot get far below the
+    # uniform loss (ln 49152 = 10.8), so the bar is a clear but modest drop.
+    assert result.losses[-1] < result.losses[0] - 0.4
+    assert result.losses[-1] < min(result.losses[:5])
+    assert (tmp_path / "adapter_model.safetensors").exists()
+    assert (tmp_path / "tokenizer_config.json").exists()
+
+
+# --- weighted SFT -------------------------------------------------------------------------------
+
+
+def _weighted_grads(trainer: WeightedSFTTrainer, rows: list[dict]) -> dict[str, torch.Tensor]:
+    trainer.model.train()
+    trainer.model.zero_grad()
+    batch = trainer.data_collator(rows)
+    trainer.compute_loss(trainer.model, batch).backward()
+    return {
+        n: p.grad.detach().clone()
+        for n, p in trainer.model.named_parameters()
+        if p.grad is not None
+    }
+
+
+def test_zero_weight_example_contributes_no_gradient(tiny_model_dir: Path, tmp_path: Path) -> None:
+    records = weighted_records(
+        [
+            _echo("apple")["messages"],
+            _echo("river")["messages"],
+            _echo("the violet candle")["messages"],
+        ],
+        [1.0, 0.0, 0.0],
+    )
+    trainer = build_sft_trainer(
+        tiny_model_dir, records, tmp_path, lora=LoraSettings(dropout=0.0), progress=False
+    )
+    assert isinstance(trainer, WeightedSFTTrainer)
+    a, b, c = (dict(row) for row in trainer.train_dataset)
+    with_b = _weighted_grads(trainer, [a, b])
+    with_c = _weighted_grads(trainer, [a, c])
+    alone = _weighted_grads(trainer, [a])
+    assert with_b.keys() == alone.keys() and alone
+    for name, grad in alone.items():
+        # The loss divides by the batch size: a zero-weight companion only halves the step.
+        torch.testing.assert_close(with_b[name], grad / 2, atol=1e-6, rtol=1e-4)
+        torch.testing.assert_close(with_c[name], grad / 2, atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize("heavy", [0, 1])
+def test_larger_weight_moves_its_loss_further(
+    tiny_model_dir: Path, tmp_path: Path, heavy: int
+) -> None:
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    pair = [_echo("apple"), _echo("violet river")]
+    weights = [1.0, 0.1] if heavy == 0 else [0.1, 1.0]
+    records = weighted_records([p["messages"] for p in pair], weights)
+    settings = SFTSettings(max_steps=10, learning_rate=1e-2, max_length=128, batch_size=2)
+    train_sft(tiny_model_dir, records, tmp_path, settings, progress=False)
+
+    tokenizer = load_tokenizer(tiny_model_dir)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    before = [_assistant_nll(base, tokenizer, p) for p in pair]
+    tuned = PeftModel.from_pretrained(base, str(tmp_path))
+    after = [_assistant_nll(tuned, tokenizer, p) for p in pair]
+    drops = [b - a for b, a in zip(before, after, strict=True)]
+    assert drops[heavy] > drops[1 - heavy] > -1.0
+
+
+def test_weighted_records_reject_negative_weights() -> None:
+    with pytest.raises(ValueError, match="weights must be finite"):
+        weighted_records([_echo("apple")["messages"]], [-0.5])
+
+
+# --- DPO ----------------------------------------------------------------------------------------
+
+
+def _pairs() -> list[dict]:
+    return [
+        {
+            "prompt": [{"role": "user", "content": f"Is {w} a word?"}],
+            "chosen": f"Yes, {w} is a word.",
+            "rejected": "No.",
+        }
+        for w in WORDS
+    ]
+
+
+def test_dpo_reward_margin_and_accuracy_rise(tiny_model_dir: Path, tmp_path: Path) -> None:
+    settings = DPOSettings(max_steps=10, learning_rate=1e-2, max_length=128, batch_size=4)
+    result = train_dpo(tiny_model_dir, _pairs(), tmp_path, settings, progress=False)
+    margins = result.metrics["rewards/margins"]
+    accuracies = result.metrics["rewards/accuracies"]
+    assert len(margins) == len(accuracies) == 10
+    assert margins[0] == pytest.approx(0.0, abs=1e-6)  # fresh adapter: policy == reference
+    assert margins[-1] > margins[0] + 0.1
+    assert accuracies[-1] > accuracies[0]
+    assert result.losses[-1] < result.losses[0]
+
+
+def test_dpo_pairs_fold_tool_calls_into_text() -> None:
+    pair = {
+        "prompt": TOOL_CONVERSATION[:4],
+        "chosen": [{"role": "assistant", "content": "The answer is 391."}],
+        "rejected": "The answer is 400.",
+    }
+    row = prepare_pairs([pair], chat_template="{{ messages }}")[0]
+    assert [m["role"] for m in row["prompt"]] == ["system", "user", "assistant", "user"]
+    assert "<tool_call>" in row["prompt"][2]["content"]
+    assert row["prompt"][3]["content"] == "<tool_response>391</tool_response>"
+    assert row["rejected"] == [{"role": "assistant", "content": "The answer is 400."}]
+
+
+def test_dpo_from_an_adapter_uses_it_as_reference(
+    tiny_model_dir: Path, tmp_path: Path, sft_adapter
+) -> None:
+    settings = DPOSettings(max_steps=2, learning_rate=1e-3, max_length=128, batch_size=4)
+    result = train_dpo(
+        tiny_model_dir,
+        _pairs(),
+        tmp_path,
+        settings,
+        init_adapter=sft_adapter.adapter_dir,
+        progress=False,
+    )
+    assert result.losses[0] == pytest.approx(0.6931, abs=1e-3)  # log 2: policy == reference
+    assert not (tmp_path / "ref").exists()  # only the trained adapter is saved
+
+
+# --- merge and continuation ---------------------------------------------------------------------
+
+
+def test_merged_model_matches_the_adapter_model(
+    tiny_model_dir: Path, tmp_path: Path, sft_adapter
+) -> None:
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    out = merge_adapter(tiny_model_dir, sft_adapter.adapter_dir, tmp_path / "merged")
+    assert (out / "model.safetensors").exists() and (out / "tokenizer_config.json").exists()
+    ids = torch.tensor([[1, 4093, 198, 6004, 2, 198, 1, 520, 9531, 198]])
+    merged = AutoModelForCausalLM.from_pretrained(out).eval()
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()
+    with torch.no_grad():
+        base_logits = base(ids).logits
+        peft_logits = (
+            PeftModel.from_pretrained(base, str(sft_adapter.adapter_dir)).eval()(ids).logits
+        )
+        merged_logits = merged(ids).logits
+    assert not torch.allclose(peft_logits, base_logits, atol=1e-3)
+    torch.testing.assert_close(merged_logits, peft_logits, atol=1e-4, rtol=1e-4)
+
+
+def test_init_adapter_continues_from_its_weights(
+    tiny_model_dir: Path, tmp_path: Path, sft_adapter
+) -> None:
+    settings = SFTSettings(max_steps=1, learning_rate=1e-5, max_length=128, batch_size=4)
+    result = train_sft(
+        tiny_model_dir,
+        [_echo(w) for w in WORDS],
+        tmp_path,
+        settings,
+        init_adapter=sft_adapter.adapter_dir,
+        progress=False,
+    )
+    start = load_file(str(sft_adapter.adapter_dir / "adapter_model.safetensors"))
+    end = load_file(str(tmp_path / "adapter_model.safetensors"))
+    assert start.keys() == end.keys()
+    b_keys = [k for k in start if "lora_B" in k]
+    assert b_keys and all(start[k].abs().sum() > 0 for k in b_keys)  # trained, not fresh
+    for key in start:
+        torch.testing.assert_close(end[key], start[key], atol=1e-4, rtol=0)
+    assert any(not torch.equal(end[k], start[k]) for k in start)
+    # The first loss picks up where the first run ended, far below a fresh adapter's.
+    assert result.losses[0] < sft_adapter.losses[0] - 0.3
+
+
+# --- the real built-in model --------------------------------------------------------------------
+
+
+@pytest.mark.builtin
+def test_one_sft_step_on_builtin_smollm2(tmp_path: Path) -> None:
+    from agents.models.builtin import BUILTIN_MODELS
+
+    base = BUILTIN_MODELS["smollm2-135m"].ensure_converted()
+    settings = SFTSettings(max_steps=1, learning_rate=1e-3, max_length=64, batch_size=1)
+    result = train_sft(base, [_echo("apple")], tmp_path, settings, progress=False)
+    assert result.steps == 1
+    adapter = load_file(str(tmp_path / "adapter_model.safetensors"))
+    b_weights = [t for k, t in adapter.items() if "lora_B" in k]
+    assert b_weights and any(t.abs().sum() > 0 for t in b_weights)  # lora_B starts at zero
