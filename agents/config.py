@@ -58,6 +58,10 @@ class EvalJob(StrictModel):
 
     model: str = Field("builtin:smollm2-135m", description="model spec to evaluate")
     adapter: Path | None = Field(None, description="optional PEFT adapter for in-process models")
+    engine: dict[str, Any] = Field(
+        default_factory=dict,
+        description="engine options: batch_size, device, max_concurrency, timeout_s, max_retries...",
+    )
     data: Path | None = Field(None, description="JSONL with question and answer fields")
     samples: int = Field(1, ge=1, description="samples per question (accuracy = mean)")
     temperature: float = Field(0.0, ge=0.0)

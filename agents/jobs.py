@@ -140,7 +140,7 @@ def run_eval(config: EvalJob, store: Store, workspace: Workspace, *, progress: b
         items = read_eval_items(Path(config.data), limit=config.limit)
     except (FileNotFoundError, ValueError) as err:
         raise ConfigError(str(err)) from None
-    engine = load_engine(config.model, adapter=config.adapter)
+    engine = load_engine(config.model, adapter=config.adapter, **config.engine)
     run = store.create_run("eval", config.model_dump(mode="json"))
     store.set_run_status(run.id, "running")
     try:

@@ -16,6 +16,7 @@ Specs:
 
 from __future__ import annotations
 
+import inspect
 import os
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,23 @@ def resolve_local_model(spec: str) -> str:
     raise EngineError(f"unknown model {spec!r}: no such directory; {SPEC_HELP}")
 
 
+def _check_options(engine_class: type, spec: str, options: dict[str, Any]) -> None:
+    accepted = {
+        name
+        for name, p in inspect.signature(engine_class.__init__).parameters.items()
+        if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in ("spec", "adapter")
+    }
+    unknown = sorted(set(options) - accepted)
+    if unknown and not any(
+        p.kind is inspect.Parameter.VAR_KEYWORD
+        for p in inspect.signature(engine_class.__init__).parameters.values()
+    ):
+        raise EngineError(
+            f"unknown engine option {unknown[0]!r} for {spec}; "
+            f"accepted: {', '.join(sorted(accepted))}"
+        )
+
+
 def load_engine(spec: str, *, adapter: str | Path | None = None, **options: Any) -> Engine:
     """Build the engine a spec names.
 
@@ -88,6 +106,7 @@ def load_engine(spec: str, *, adapter: str | Path | None = None, **options: Any)
             url = url or os.environ.get("OLLAMA_BASE_URL", OLLAMA_URL)
         if adapter is not None:
             raise EngineError(f"{spec} is served over HTTP; load adapters on the server instead")
+        _check_options(OpenAIEngine, spec, options)
         return OpenAIEngine(model, base_url=url, spec=spec, **options)
     if spec.startswith("vllm:"):
         from agents.models.vllm_engine import VLLMEngine
@@ -96,4 +115,5 @@ def load_engine(spec: str, *, adapter: str | Path | None = None, **options: Any)
 
     from agents.models.transformers_engine import TransformersEngine
 
+    _check_options(TransformersEngine, spec, options)
     return TransformersEngine(resolve_local_model(spec), spec=spec, adapter=adapter, **options)

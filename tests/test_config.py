@@ -1,0 +1,60 @@
+"""Config files validate strictly; flags and dotted overrides win over file values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agents.config import (
+    ConfigError,
+    DPOJob,
+    EvalJob,
+    SFTJob,
+    default_config_path,
+    load_config,
+    parse_override,
+)
+
+
+def test_shipped_configs_validate() -> None:
+    for job, model in (("sft", SFTJob), ("dpo", DPOJob), ("eval", EvalJob)):
+        path = default_config_path(job)
+        assert path is not None, job
+        load_config(model, path)
+
+
+def test_overrides_win_and_keep_their_types(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("base: builtin:smollm2-135m\ntraining:\n  learning_rate: 1.0e-4\n")
+    key, value = parse_override("training.batch_size=8")
+    config = load_config(
+        SFTJob, path, {key: value, "training.learning_rate": 3e-4, "lora.r": None}
+    )
+    assert config.training.batch_size == 8
+    assert config.training.learning_rate == 3e-4
+    assert config.lora.r == 8  # None means "flag not given": the default stays
+
+
+def test_unknown_keys_are_rejected_with_their_path() -> None:
+    with pytest.raises(ConfigError, match=r"training\.learnig_rate"):
+        load_config(SFTJob, None, {"training.learnig_rate": 1e-4})
+
+
+def test_wrong_types_are_rejected_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("samples: many\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: samples"):
+        load_config(EvalJob, path)
+
+
+def test_a_top_level_list_is_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(SFTJob, path)
+
+
+def test_override_without_equals_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="key.sub=value"):
+        parse_override("training.batch_size")
