@@ -14,6 +14,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 Message = dict[str, Any]
@@ -192,6 +193,15 @@ class Engine(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook, most engines hold nothing
         """Release resources (HTTP clients, GPU memory)."""
+
+
+def adapter_digest(path: Path) -> str:
+    """Content hash of a PEFT adapter directory: a retrained adapter at the same path differs."""
+    digest = hashlib.sha256()
+    for file in sorted(Path(path).glob("adapter_*")):
+        digest.update(file.name.encode())
+        digest.update(file.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 class EngineError(RuntimeError):

@@ -8,7 +8,6 @@ cache. Each row is then cut at its own ``max_tokens`` and stop strings.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections import defaultdict
@@ -17,7 +16,14 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from agents.models.base import ChatRequest, ChatResult, Completion, Engine, EngineError
+from agents.models.base import (
+    ChatRequest,
+    ChatResult,
+    Completion,
+    Engine,
+    EngineError,
+    adapter_digest,
+)
 from agents.models.chat_format import parse_tool_calls, prepare_messages, template_supports_tools
 
 log = logging.getLogger(__name__)
@@ -31,15 +37,6 @@ def pick_device_and_dtype(device: str | None = None) -> tuple[str, Any]:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     return device, dtype
-
-
-def _adapter_digest(path: Path) -> str:
-    """Content hash of an adapter directory, so a retrained adapter at the same path is new."""
-    digest = hashlib.sha256()
-    for file in sorted(path.glob("adapter_*")):
-        digest.update(file.name.encode())
-        digest.update(file.read_bytes())
-    return digest.hexdigest()[:16]
 
 
 class TransformersEngine(Engine):
@@ -117,7 +114,7 @@ class TransformersEngine(Engine):
             self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=name)
         self.model.to(self.device).eval()
         self.adapter = path
-        self._adapter_digest = _adapter_digest(path)
+        self._adapter_digest = adapter_digest(path)
         log.info("loaded adapter %s into %s", path, self.spec)
 
     # ------------------------------------------------------------------ generation

@@ -15,7 +15,6 @@ shares the prompt's prefill across samples.
 from __future__ import annotations
 
 import gc
-import hashlib
 import json
 import logging
 import time
@@ -31,6 +30,7 @@ from agents.models.base import (
     Engine,
     EngineError,
     FinishReason,
+    adapter_digest,
 )
 from agents.models.chat_format import parse_tool_calls, prepare_messages, template_supports_tools
 
@@ -117,15 +117,6 @@ def merge_results(parts: Sequence[ChatResult]) -> ChatResult:
         latency_s=sum(part.latency_s for part in parts),
         model=parts[0].model,
     )
-
-
-def adapter_digest(path: Path) -> str:
-    """Content hash of a PEFT adapter directory: a retrained adapter at the same path differs."""
-    digest = hashlib.sha256()
-    for file in sorted(path.glob("adapter_*")):
-        digest.update(file.name.encode())
-        digest.update(file.read_bytes())
-    return digest.hexdigest()[:16]
 
 
 def _import_vllm() -> tuple[Any, Any]:

@@ -85,19 +85,23 @@ def trainer_kwargs(
 
 @contextlib.contextmanager
 def quiet(progress: bool) -> Iterator[None]:
-    """Silence dataset-preparation progress bars and info logs when ``progress`` is False."""
+    """Silence loading and dataset-preparation progress bars and info logs unless ``progress``."""
     if progress:
         yield
         return
-    bars_were_on = datasets.utils.logging.is_progress_bar_enabled()
+    dataset_bars = datasets.utils.logging.is_progress_bar_enabled()
+    loading_bars = transformers.utils.logging.is_progress_bar_enabled()
     verbosity = transformers.logging.get_verbosity()
     datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
     transformers.logging.set_verbosity_warning()
     try:
         yield
     finally:
         transformers.logging.set_verbosity(verbosity)
-        if bars_were_on:
+        if loading_bars:
+            transformers.utils.logging.enable_progress_bar()
+        if dataset_bars:
             datasets.enable_progress_bars()
 
 
@@ -127,10 +131,10 @@ def run_and_save(
     losses: list[float] = []
     history: dict[str, list[float]] = {}
     for entry in trainer.state.log_history:
-        if "loss" in entry and "train_runtime" not in entry:
-            losses.append(float(entry["loss"]))
-        if "train_runtime" in entry:
+        if "train_runtime" in entry:  # the closing summary, already in train_output.metrics
             continue
+        if "loss" in entry:
+            losses.append(float(entry["loss"]))
         for key, value in entry.items():
             if key in ("loss", "step", "epoch") or not isinstance(value, int | float):
                 continue
