@@ -60,7 +60,7 @@ class EvalJob(StrictModel):
     adapter: Path | None = Field(None, description="optional PEFT adapter for in-process models")
     engine: dict[str, Any] = Field(
         default_factory=dict,
-        description="engine options: batch_size, device, max_concurrency, timeout_s, max_retries...",
+        description="engine options (batch_size, device, max_concurrency, timeout_s, ...)",
     )
     data: Path | None = Field(None, description="JSONL with question and answer fields")
     samples: int = Field(1, ge=1, description="samples per question (accuracy = mean)")

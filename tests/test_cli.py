@@ -85,7 +85,9 @@ def test_export_of_an_unknown_run_is_a_user_error(
     trained: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     workspace, _ = trained
-    code = main(["export", "no-such-run", "--workspace", str(workspace), "--out", str(tmp_path / "x")])
+    code = main(
+        ["export", "no-such-run", "--workspace", str(workspace), "--out", str(tmp_path / "x")]
+    )
     assert code == EXIT_USER_ERROR
     assert "no-such-run" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
@@ -159,7 +161,9 @@ def test_user_errors_are_one_sentence_and_exit_2(
     assert _store(tmp_path).list_runs() == []
 
 
-def test_bad_config_file_is_a_user_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_config_file_is_a_user_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = tmp_path / "broken.yaml"
     config.write_text("training: [unclosed\n")
     code = main(["run", "sft", "--config", str(config), "--workspace", str(tmp_path)])

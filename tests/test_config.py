@@ -28,9 +28,7 @@ def test_overrides_win_and_keep_their_types(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("base: builtin:smollm2-135m\ntraining:\n  learning_rate: 1.0e-4\n")
     key, value = parse_override("training.batch_size=8")
-    config = load_config(
-        SFTJob, path, {key: value, "training.learning_rate": 3e-4, "lora.r": None}
-    )
+    config = load_config(SFTJob, path, {key: value, "training.learning_rate": 3e-4, "lora.r": None})
     assert config.training.batch_size == 8
     assert config.training.learning_rate == 3e-4
     assert config.lora.r == 8  # None means "flag not given": the default stays

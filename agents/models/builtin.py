@@ -106,6 +106,7 @@ class BuiltinModel:
         staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{self.name}-"))
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
+        staging.chmod(0o755)  # mkdtemp makes it owner-only; the cache may be shared
         if target.exists():
             shutil.rmtree(target)
         staging.replace(target)  # atomic publish: a killed conversion leaves no half model

@@ -98,7 +98,8 @@ class CachedEngine(Engine):
                 fresh[i] = result
                 for j, completion in zip(absent, result.completions, strict=True):
                     found[keys[i][j]] = completion.to_dict()
-                    new_entries[keys[i][j]] = (fingerprint, completion.to_dict())
+                    if completion.finish_reason != "error":  # failures are retried next time
+                        new_entries[keys[i][j]] = (fingerprint, completion.to_dict())
             self.store.cache_put_many(new_entries)
         elapsed = time.perf_counter() - began
 

@@ -68,7 +68,7 @@ class TransformersEngine(Engine):
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.model_path)
             base = AutoModelForCausalLM.from_pretrained(self.model_path, dtype=self.dtype)
-        except OSError as err:
+        except (OSError, ValueError) as err:  # missing files; config without a model type
             raise EngineError(f"cannot load a model from {self.model_path}: {err}") from err
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
@@ -101,17 +101,25 @@ class TransformersEngine(Engine):
             self.adapter, self._adapter_digest = None, ""
             return
         path = Path(path)
-        if not (path / "adapter_config.json").exists():
-            raise EngineError(f"{path} is not a PEFT adapter directory (no adapter_config.json)")
+        weights = ("adapter_model.safetensors", "adapter_model.bin")
+        if not (path / "adapter_config.json").exists() or not any(
+            (path / w).exists() for w in weights
+        ):
+            # Checked up front: peft would otherwise treat the path as a hub id, or insert LoRA
+            # layers into the base model before failing.
+            raise EngineError(f"{path} is not a PEFT adapter directory (config or weights missing)")
         self._adapter_count += 1
         name = f"adapter{self._adapter_count}"
-        if isinstance(self.model, PeftModel):
-            previous = self.model.active_adapter
-            self.model.load_adapter(str(path), adapter_name=name)
-            self.model.set_adapter(name)
-            self.model.delete_adapter(previous)
-        else:
-            self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=name)
+        try:
+            if isinstance(self.model, PeftModel):
+                previous = self.model.active_adapter
+                self.model.load_adapter(str(path), adapter_name=name)
+                self.model.set_adapter(name)
+                self.model.delete_adapter(previous)
+            else:
+                self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=name)
+        except (OSError, ValueError) as err:  # includes a corrupt adapter_config.json
+            raise EngineError(f"{path} is not a loadable PEFT adapter: {err}") from err
         self.model.to(self.device).eval()
         self.adapter = path
         self._adapter_digest = adapter_digest(path)
@@ -216,9 +224,7 @@ class TransformersEngine(Engine):
             attention[row, width - len(ids) :] = 1
         max_new = max(r.max_tokens for r in requests)
         seeds = [r.seed for r in requests]
-        if all(s is not None for s in seeds):
-            # One RNG stream per batch: reproducible for the same batch composition.
-            torch.manual_seed(hash(tuple(seeds)) & 0x7FFFFFFF)
+        seeded = all(s is not None for s in seeds)
         kwargs: dict[str, Any] = {
             "max_new_tokens": max_new,
             "do_sample": temperature > 0,
@@ -229,7 +235,12 @@ class TransformersEngine(Engine):
             kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
         if stop:
             kwargs.update(stop_strings=list(stop), tokenizer=self.tokenizer)
-        with torch.inference_mode():
+        # One RNG stream per seeded batch (reproducible for the same batch composition), forked so
+        # the caller's global random state is left as it was.
+        devices = [torch.cuda.current_device()] if self.device.startswith("cuda") else []
+        with torch.random.fork_rng(devices=devices), torch.inference_mode():
+            if seeded:
+                torch.manual_seed(hash(tuple(seeds)) & 0x7FFFFFFF)
             output = self.model.generate(
                 input_ids=input_ids.to(self.device),
                 attention_mask=attention.to(self.device),
