@@ -294,3 +294,13 @@ def test_error_completions_are_not_cached_and_retry_on_the_next_call(store: Stor
     assert len(inner.batches) == 2
     assert [c.finish_reason for c in second[0].completions] == ["stop", "stop"]
     assert not any(c.cached for c in second[0].completions)
+
+
+def test_a_sample_asked_twice_in_one_batch_is_generated_once(store: Store) -> None:
+    inner = ScriptedEngine()
+    engine = CachedEngine(inner, store)
+    twin = ask("same", n=2, temperature=0.7, seed=5)
+    results = engine.generate([twin, ask("same", n=3, temperature=0.7, seed=5)])
+    assert inner.samples_generated == 3
+    assert results[0].texts == results[1].texts[:2]
+    assert results[1].texts[2].endswith("seed=7|j=0")

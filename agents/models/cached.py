@@ -78,8 +78,10 @@ class CachedEngine(Engine):
         # that died before its batch was stored, or a larger n than before); the sub-request's
         # seed is shifted so sample j keeps the seed it would have had.
         missing: dict[int, list[int]] = {}
+        claimed: set[str] = set()  # a sample asked twice in one batch is generated once
         for i, row in enumerate(keys):
-            absent = [j for j, key in enumerate(row) if key not in found]
+            absent = [j for j, key in enumerate(row) if key not in found and key not in claimed]
+            claimed.update(row[j] for j in absent)
             if absent:
                 missing[i] = absent
 
