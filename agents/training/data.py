@@ -28,7 +28,7 @@ from datasets import Dataset
 from transformers import PreTrainedTokenizerBase
 
 from agents.models.base import Message
-from agents.models.chat_format import prepare_messages
+from agents.models.chat_format import prepare_messages, template_supports_tools
 
 log = logging.getLogger(__name__)
 
@@ -125,8 +125,12 @@ def tokenize_conversation(
         raise TypeError(
             "tokenize_conversation needs a fast tokenizer (it maps characters to tokens)"
         )
-    prepared = prepare_messages(messages, tokenizer.chat_template)
-    text, spans = assistant_char_spans(tokenizer, prepared, tools)
+    template = tokenizer.chat_template
+    # Same rendering as inference: without native tool support the schemas go into the system
+    # message (prepare_messages), and the template itself is not given them.
+    prepared = prepare_messages(messages, template, tools)
+    native_tools = tools if template_supports_tools(template) else None
+    text, spans = assistant_char_spans(tokenizer, prepared, native_tools)
     encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     input_ids: list[int] = list(encoded["input_ids"])
     mask = [0] * len(input_ids)
