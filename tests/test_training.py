@@ -278,6 +278,19 @@ def test_dpo_pairs_fold_tool_calls_into_text() -> None:
     assert row["rejected"] == [{"role": "assistant", "content": "The answer is 400."}]
 
 
+def test_dpo_pairs_put_tool_schemas_in_the_system_message() -> None:
+    tool = {
+        "type": "function",
+        "function": {"name": "python_exec", "description": "Run Python code.", "parameters": {}},
+    }
+    pair = {**_pairs()[0], "tools": [tool]}
+    dataset = prepare_pairs([pair], chat_template="{{ messages }}")
+    assert "tools" not in dataset.column_names  # the template cannot render them itself
+    prompt = dataset[0]["prompt"]
+    assert prompt[0]["role"] == "system" and "python_exec" in prompt[0]["content"]
+    assert dataset[0]["chosen"] == [{"role": "assistant", "content": pair["chosen"]}]
+
+
 def test_dpo_from_an_adapter_uses_it_as_reference(
     tiny_model_dir: Path, tmp_path: Path, sft_adapter
 ) -> None:

@@ -3,8 +3,9 @@
 Pairs are TRL conversational rows ``{"prompt": [...messages], "chosen": [...], "rejected": [...],
 "tools": [...]?}``. Every part is rendered through
 :func:`agents.models.chat_format.prepare_messages` first, so tool calls and tool observations in
-prompts or completions become the same text the student sees at inference. ``chosen`` and
-``rejected`` may also be plain strings (a single assistant reply).
+prompts or completions become the same text the student sees at inference, and tool schemas of
+templates without native tool support are described in the prompt's system message. ``chosen``
+and ``rejected`` may also be plain strings (a single assistant reply).
 
 The reference policy is the one training starts from, without a second copy of the weights:
 
@@ -33,7 +34,7 @@ from datasets import Dataset
 from trl import DPOConfig, DPOTrainer
 
 from agents.models.base import Message
-from agents.models.chat_format import prepare_messages
+from agents.models.chat_format import prepare_messages, template_supports_tools
 from agents.training.common import TrainResult, quiet, run_and_save, trainer_kwargs
 from agents.training.lora import LoraSettings, device_and_dtype, load_for_training, lora_config
 
@@ -84,8 +85,10 @@ def prepare_pairs(pairs: Iterable[dict[str, Any]], chat_template: str | None) ->
 
     Returns:
         A dataset with ``prompt``/``chosen``/``rejected`` message lists, plus ``tools`` as JSON
-        strings when any pair carries tools (free-form schemas do not fit one Arrow type).
+        strings (free-form schemas do not fit one Arrow type) when the template renders tools
+        itself; otherwise the schemas are already in each prompt's system message.
     """
+    native = template_supports_tools(chat_template)
     rows = []
     for i, pair in enumerate(pairs):
         missing = {"prompt", "chosen", "rejected"} - set(pair)
@@ -93,21 +96,22 @@ def prepare_pairs(pairs: Iterable[dict[str, Any]], chat_template: str | None) ->
             raise ValueError(
                 f"pair {i} lacks {sorted(missing)}; DPO pairs need prompt/chosen/rejected"
             )
+        tools = pair.get("tools")
+        if isinstance(tools, str):
+            tools = json.loads(tools)
         rows.append(
             {
-                "prompt": prepare_messages(pair["prompt"], chat_template),
+                # As at inference: without native tool support the schemas are described in the
+                # system message and the template is not given them.
+                "prompt": prepare_messages(pair["prompt"], chat_template, tools),
                 "chosen": _completion(pair["chosen"], chat_template),
                 "rejected": _completion(pair["rejected"], chat_template),
-                "tools": pair.get("tools"),
+                "tools": json.dumps(tools) if native and tools else None,
             }
         )
     if not rows:
         raise ValueError("no preference pairs to train on")
-    if any(row["tools"] for row in rows):
-        for row in rows:
-            tools = row["tools"]
-            row["tools"] = tools if isinstance(tools, str) or not tools else json.dumps(tools)
-    else:
+    if not any(row["tools"] for row in rows):
         for row in rows:
             del row["tools"]
     return Dataset.from_list(rows)
