@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import threading
+from collections.abc import Iterator
 from datetime import UTC
 from pathlib import Path
 
 import pytest
+from sqlmodel import SQLModel
 
 from agents.store import (
     Item,
@@ -50,12 +53,27 @@ TOOLS = [
 ]
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return Store.open(Workspace(tmp_path / "ws"))
+# Every test taking `store` runs on SQLite, and on Postgres too when a server is given, e.g.
+# AGENTS_TEST_POSTGRES_URL=postgresql+psycopg://user:pass@127.0.0.1/db (its tables are reset).
+POSTGRES_URL = os.environ.get("AGENTS_TEST_POSTGRES_URL")
 
 
-def test_sqlite_store_uses_wal_and_foreign_keys(store: Store) -> None:
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    if request.param == "sqlite":
+        store = Store.open(Workspace(tmp_path / "ws"))
+    else:
+        if not POSTGRES_URL:
+            pytest.skip("AGENTS_TEST_POSTGRES_URL is not set")
+        store = Store.open(url=POSTGRES_URL)
+        SQLModel.metadata.drop_all(store.engine)
+        SQLModel.metadata.create_all(store.engine)
+    yield store
+    store.close()
+
+
+def test_sqlite_store_uses_wal_and_foreign_keys(tmp_path: Path) -> None:
+    store = Store.open(Workspace(tmp_path / "ws"))
     with store.engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
@@ -274,9 +292,8 @@ def test_cache_put_ignores_duplicate_keys(store: Store) -> None:
     store.cache_put_many({})
 
 
-def test_two_stores_write_concurrently_from_threads(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
-    stores = [Store(url), Store(url)]
+def test_two_stores_write_concurrently_from_threads(store: Store) -> None:
+    stores = [store, Store(store.url)]
     run = stores[0].create_run("socratic", {})
     errors: list[Exception] = []
 
