@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+# A private, empty HF cache: tests that load hub ids lay out their own snapshot there, and
+# nothing a test does can touch the user's cache. Set before transformers is imported.
+os.environ["HF_HUB_CACHE"] = tempfile.mkdtemp(prefix="agents-test-hf-cache-")
 
 from pathlib import Path  # noqa: E402
 
