@@ -91,25 +91,32 @@ def plain_lora(args: argparse.Namespace) -> Any:
     )
 
 
-def plain_sft(base: Path, rows: list[dict], out: Path, args: argparse.Namespace, matched: bool):
+def plain(
+    kind: str, base: Path, rows: list[dict], out: Path, args: argparse.Namespace, matched: bool
+):
+    """TRL's trainer the way a user writes it: config, trainer, conversational dataset, LoRA."""
     from datasets import Dataset
     from transformers.trainer_callback import PrinterCallback
-    from trl import SFTConfig, SFTTrainer
+    from trl import DPOConfig, DPOTrainer, SFTConfig, SFTTrainer
 
-    extra = plain_overrides(matched)
-    config = SFTConfig(
+    if kind == "sft":
+        config_class, trainer_class, specific = SFTConfig, SFTTrainer, {"learning_rate": 2e-4}
+    else:
+        config_class, trainer_class = DPOConfig, DPOTrainer
+        specific = {"learning_rate": 5e-6, "beta": 0.1}
+    config = config_class(
         output_dir=str(out / "run"),
         max_steps=args.steps,
         per_device_train_batch_size=args.batch_size,
-        learning_rate=2e-4,
         max_length=args.max_length,
         logging_steps=1,
         report_to="none",
         save_strategy="no",
         disable_tqdm=True,
-        **extra,
+        **specific,
+        **plain_overrides(matched),
     )
-    trainer = SFTTrainer(
+    trainer = trainer_class(
         model=str(base),
         args=config,
         train_dataset=Dataset.from_list(rows),
@@ -119,37 +126,14 @@ def plain_sft(base: Path, rows: list[dict], out: Path, args: argparse.Namespace,
     output = trainer.train()
     trainer.save_model(str(out / "adapter"))
     return output.metrics["train_runtime"], trainer.state.global_step
+
+
+def plain_sft(base: Path, rows: list[dict], out: Path, args: argparse.Namespace, matched: bool):
+    return plain("sft", base, rows, out, args, matched)
 
 
 def plain_dpo(base: Path, rows: list[dict], out: Path, args: argparse.Namespace, matched: bool):
-    from datasets import Dataset
-    from transformers.trainer_callback import PrinterCallback
-    from trl import DPOConfig, DPOTrainer
-
-    extra = plain_overrides(matched)
-    config = DPOConfig(
-        output_dir=str(out / "run"),
-        max_steps=args.steps,
-        per_device_train_batch_size=args.batch_size,
-        learning_rate=5e-6,
-        beta=0.1,
-        max_length=args.max_length,
-        logging_steps=1,
-        report_to="none",
-        save_strategy="no",
-        disable_tqdm=True,
-        **extra,
-    )
-    trainer = DPOTrainer(
-        model=str(base),
-        args=config,
-        train_dataset=Dataset.from_list(rows),
-        peft_config=plain_lora(args),
-    )
-    trainer.remove_callback(PrinterCallback)  # the log lines would flood the report
-    output = trainer.train()
-    trainer.save_model(str(out / "adapter"))
-    return output.metrics["train_runtime"], trainer.state.global_step
+    return plain("dpo", base, rows, out, args, matched)
 
 
 def ours_sft(base: Path, rows: list[dict], out: Path, args: argparse.Namespace, matched: bool):
