@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -285,6 +286,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     if not args.verbose:
+        # Deprecation notices from inside transformers/peft are not the user's to act on.
+        warnings.filterwarnings("ignore", category=FutureWarning)
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
