@@ -1,0 +1,124 @@
+"""Worker loop that runs inside the sandbox.
+
+The host starts this file's source with ``python -I -c <source> <config-json>``; it is never
+imported by the host. It applies the resource limits, then reads one JSON request per line from
+the command fd, runs the code, and answers one JSON line on the result fd. The code's own
+stdout/stderr go straight to fds 1 and 2, which the host reads as pipes, so output from
+subprocesses and ``os.write`` is captured too.
+
+Nothing here is a security boundary: the code can forge its own result line. Containment comes
+from the namespaces and limits around this process.
+"""
+
+from __future__ import annotations
+
+import ast
+import ctypes
+import json
+import linecache
+import math
+import os
+import resource
+import sys
+import traceback
+from typing import Any
+
+PR_SET_NO_NEW_PRIVS = 38
+
+
+def _set_limit(kind: int, value: int) -> None:
+    resource.setrlimit(kind, (value, value))
+
+
+def _setup(cfg: dict[str, Any]) -> None:
+    """Drops privileges and applies the limits before any model code runs."""
+    uid = cfg["drop_uid"]
+    if uid is not None:
+        # Root in the init user namespace is exempt from RLIMIT_NPROC, so the worker must
+        # become an ordinary uid for the process limit (fork bombs) to bind.
+        os.setgroups([])
+        os.setresgid(uid, uid, uid)
+        os.setresuid(uid, uid, uid)
+    # Setuid binaries must not hand privileges back.
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
+    _set_limit(resource.RLIMIT_AS, cfg["memory_mb"] * 1024 * 1024)
+    _set_limit(resource.RLIMIT_NPROC, cfg["nproc"])
+    _set_limit(resource.RLIMIT_FSIZE, cfg["fsize"])
+    _set_limit(resource.RLIMIT_CORE, 0)
+    resource.setrlimit(resource.RLIMIT_CPU, (cfg["cpu_s"], cfg["cpu_s"]))
+
+
+def _cpu_used() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _format_error(exc: BaseException, filename: str, max_lines: int) -> str:
+    # Drop the driver's own frames so the model only sees its code.
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename != filename:
+        tb = tb.tb_next
+    lines = "".join(traceback.format_exception(type(exc), exc, tb)).rstrip().splitlines()
+    if len(lines) > max_lines:
+        lines = ["Traceback (most recent call last, truncated):", *lines[-(max_lines - 1) :]]
+    return "\n".join(lines)
+
+
+def _execute(code: str, namespace: dict[str, Any], n: int, cfg: dict[str, Any]) -> dict[str, Any]:
+    filename = f"<cell {n}>"
+    linecache.cache[filename] = (len(code), None, code.splitlines(True), filename)
+    reply: dict[str, Any] = {"value": None, "error": None, "error_message": None}
+    try:
+        tree = ast.parse(code, filename, "exec")
+        last = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr):
+            last = ast.Expression(tree.body.pop().value)
+        exec(compile(tree, filename, "exec"), namespace)
+        if last is not None:
+            value = eval(compile(last, filename, "eval"), namespace)
+            if value is not None:
+                text = repr(value)
+                limit = cfg["max_value_chars"]
+                reply["value"] = text if len(text) <= limit else text[:limit] + "...[truncated]"
+    except BaseException as exc:  # noqa: B036 - SystemExit and friends are the code's errors too
+        reply["error"] = type(exc).__name__
+        reply["error_message"] = _format_error(exc, filename, cfg["max_traceback_lines"])
+    return reply
+
+
+def main() -> None:
+    cfg = json.loads(sys.argv[1])
+    _setup(cfg)
+    # Move the protocol fds out of the way of the code's own files and keep them from
+    # leaking into subprocesses.
+    cmd = os.fdopen(os.dup(cfg["cmd_fd"]), "rb")
+    res_fd = os.dup(cfg["res_fd"])
+    os.close(cfg["cmd_fd"])
+    os.close(cfg["res_fd"])
+
+    def send(message: dict[str, Any]) -> None:
+        data = (json.dumps(message) + "\n").encode()
+        while data:
+            data = data[os.write(res_fd, data) :]
+
+    namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__}
+    send({"ready": True})
+    for n, line in enumerate(cmd, start=1):
+        request = json.loads(line)
+        hard = resource.getrlimit(resource.RLIMIT_CPU)[1]
+        soft = math.ceil(_cpu_used() + request["timeout"]) + 1
+        if hard != resource.RLIM_INFINITY:
+            soft = min(soft, hard)
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, hard))
+        reply = _execute(request["code"], namespace, n, cfg)
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # noqa: BLE001 - the code may have closed or replaced it
+                pass
+        sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+        send(reply)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,182 @@
+"""Functional tests of the sandbox: results, sessions, limits and backend selection."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+import sandbox
+from sandbox import executor
+
+pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+
+
+@pytest.fixture
+def session():
+    with sandbox.Session(timeout=3.0) as s:
+        yield s
+
+
+def test_backend_is_bwrap() -> None:
+    assert sandbox.isolation_backend() == "bwrap"
+
+
+def test_stdout_is_captured() -> None:
+    result = sandbox.run("print('hello'); print(2 + 3)", timeout=3)
+    assert result.ok
+    assert result.stdout == "hello\n5\n"
+    assert result.value is None
+
+
+def test_stderr_is_captured() -> None:
+    result = sandbox.run("import sys; sys.stderr.write('warn\\n')", timeout=3)
+    assert result.stderr == "warn\n"
+
+
+def test_last_expression_value_is_repr() -> None:
+    result = sandbox.run("x = [1, 2]\nx + ['a']", timeout=3)
+    assert result.value == "[1, 2, 'a']"
+
+
+def test_none_value_is_not_reported() -> None:
+    assert sandbox.run("print('x')", timeout=3).value is None
+
+
+def test_exception_type_and_message() -> None:
+    result = sandbox.run("def f():\n    return 1 / 0\nf()", timeout=3)
+    assert not result.ok and not result.killed
+    assert result.error == "ZeroDivisionError"
+    assert "division by zero" in result.error_message
+    assert "return 1 / 0" in result.error_message  # the model sees its own line
+    assert "_driver" not in result.error_message
+
+
+def test_syntax_error() -> None:
+    result = sandbox.run("def (:", timeout=3)
+    assert result.error == "SyntaxError"
+
+
+def test_output_before_exception_is_kept() -> None:
+    result = sandbox.run("print('before')\nraise ValueError('bad value')", timeout=3)
+    assert result.stdout == "before\n"
+    assert result.error == "ValueError"
+    assert "bad value" in result.observation()
+
+
+def test_subprocess_output_is_captured() -> None:
+    result = sandbox.run("import os; os.system('echo from-shell')", timeout=3)
+    assert "from-shell" in result.stdout
+
+
+def test_session_keeps_variables_and_imports(session: sandbox.Session) -> None:
+    session.run("import math\nradius = 2")
+    result = session.run("round(math.pi * radius ** 2, 3)")
+    assert result.value == "12.566"
+
+
+def test_session_keeps_functions(session: sandbox.Session) -> None:
+    session.run("def square(v):\n    return v * v")
+    assert session.run("square(7)").value == "49"
+
+
+def test_one_shot_runs_do_not_share_state() -> None:
+    sandbox.run("shared = 1", timeout=3)
+    assert sandbox.run("shared", timeout=3).error == "NameError"
+
+
+def test_run_with_session_argument_uses_it(session: sandbox.Session) -> None:
+    sandbox.run("y = 41", session=session, timeout=3)
+    assert sandbox.run("y + 1", session=session, timeout=3).value == "42"
+
+
+def test_timeout_kills_and_session_recovers(session: sandbox.Session) -> None:
+    session.run("kept = 1")
+    result = session.run("while True:\n    pass", timeout=1.0)
+    assert result.killed and result.kill_reason == "timeout"
+    assert 1.0 <= result.duration_s < 2.5
+    assert "variables are lost" in result.observation()
+    after = session.run("kept")
+    assert after.error == "NameError"  # a fresh worker: state is gone
+    assert session.run("1 + 1").value == "2"
+
+
+def test_sleeping_code_times_out() -> None:
+    result = sandbox.run("import time; time.sleep(30)", timeout=1.0)
+    assert result.kill_reason == "timeout"
+
+
+def test_output_cap_kills_and_keeps_head() -> None:
+    with sandbox.Session(timeout=3.0, max_output_bytes=10_000) as s:
+        result = s.run("while True:\n    print('abcdefghi')")
+    assert result.killed and result.kill_reason == "output"
+    assert result.stdout.startswith("abcdefghi\n")
+    assert len(result.stdout) <= 10_000
+
+
+def test_default_output_cap_is_one_megabyte() -> None:
+    result = sandbox.run("import sys\nwhile True:\n    sys.stdout.write('x' * 4096)", timeout=3)
+    assert result.kill_reason == "output"
+    assert len(result.stdout) == executor.MAX_OUTPUT_BYTES
+
+
+def test_large_output_under_cap_is_complete() -> None:
+    result = sandbox.run("print('y' * 300_000)", timeout=3)
+    assert result.ok
+    assert len(result.stdout) == 300_001
+
+
+def test_fresh_tmp_each_run() -> None:
+    first = sandbox.run("open('/tmp/marker', 'w').write('x')\nimport os\nos.listdir('/tmp')")
+    assert first.value == "['marker']"
+    assert sandbox.run("import os\nos.listdir('/tmp')", timeout=3).value == "[]"
+
+
+def test_working_directory_is_tmp() -> None:
+    assert sandbox.run("import os\nos.getcwd()", timeout=3).value == "'/tmp'"
+
+
+def test_memory_error_is_reported() -> None:
+    result = sandbox.run("b = bytearray(10**10)", timeout=3, memory_mb=256)
+    assert result.error == "MemoryError" or result.kill_reason == "memory"
+
+
+def test_closed_session_refuses() -> None:
+    s = sandbox.Session(timeout=3.0)
+    s.run("1")
+    assert s.alive
+    s.close()
+    assert not s.alive
+    with pytest.raises(RuntimeError):
+        s.run("1")
+
+
+def test_observation_is_compact() -> None:
+    result = sandbox.run("print('z' * 20000)\n5", timeout=3)
+    text = result.observation(max_chars=1000)
+    assert "value: 5" in text and "truncated" in text and len(text) < 1200
+
+
+def test_unavailable_without_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(executor, "isolation_backend", lambda: "none")
+    with pytest.raises(sandbox.SandboxUnavailable, match="apt-get install bubblewrap"):
+        sandbox.run("1 + 1")
+    with pytest.raises(sandbox.SandboxUnavailable):
+        sandbox.Session()
+
+
+def test_unisolated_opt_in_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(executor, "isolation_backend", lambda: "none")
+    result = sandbox.run("print('hi')\n6 * 7", timeout=3, allow_unisolated=True)
+    assert result.ok and result.stdout == "hi\n" and result.value == "42"
+
+
+def test_unisolated_still_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(executor, "isolation_backend", lambda: "none")
+    result = sandbox.run("while True: pass", timeout=1, allow_unisolated=True)
+    assert result.kill_reason == "timeout"
+
+
+def test_probe_rejects_missing_tool(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(executor.shutil, "which", lambda name: None)
+    assert executor._probe("bwrap") is False
