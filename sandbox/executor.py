@@ -135,7 +135,10 @@ def _bwrap_argv(info_fd: int | None) -> list[str]:
     argv += ["--perms", "0755", "--dir", "/etc"]
     for etc in ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime"):
         argv += ["--ro-bind-try", etc, etc]
-    made: set[str] = set()
+    # The private /tmp goes first: the interpreter or venv may itself live under /tmp (a CI
+    # checkout, say), and a tmpfs mounted afterwards would hide it.
+    argv += ["--perms", "1777", "--size", str(TMP_SIZE_BYTES), "--tmpfs", "/tmp"]
+    made: set[str] = {"/tmp"}
     for path in _python_paths():
         # bwrap copies the host's mode for the directories it creates (/root is 0700), and the
         # worker runs as nobody, so the way down to the interpreter must be made traversable.
@@ -149,8 +152,7 @@ def _bwrap_argv(info_fd: int | None) -> list[str]:
             if not directory.startswith("/usr"):
                 argv += ["--perms", "0755", "--dir", directory]
         argv += ["--ro-bind", path, path]
-    argv += ["--proc", "/proc", "--dev", "/dev"]
-    argv += ["--perms", "1777", "--size", str(TMP_SIZE_BYTES), "--tmpfs", "/tmp", "--chdir", "/tmp"]
+    argv += ["--proc", "/proc", "--dev", "/dev", "--chdir", "/tmp"]
     argv += ["--clearenv"]
     for key, value in SANDBOX_ENV.items():
         argv += ["--setenv", key, value]

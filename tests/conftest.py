@@ -58,3 +58,20 @@ def tiny_model_dir(tokenizer_dir: Path, tmp_path_factory: pytest.TempPathFactory
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def sandbox_tmp_listing() -> str:
+    """Code listing what sandboxed code itself left in its /tmp, sorted.
+
+    The sandbox's /tmp may also hold the read-only mount point of an interpreter that lives
+    under the host's /tmp (a checkout there); that entry is not the code's doing.
+    """
+    import sys
+
+    ours = {
+        Path(p).resolve().parts[2]
+        for p in (sys.prefix, sys.base_prefix)
+        if Path(p).resolve().parts[1:2] == ("tmp",)
+    }
+    return f"import os\nsorted(set(os.listdir('/tmp')) - {ours!r})"

@@ -126,10 +126,10 @@ def test_large_output_under_cap_is_complete() -> None:
     assert len(result.stdout) == 300_001
 
 
-def test_fresh_tmp_each_run() -> None:
-    first = sandbox.run("open('/tmp/marker', 'w').write('x')\nimport os\nos.listdir('/tmp')")
+def test_fresh_tmp_each_run(sandbox_tmp_listing: str) -> None:
+    first = sandbox.run(f"open('/tmp/marker', 'w').write('x')\n{sandbox_tmp_listing}")
     assert first.value == "['marker']"
-    assert sandbox.run("import os\nos.listdir('/tmp')", timeout=3).value == "[]"
+    assert sandbox.run(sandbox_tmp_listing, timeout=3).value == "[]"
 
 
 def test_working_directory_is_tmp() -> None:
