@@ -4,7 +4,7 @@
 ``Session`` keeps one worker alive for an agent episode so variables and imports survive between
 calls (about a millisecond per call instead of a process start).
 
-Covered, with bubblewrap (``isolation_backend() == "bwrap"``):
+Covered, with bubblewrap (``isolation_backend() == "bwrap"``) and with the ``unshare`` fallback:
 
 - A separate process in its own network, pid, ipc, uts (and cgroup) namespaces: no network at
   all (only a loopback device that is down), no view of host processes, no signals to them.
@@ -32,9 +32,12 @@ Not covered:
 - Memory outside ``RLIMIT_AS`` (page cache, the 64 MB tmpfs) and CPU shares: there is no cgroup,
   so a worker can use a whole core until its time limit.
 - The worker's answer is not trusted evidence: code can forge its own result line or output.
-- With the ``unshare`` fallback (no bwrap) only the namespaces and limits apply; the host
-  filesystem stays visible under normal permissions. With ``allow_unisolated=True`` and no
-  backend, only the limits, a clean environment and a temporary working directory apply.
+- The ``unshare`` fallback (util-linux, used where bwrap is missing) builds the same picture by
+  hand: new namespaces, a tmpfs root holding read-only binds of the same paths, a private
+  size-capped ``/tmp``, then ``chroot`` and the same privilege drop and limits. Its ``/dev``
+  has only null/zero/random/urandom. Both backends pass the same attack tests. With
+  ``allow_unisolated=True`` and no backend, only the limits, a clean environment and a
+  temporary working directory apply.
 """
 
 from sandbox.executor import (

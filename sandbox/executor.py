@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import selectors
+import shlex
 import shutil
 import signal
 import subprocess
@@ -161,20 +162,65 @@ def _bwrap_argv(info_fd: int | None) -> list[str]:
     return argv
 
 
-def _unshare_argv() -> list[str]:
-    argv = ["unshare", "--net", "--pid", "--fork", "--kill-child", "--mount", "--mount-proc"]
-    argv += ["--ipc", "--uts"]
+def _readonly_paths() -> list[str]:
+    """What the worker may see of the host, read-only: system libraries and the interpreter."""
+    paths = ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"]
+    paths += ["/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/ld.so.conf.d", "/etc/localtime"]
+    return [p for p in paths if os.path.lexists(p)] + _python_paths()
+
+
+def _new_root_script() -> str:
+    """Shell run inside unshare's namespaces: assemble a minimal root like bwrap's, chroot in.
+
+    The new root is a tmpfs mounted on an empty host directory (``$1``) inside the private
+    mount namespace, so the host sees nothing. Its /tmp is mounted before anything is bound
+    beneath it, because the interpreter may itself live under the host's /tmp.
+    """
+    lines = [
+        "set -e",
+        'R="$1"; shift',
+        'mount -t tmpfs -o mode=0755 sandbox-root "$R"',
+        'mkdir -p "$R/tmp" "$R/proc" "$R/dev"',
+        f'mount -t tmpfs -o mode=1777,size={TMP_SIZE_BYTES} sandbox-tmp "$R/tmp"',
+    ]
+    for path in _readonly_paths():
+        q = shlex.quote(path)
+        if os.path.islink(path) and os.path.dirname(path) == "/":
+            # /bin -> usr/bin and friends: recreate the link, /usr is bound on its own
+            lines.append(f'ln -s {shlex.quote(os.readlink(path))} "$R"{q}')
+        elif os.path.isdir(path):
+            lines.append(f'mkdir -p "$R"{q} && mount --rbind {q} "$R"{q}')
+            lines.append(f'mount -o remount,bind,ro "$R"{q}')
+        else:
+            lines.append(f'mkdir -p "$(dirname "$R"{q})" && touch "$R"{q}')
+            lines.append(f'mount --bind {q} "$R"{q} && mount -o remount,bind,ro "$R"{q}')
+    for device in ("null", "zero", "random", "urandom"):
+        lines.append(f'touch "$R/dev/{device}" && mount --bind /dev/{device} "$R/dev/{device}"')
+    lines.append('mount -t proc proc "$R/proc"')
+    chroot = shutil.which("chroot", path="/usr/sbin:/sbin:/usr/bin:/bin") or "chroot"
+    # Not exec: the shell stays PID 1 of the namespace, because the kernel spares a namespace's
+    # init from default-action signals (SIGXCPU of the CPU limit, kill -9 -1 from inside).
+    lines.append(f'{chroot} "$R" /usr/bin/env -C /tmp "$@"')
+    lines.append("exit $?")
+    return "\n".join(lines)
+
+
+def _unshare_argv(root_dir: str) -> list[str]:
+    argv = ["unshare", "--net", "--pid", "--fork", "--kill-child", "--mount", "--ipc", "--uts"]
     if os.geteuid() != 0:
         argv += ["--user", "--map-root-user"]
-    return argv
+    return [*argv, "/bin/sh", "-c", _new_root_script(), "sandbox", root_dir]
 
 
-def _launch_argv(backend: str, config: dict[str, Any], info_fd: int | None) -> list[str]:
+def _launch_argv(
+    backend: str, config: dict[str, Any], info_fd: int | None, root_dir: str | None
+) -> list[str]:
     python = [sys.executable, "-I", "-c", DRIVER_SOURCE, json.dumps(config)]
     if backend == "bwrap":
         return _bwrap_argv(info_fd) + python
     if backend == "unshare":
-        return _unshare_argv() + python
+        assert root_dir is not None
+        return _unshare_argv(root_dir) + python
     return python
 
 
@@ -198,7 +244,7 @@ def isolation_backend() -> str:
     """The isolation tool that works on this machine, checked once by running a snippet.
 
     Returns:
-        ``"bwrap"`` (bubblewrap), ``"unshare"`` (util-linux namespaces only) or ``"none"``.
+        ``"bwrap"`` (bubblewrap), ``"unshare"`` (util-linux namespaces + chroot) or ``"none"``.
     """
     for backend in ("bwrap", "unshare"):
         if _probe(backend):
@@ -322,13 +368,16 @@ class Session:
         keep = (cmd_r, res_w) + ((info_w,) if info_w >= 0 else ())
         workdir = None
         cwd = None
-        if self.backend != "bwrap":
-            # Without bwrap's private tmpfs, a fresh host directory is the working directory.
+        if self.backend == "none":
+            # Unisolated: a fresh host directory is the working directory.
             workdir = cwd = _make_workdir()
+        elif self.backend == "unshare":
+            # An empty host directory the new root is mounted on (in the private namespace).
+            workdir = _make_workdir()
         env = dict(SANDBOX_ENV, HOME=cwd or "/tmp")
         try:
             self._proc = subprocess.Popen(
-                _launch_argv(self.backend, config, info_w if info_w >= 0 else None),
+                _launch_argv(self.backend, config, info_w if info_w >= 0 else None, workdir),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,

@@ -11,6 +11,18 @@ from sandbox import executor
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
 
+#: The machine's real backend detection, kept before the fixtures below patch it per test.
+DETECTED_BACKEND = executor.isolation_backend
+
+
+@pytest.fixture(autouse=True, params=["bwrap", "unshare"])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs on bubblewrap and on the unshare fallback (tests may patch it again)."""
+    if shutil.which(request.param) is None:
+        pytest.skip(f"{request.param} is not installed")
+    monkeypatch.setattr(executor, "isolation_backend", lambda: request.param)
+    return request.param
+
 
 @pytest.fixture
 def session():
@@ -19,7 +31,11 @@ def session():
 
 
 def test_backend_is_bwrap() -> None:
-    assert sandbox.isolation_backend() == "bwrap"
+    assert DETECTED_BACKEND() == "bwrap"
+
+
+def test_each_backend_passes_its_probe(backend: str) -> None:
+    assert executor._probe(backend)
 
 
 def test_stdout_is_captured() -> None:

@@ -14,6 +14,18 @@ import sandbox
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
 
+
+@pytest.fixture(autouse=True, params=["bwrap", "unshare"])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every attack runs against bubblewrap and against the unshare fallback."""
+    from sandbox import executor
+
+    if shutil.which(request.param) is None:
+        pytest.skip(f"{request.param} is not installed")
+    monkeypatch.setattr(executor, "isolation_backend", lambda: request.param)
+    return request.param
+
+
 PROJECT = Path(__file__).resolve().parent.parent
 VENV_SITE = Path(os.__file__).parent  # the stdlib; read-only inside
 TIMEOUT = 3.0
