@@ -24,6 +24,30 @@ import traceback
 from typing import Any
 
 PR_SET_NO_NEW_PRIVS = 38
+PR_CAPBSET_DROP = 24
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+LINUX_CAPABILITY_VERSION_3 = 0x20080522
+SYS_CAPSET = {"x86_64": 126, "aarch64": 91}
+
+
+def drop_capabilities() -> None:
+    """Give up every capability: bounding set, ambient set, then effective/permitted/inheritable.
+
+    Used when the worker keeps uid 0 of a user namespace (the unshare fallback for an ordinary
+    user): without this, namespace-root could undo its chroot or remount what it sees.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in range(64):
+        libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)  # fails harmlessly past the last capability
+    libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    header = (ctypes.c_uint32 * 2)(LINUX_CAPABILITY_VERSION_3, 0)
+    data = (ctypes.c_uint32 * 6)()  # two empty {effective, permitted, inheritable} sets
+    number = SYS_CAPSET.get(os.uname().machine)
+    if number is None:
+        raise OSError(f"dropping capabilities is not implemented on {os.uname().machine}")
+    if libc.syscall(number, header, data) != 0:
+        raise OSError(ctypes.get_errno(), "capset failed")
 
 
 def _set_limit(kind: int, value: int) -> None:
@@ -39,6 +63,8 @@ def _setup(cfg: dict[str, Any]) -> None:
         os.setgroups([])
         os.setresgid(uid, uid, uid)
         os.setresuid(uid, uid, uid)
+    else:
+        drop_capabilities()
     # Setuid binaries must not hand privileges back.
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
     _set_limit(resource.RLIMIT_AS, cfg["memory_mb"] * 1024 * 1024)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -196,3 +198,27 @@ def test_unisolated_still_times_out(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_probe_rejects_missing_tool(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(executor.shutil, "which", lambda name: None)
     assert executor._probe("bwrap") is False
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to show that capabilities are gone")
+def test_dropped_capabilities_leave_root_powerless(tmp_path: Path) -> None:
+    """What the worker does when it keeps uid 0 (unshare fallback for ordinary users)."""
+    import subprocess
+    import sys
+
+    target = tmp_path / "file"
+    target.write_text("x")
+    code = (
+        "import os, sys\n"
+        f"sys.path.insert(0, {str(Path(executor.__file__).parent)!r})\n"
+        "from _driver import drop_capabilities\n"
+        f"os.chown({str(target)!r}, 1234, 1234)\n"  # allowed while capabilities are held
+        "drop_capabilities()\n"
+        "try:\n"
+        f"    os.chown({str(target)!r}, 4321, 4321)\n"
+        "except PermissionError:\n"
+        "    print('denied')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert out.stdout.strip() == "denied", out.stderr
+    assert target.stat().st_uid == 1234
