@@ -222,3 +222,14 @@ def test_dropped_capabilities_leave_root_powerless(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
     assert out.stdout.strip() == "denied", out.stderr
     assert target.stat().st_uid == 1234
+
+
+def test_numpy_and_sympy_are_importable_inside() -> None:
+    """Math agents need them; they come read-only from the virtualenv's site-packages."""
+    pytest.importorskip("numpy")
+    pytest.importorskip("sympy")
+    result = sandbox.run(
+        "import numpy as np, sympy as sp\n(int(np.arange(4).sum()), sp.factorint(360))", timeout=20
+    )
+    assert result.ok, result.error_message
+    assert result.value == "(6, {2: 3, 3: 2, 5: 1})"
