@@ -75,3 +75,16 @@ def sandbox_tmp_listing() -> str:
         if Path(p).resolve().parts[1:2] == ("tmp",)
     }
     return f"import os\nsorted(set(os.listdir('/tmp')) - {ours!r})"
+
+
+@pytest.fixture(params=["bwrap", "unshare"])
+def sandbox_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Force each sandbox backend in turn: tests using it run on bubblewrap and on the fallback."""
+    import shutil
+
+    from sandbox import executor
+
+    if shutil.which(request.param) is None:
+        pytest.skip(f"{request.param} is not installed")
+    monkeypatch.setattr(executor, "isolation_backend", lambda: request.param)
+    return request.param

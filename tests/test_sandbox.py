@@ -11,19 +11,13 @@ import pytest
 import sandbox
 from sandbox import executor
 
-pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
+pytestmark = [
+    pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed"),
+    pytest.mark.usefixtures("sandbox_backend"),  # every test runs on both backends
+]
 
-#: The machine's real backend detection, kept before the fixtures below patch it per test.
+#: The machine's real backend detection, kept before the sandbox_backend fixture patches it.
 DETECTED_BACKEND = executor.isolation_backend
-
-
-@pytest.fixture(autouse=True, params=["bwrap", "unshare"])
-def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every test runs on bubblewrap and on the unshare fallback (tests may patch it again)."""
-    if shutil.which(request.param) is None:
-        pytest.skip(f"{request.param} is not installed")
-    monkeypatch.setattr(executor, "isolation_backend", lambda: request.param)
-    return request.param
 
 
 @pytest.fixture
@@ -36,8 +30,8 @@ def test_backend_is_bwrap() -> None:
     assert DETECTED_BACKEND() == "bwrap"
 
 
-def test_each_backend_passes_its_probe(backend: str) -> None:
-    assert executor._probe(backend)
+def test_each_backend_passes_its_probe(sandbox_backend: str) -> None:
+    assert executor._probe(sandbox_backend)
 
 
 def test_stdout_is_captured() -> None:

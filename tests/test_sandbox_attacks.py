@@ -12,18 +12,10 @@ import pytest
 
 import sandbox
 
-pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
-
-
-@pytest.fixture(autouse=True, params=["bwrap", "unshare"])
-def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every attack runs against bubblewrap and against the unshare fallback."""
-    from sandbox import executor
-
-    if shutil.which(request.param) is None:
-        pytest.skip(f"{request.param} is not installed")
-    monkeypatch.setattr(executor, "isolation_backend", lambda: request.param)
-    return request.param
+pytestmark = [
+    pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed"),
+    pytest.mark.usefixtures("sandbox_backend"),  # every test runs on both backends
+]
 
 
 PROJECT = Path(__file__).resolve().parent.parent
