@@ -24,6 +24,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -91,7 +92,7 @@ def plain_lora(args: argparse.Namespace) -> Any:
     )
 
 
-def plain(
+def plain_trl(
     kind: str, base: Path, rows: list[dict], out: Path, args: argparse.Namespace, matched: bool
 ):
     """TRL's trainer the way a user writes it: config, trainer, conversational dataset, LoRA."""
@@ -126,14 +127,6 @@ def plain(
     output = trainer.train()
     trainer.save_model(str(out / "adapter"))
     return output.metrics["train_runtime"], trainer.state.global_step
-
-
-def plain_sft(base: Path, rows: list[dict], out: Path, args: argparse.Namespace, matched: bool):
-    return plain("sft", base, rows, out, args, matched)
-
-
-def plain_dpo(base: Path, rows: list[dict], out: Path, args: argparse.Namespace, matched: bool):
-    return plain("dpo", base, rows, out, args, matched)
 
 
 def ours_sft(base: Path, rows: list[dict], out: Path, args: argparse.Namespace, matched: bool):
@@ -209,8 +202,8 @@ def main() -> None:
         f"torch threads {torch.get_num_threads()}, cuda {torch.cuda.is_available()}"
     )
     kinds = {
-        "sft": (conversations(args.examples), ours_sft, plain_sft),
-        "dpo": (pairs(args.examples), ours_dpo, plain_dpo),
+        "sft": (conversations(args.examples), ours_sft, partial(plain_trl, "sft")),
+        "dpo": (pairs(args.examples), ours_dpo, partial(plain_trl, "dpo")),
     }
     for kind, (rows, ours, plain) in kinds.items():
         if args.only and kind != args.only:
