@@ -99,6 +99,16 @@ RUN_FLAGS = {
     "max_steps": "training.max_steps",
     "epochs": "training.epochs",
     "learning_rate": "training.learning_rate",
+    # Socratic co-evolution
+    "seeds": "seeds.count",
+    "seed_data": "seeds.source",
+    "heldout": "seeds.heldout",
+    "rounds": "rounds",
+    "samples": "solve.samples",
+    "teacher": "teacher",
+    "solver": "solver",
+    "generator": "generator",
+    "use_generator": "refine.use_generator",
 }
 
 
@@ -109,11 +119,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     runner = RUNNERS.get(args.job)
     if runner is None:
         raise ConfigError(f"no job named {args.job!r}; available: {', '.join(sorted(RUNNERS))}")
-    config = load_config(
-        runner.config, args.config or default_config_path(args.job), _overrides(args, RUN_FLAGS)
-    )
-    store, workspace = _open_store(args)
-    run = runner.run(config, store, workspace, progress=not args.quiet)
+    overrides = _overrides(args, RUN_FLAGS)
+    if args.resume:
+        if not runner.resumable:
+            raise ConfigError(f"{args.job} runs cannot be resumed; start a new one")
+        given = sorted(key for key, value in overrides.items() if value is not None)
+        if given or args.config:
+            raise ConfigError(
+                f"a resumed run keeps its stored settings; drop {', '.join(given) or '--config'}"
+            )
+        store, workspace = _open_store(args)
+        run = runner.run(None, store, workspace, progress=not args.quiet, resume=args.resume)
+    else:
+        config = load_config(runner.config, args.config or default_config_path(args.job), overrides)
+        store, workspace = _open_store(args)
+        run = runner.run(config, store, workspace, progress=not args.quiet)
     print(f"run {run.id} {run.status}")
     _print_run(store, run.id)
     return 0
@@ -170,7 +190,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 def _print_run(store: Any, run_id: str) -> None:
     for stage in store.stages(run_id):
-        metrics = json.dumps(stage.metrics or {}, default=str)
+        shown = {k: v for k, v in (stage.metrics or {}).items() if not k.startswith("_")}
+        metrics = json.dumps(shown, default=str)
         print(f"  round {stage.round} {stage.name:<12} {stage.status:<9} {metrics}")
     for checkpoint in store.checkpoints(run_id):
         print(f"  checkpoint {checkpoint.role} round {checkpoint.round}: {checkpoint.adapter_path}")
@@ -237,6 +258,22 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-steps", type=int)
     run.add_argument("--epochs", type=float)
     run.add_argument("--learning-rate", type=float)
+    socratic = run.add_argument_group("socratic")
+    socratic.add_argument("--seeds", type=int, help="number of seed questions")
+    socratic.add_argument("--seed-data", help="JSONL of {question, answer} seeds")
+    socratic.add_argument("--heldout", type=int, help="held-out evaluation questions")
+    socratic.add_argument("--rounds", type=int, help="co-evolution rounds")
+    socratic.add_argument("--samples", type=int, help="Solver samples per question (k)")
+    socratic.add_argument("--teacher", help="Teacher model spec")
+    socratic.add_argument("--solver", help="Solver model spec")
+    socratic.add_argument("--generator", help="Generator model spec")
+    socratic.add_argument(
+        "--use-generator",
+        action="store_const",
+        const=True,
+        help="the trained Generator writes new problems instead of the Teacher",
+    )
+    run.add_argument("--resume", metavar="RUN_ID", help="continue a stopped or killed run")
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any setting")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
     run.set_defaults(func=cmd_run)

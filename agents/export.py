@@ -131,6 +131,10 @@ def _copy_base(base_path: str, target: Path) -> None:
     AutoTokenizer.from_pretrained(base_path).save_pretrained(target)
 
 
+#: The role a scheme's run exports by default (its student), when it trains several.
+PRIMARY_ROLE = {"socratic": "solver"}
+
+
 def card_for_run(
     store: Any, run_id: str, *, role: str | None = None, round: int | None = None
 ) -> tuple[AgentCard, str]:
@@ -139,10 +143,12 @@ def card_for_run(
     Args:
         store: An ``agents.store.Store``.
         run_id: The run to export from.
-        role: Which role's adapter (default: the most recent checkpoint's role).
+        role: Which role's adapter (default: the scheme's student, see :data:`PRIMARY_ROLE`,
+            else the most recent checkpoint's role).
         round: Which round (default: the latest of that role).
     """
     run = store.get_run(run_id)
+    role = role or PRIMARY_ROLE.get(run.scheme)
     checkpoints = [
         c
         for c in store.checkpoints(run_id)

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from agents.config import ConfigError, DPOJob, EvalJob, FinetuneJob, SFTJob
+from agents.config import ConfigError, DPOJob, EvalJob, FinetuneJob, SFTJob, SocraticJob
 from agents.datasets import read_jsonl
 from agents.eval.heldout import evaluate, read_eval_items
 from agents.models import load_engine, resolve_local_model
@@ -185,16 +185,37 @@ def run_eval(config: EvalJob, store: Store, workspace: Workspace, *, progress: b
     return store.get_run(run.id)
 
 
+def run_socratic(
+    config: SocraticJob,
+    store: Store,
+    workspace: Workspace,
+    *,
+    progress: bool = True,
+    resume: str | None = None,
+) -> Run:
+    """Socratic co-evolution (see :mod:`agents.schemes.socratic`); ``resume`` continues a run."""
+    from agents.schemes.socratic import run_socratic as run
+
+    return run(config, store, workspace, progress=progress, resume=resume)
+
+
 @dataclass(frozen=True)
 class Runner:
-    """A runnable job: its config model and the function that runs it."""
+    """A runnable job: its config model, the function that runs it, whether it resumes."""
 
     config: type[BaseModel]
     run: Callable[..., Run]
     help: str
+    resumable: bool = False
 
 
 RUNNERS: dict[str, Runner] = {
     "sft": Runner(SFTJob, run_sft, "LoRA SFT on a JSONL of conversations (assistant-only loss)"),
     "dpo": Runner(DPOJob, run_dpo, "LoRA DPO on a JSONL of {prompt, chosen, rejected}"),
+    "socratic": Runner(
+        SocraticJob,
+        run_socratic,
+        "Socratic co-evolution: Teacher, DPO-trained Solver, weighted-SFT Generator",
+        resumable=True,
+    ),
 }

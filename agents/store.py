@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 RowT = TypeVar("RowT", bound=SQLModel)
 
 WORKSPACE_ENV = "AGENTS_WORKSPACE"
-RUN_STATUSES = ("created", "running", "finished", "failed")
+RUN_STATUSES = ("created", "running", "paused", "finished", "failed")
 VERDICTS = ("correct", "incorrect", "unverifiable")
 CHECKPOINT_KINDS = ("lora", "merged")
 SQLITE_BUSY_TIMEOUT_MS = 60_000
@@ -477,6 +477,47 @@ class Store:
             session.add(stage)
         return stage
 
+    def stage(self, run_id: str, round: int, name: str) -> Stage | None:
+        """One stage of a run, or None when it never started."""
+        with self._session() as session:
+            return session.exec(self._stage_query(run_id, round, name)).first()
+
+    def commit_stage(
+        self,
+        run_id: str,
+        round: int,
+        name: str,
+        metrics: dict[str, Any] | None = None,
+        *,
+        add: Sequence[SQLModel] = (),
+        update: Sequence[SQLModel] = (),
+    ) -> list[SQLModel]:
+        """Write a stage's new rows, its updated rows and its ``finished`` mark in ONE transaction.
+
+        A stage that dies before this call leaves nothing behind, and one that got here left
+        everything, so a resumed run can trust a finished stage and redo an unfinished one
+        without duplicating rows. ``add`` rows are inserted in order (ids are set on return);
+        ``update`` rows are merged by primary key.
+        """
+        for row in add:
+            if isinstance(row, Trajectory) and row.verdict not in (None, *VERDICTS):
+                raise ValueError(
+                    f"Verdicts must be one of {VERDICTS} or None, got {row.verdict!r}."
+                )
+        with self._session(write=True) as session:
+            self._require_run(session, run_id)
+            for row in update:
+                session.merge(row)
+            session.add_all(add)
+            stage = session.exec(self._stage_query(run_id, round, name)).first()
+            if stage is None:
+                stage = Stage(run_id=run_id, round=round, name=name)
+            stage.status = "finished"
+            stage.finished_at = utcnow()
+            stage.metrics = dict(metrics or {})
+            session.add(stage)
+        return list(add)
+
     def stages(self, run_id: str) -> list[Stage]:
         """All stages of a run in round, then start order."""
         query = select(Stage).where(Stage.run_id == run_id).order_by(Stage.round, Stage.id)
@@ -506,6 +547,15 @@ class Store:
     def items(self, run_id: str, round: int | None = None, kind: str | None = None) -> list[Item]:
         """A run's items in insertion order, optionally filtered."""
         return self._rows(Item, run_id, round=round, kind=kind)
+
+    def items_by_id(self, ids: Sequence[int]) -> dict[int, Item]:
+        """Items by primary key (missing ids are absent from the result)."""
+        found: dict[int, Item] = {}
+        with self._session() as session:
+            for chunk in _chunks(list(ids)):
+                for item in session.exec(select(Item).where(col(Item.id).in_(chunk))).all():
+                    found[item.id] = item  # type: ignore[index]
+        return found
 
     def add_trajectories(self, trajectories: Sequence[Trajectory]) -> list[Trajectory]:
         """Insert trajectories; returns them with ids set."""

@@ -1,0 +1,991 @@
+"""Socratic co-evolution (Socratic-Zero, arXiv 2509.24726) as a LangGraph graph.
+
+A frozen Teacher, a Solver and a Generator improve each other from a few seed questions. Each
+round over the curriculum:
+
+1. **select**: this round's questions: fresh ones (never solved, or too hard last round) plus a
+   ``replay`` share of older ones.
+2. **solve**: the Solver samples k solutions per question.
+3. **verify**: rule-based answer check; the Teacher judges only what the rule cannot decide.
+4. **pairs**: every (correct, incorrect) combination per question; the reference solution wins
+   when all k fail.
+5. **train_solver**: LoRA DPO on the round's pairs, continuing from the previous adapter.
+6. **zones**: success rate s → mastered (s = 1), learning (0 < s < 1), too hard (s = 0).
+7. **refine**: the Teacher (or, with ``refine.use_generator``, the trained Generator) writes a
+   harder variant of mastered questions and a problem aimed at the error of learning ones.
+8. **quality**: the Teacher re-solves each new problem at low temperature; irreproducible,
+   ambiguous, malformed and duplicate problems are dropped with their reason.
+9. **utility**: the updated Solver attempts each new problem; U = exp(-(s - 0.5)² / (2·0.2²)).
+10. **train_generator**: weighted SFT of the Generator on (question, solution → new question),
+    weighted by U, so it learns to write the Teacher's kind of problem.
+11. **curriculum**: accepted problems join the curriculum; then **eval** on the held-out set.
+
+Every stage is a node that writes all its rows and its ``finished`` mark in one store
+transaction, and the graph checkpoints after every node with LangGraph's SQLite saver. A killed
+run resumes at the first unfinished stage: a stage that finished is never redone, one that did
+not leaves no rows behind, and its model calls come back from the response cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypedDict
+
+import yaml
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+
+from agents.config import ConfigError, SampleSettings, SocraticJob
+from agents.eval.answers import answers_match, extract_answer, normalise_text
+from agents.models import load_engine, resolve_local_model
+from agents.models.base import ChatRequest, Engine
+from agents.models.cached import CachedEngine
+from agents.schemes.base import GraphRun, StageOutput, StageWork, stage_node
+from agents.schemes.socratic_rules import (
+    ZONES,
+    build_pairs,
+    parse_judge,
+    parse_problem,
+    pick_batch,
+    rule_verdict,
+    utility,
+    zone_of,
+)
+from agents.store import Item, ModelCheckpoint, PreferencePair, Run, Store, Trajectory, Workspace
+from agents.tasks import MathTask, boxed_solution, gsm_symbolic_splits, read_math_tasks
+
+log = logging.getLogger(__name__)
+
+PROMPTS: dict[str, str] = yaml.safe_load(
+    Path(__file__).with_name("socratic_prompts.yaml").read_text()
+)
+
+
+# ---------------------------------------------------------------------------- state and context
+
+
+class LoopState(TypedDict, total=False):
+    """What flows between nodes; everything bulky lives in the store."""
+
+    round: int  # 0 before the loop, then 1..rounds
+    batch: list[int]  # item ids solved this round
+    solver_adapter: str | None
+    generator_adapter: str | None
+
+
+@dataclass
+class LoopContext:
+    """Runtime context of the graph: config, store and the three role engines (loaded lazily)."""
+
+    config: SocraticJob
+    store: Store
+    workspace: Workspace
+    run_id: str
+    progress: bool = True
+    engines: dict[str, CachedEngine] = field(default_factory=dict)
+    loader: Callable[[str], Engine] | None = None  # role -> engine; tests inject scripted ones
+
+    def engine(self, role: str) -> CachedEngine:
+        if role not in self.engines:
+            spec = getattr(self.config, role)
+            inner = (
+                self.loader(role)
+                if self.loader
+                else load_engine(spec, **self.config.engine.get(role, {}))
+            )
+            self.engines[role] = CachedEngine(inner, self.store, run_id=self.run_id, role=role)
+        return self.engines[role]
+
+    def with_adapter(self, role: str, adapter: str | None) -> CachedEngine:
+        """The role's engine with ``adapter`` loaded (a no-op when it already is)."""
+        engine = self.engine(role)
+        current = getattr(engine.inner, "adapter", None)
+        if (str(current) if current else None) != adapter:
+            engine.set_adapter(adapter)
+        return engine
+
+    def close(self) -> None:
+        for engine in self.engines.values():
+            engine.close()
+        self.engines.clear()
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _solver_messages(question: str) -> list[dict[str, str]]:
+    return [
+        {"role": "system", "content": PROMPTS["solver_system"]},
+        {"role": "user", "content": question},
+    ]
+
+
+def _question_items(ctx: LoopContext, kind: str = "question") -> list[Item]:
+    return [i for i in ctx.store.items(ctx.run_id, kind=kind)]
+
+
+def _stage_trajectories(ctx: LoopContext, rnd: int, stage: str) -> list[Trajectory]:
+    return [
+        t
+        for t in ctx.store.trajectories(ctx.run_id, role="solver", round=rnd)
+        if t.meta.get("stage") == stage
+    ]
+
+
+def _attempt(
+    ctx: LoopContext,
+    engine: Engine,
+    items: list[Item],
+    cfg: SampleSettings,
+    rnd: int,
+    stage: str,
+    samples: int | None = None,
+) -> tuple[list[Trajectory], dict[int, float]]:
+    """The Solver's samples on ``items`` as trajectories, and each item's rule success rate."""
+    samples = samples or cfg.samples
+    requests = [
+        ChatRequest(
+            messages=_solver_messages(item.content["question"]),
+            n=samples,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            max_tokens=cfg.max_tokens,
+            seed=ctx.config.seed + rnd,
+        )
+        for item in items
+    ]
+    results = engine.generate(requests, progress=ctx.progress) if requests else []
+    rows, success = [], {}
+    for item, request, result in zip(items, requests, results, strict=True):
+        verdicts = []
+        for j, text in enumerate(result.texts):
+            verdict = rule_verdict(text, item.answer or "")
+            verdicts.append(verdict is True)
+            rows.append(
+                Trajectory(
+                    run_id=ctx.run_id,
+                    item_id=item.id,
+                    round=rnd,
+                    role="solver",
+                    model=engine.fingerprint,
+                    messages=[*request.messages, {"role": "assistant", "content": text}],
+                    final_answer=extract_answer(text),
+                    verdict=None if verdict is None else ("correct" if verdict else "incorrect"),
+                    reward=None if verdict is None else float(verdict),
+                    meta={"stage": stage, "sample": j},
+                )
+            )
+        success[item.id] = sum(verdicts) / len(verdicts)  # type: ignore[index]
+    return rows, success
+
+
+def _train_dir(ctx: LoopContext, role: str, rnd: int) -> Path:
+    return ctx.workspace.adapter_dir(ctx.run_id, role, rnd)
+
+
+def _checkpoint(
+    ctx: LoopContext, role: str, rnd: int, base: str, adapter: Path, parent: str | None, **m: Any
+) -> ModelCheckpoint:
+    parent_row = next(
+        (c for c in ctx.store.checkpoints(ctx.run_id, role=role) if c.adapter_path == parent),
+        None,
+    )
+    return ModelCheckpoint(
+        run_id=ctx.run_id,
+        role=role,
+        round=rnd,
+        base_model=base,
+        adapter_path=str(adapter),
+        parent_id=parent_row.id if parent_row else None,
+        metrics=m,
+    )
+
+
+def _train_metrics(result: Any) -> dict[str, Any]:
+    return {
+        "examples": result.num_examples,
+        "steps": result.steps,
+        "first_loss": result.losses[0] if result.losses else None,
+        "last_loss": result.losses[-1] if result.losses else None,
+        "train_seconds": round(result.seconds, 2),
+    }
+
+
+# ---------------------------------------------------------------------------- stages
+
+
+def setup(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
+    """Store the seed questions (the first curriculum) and the held-out set."""
+    seeds, heldout = load_tasks(ctx.config)
+    rows = [
+        Item(
+            run_id=ctx.run_id,
+            kind=kind,
+            round=0,
+            content={"question": t.question, "solution": boxed_solution(t), "task": t.id},
+            answer=t.answer,
+            source=t.source,
+            status="active",
+            meta={"template": t.template},
+        )
+        for kind, tasks in (("question", seeds), ("heldout", heldout))
+        for t in tasks
+    ]
+    seed_templates = {t.template for t in seeds if t.template is not None}
+    metrics = {
+        "seeds": len(seeds),
+        "heldout": len(heldout),
+        "seed_templates": len(seed_templates),
+        "shared_templates": len(seed_templates & {t.template for t in heldout}),
+    }
+    return StageOutput(
+        metrics, {"round": 0, "solver_adapter": None, "generator_adapter": None}, add=rows
+    )
+
+
+def _evaluate(state: LoopState, ctx: LoopContext, rnd: int, adapter: str | None) -> StageOutput:
+    cfg = ctx.config.eval
+    engine = ctx.with_adapter("solver", adapter)
+    items = _question_items(ctx, kind="heldout")
+    rows, success = _attempt(ctx, engine, items, cfg, rnd, "eval")
+    accuracy = sum(success.values()) / max(len(success), 1)
+    return StageOutput(
+        {"accuracy": accuracy, "items": len(items), "samples": cfg.samples}, add=rows
+    )
+
+
+def evaluate_base(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
+    """Held-out accuracy of the Solver's base model, before any training."""
+    if not ctx.config.eval_base:
+        return StageOutput({"skipped": "eval_base is off"})
+    return _evaluate(state, ctx, rnd, None)
+
+
+def evaluate_solver(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
+    """Held-out accuracy of the current Solver (round 0: before round 1)."""
+    return _evaluate(state, ctx, rnd, state.get("solver_adapter"))
+
+
+def warmup(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
+    """Short LoRA SFT of the Solver on the seeds' reference solutions (the paper's warm-up)."""
+    settings = ctx.config.warmup
+    seeds = [i for i in _question_items(ctx) if i.content.get("solution")]
+    if settings is None or not seeds:
+        reason = "warmup is off" if settings is None else "the seeds have no solutions"
+        return StageOutput({"skipped": reason})
+    from agents.training.sft import train_sft
+
+    rows = [
+        {
+            "messages": [
+                *_solver_messages(i.content["question"]),
+                {"role": "assistant", "content": i.content["solution"]},
+            ]
+        }
+        for i in seeds
+    ]
+    out_dir = _train_dir(ctx, "solver", 0)
+    result = train_sft(
+        resolve_local_model(ctx.config.solver),
+        rows,
+        out_dir,
+        settings=settings,
+        lora=ctx.config.solver_lora,
+        progress=ctx.progress,
+    )
+    metrics = _train_metrics(result)
+    checkpoint = _checkpoint(
+        ctx,
+        "solver",
+        0,
+        ctx.config.solver,
+        out_dir,
+        None,
+        system_prompt=PROMPTS["solver_system"],
+        **metrics,
+    )
+    return StageOutput(metrics, {"solver_adapter": str(out_dir)}, add=[checkpoint])
+
+
+def select(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
+    """Pick this round's questions: fresh ones first, a ``replay`` share of older ones."""
+    active = [i for i in _question_items(ctx) if i.status == "active"]
+    # Fresh: never attempted, or too hard in the round before (re-checked, as in the paper).
+    # New problems come before the re-checks, so the curriculum keeps moving.
+    fresh = [i.id for i in active if i.zone is None] + [
+        i.id for i in active if i.zone == "too_hard"
+    ]
+    older = [i.id for i in active if i.zone in ("mastered", "learning")]
+    size = ctx.config.questions_per_round or ctx.config.seeds.count
+    rng = random.Random(f"{ctx.config.seed}-select-{rnd}")
+    take_fresh, take_old = pick_batch(fresh, older, size, ctx.config.replay, rng)  # type: ignore[arg-type]
+    batch = take_fresh + take_old
+    return StageOutput(
+        {"questions": len(batch), "fresh": len(take_fresh), "replay": len(take_old)},
+        {"batch": batch},
+    )
+
+
+def solve(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
+    """The Solver samples k solutions per question; the rule gives verdicts where it can."""
+    engine = ctx.with_adapter("solver", state.get("solver_adapter"))
+    found = ctx.store.items_by_id(state.get("batch", []))
+    items = [found[i] for i in state.get("batch", []) if i in found]
+    rows, _ = _attempt(ctx, engine, items, ctx.config.solve, rnd, "solve")
+    pending = sum(r.verdict is None for r in rows)
+    return StageOutput(
+        {"questions": len(items), "samples": len(rows), "pending": pending}, add=rows
+    )
+
+
+def verify(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
+    """The Teacher judges solutions the rule could not decide; malformed replies are retried."""
+    cfg = ctx.config.verify
+    rows = _stage_trajectories(ctx, rnd, "solve")
+    pending = [t for t in rows if t.verdict is None]
+    judged = retries = 0
+    if pending and cfg.judge:
+        teacher = ctx.engine("teacher")
+        items = ctx.store.items_by_id([t.item_id for t in pending])  # type: ignore[misc]
+        todo = list(pending)
+        for attempt in range(cfg.retries + 1):
+            requests = [
+                ChatRequest(
+                    messages=[
+                        {"role": "system", "content": PROMPTS["judge_system"]},
+                        {
+                            "role": "user",
+                            "content": PROMPTS["judge_user"].format(
+                                question=items[t.item_id].content["question"],  # type: ignore[index]
+                                answer=items[t.item_id].answer,  # type: ignore[index]
+                                solution=t.messages[-1]["content"],
+                            ),
+                        },
+                    ],
+                    temperature=cfg.temperature,
+                    max_tokens=cfg.max_tokens,
+                    seed=ctx.config.seed + attempt,  # a retry is a different sample
+                )
+                for t in todo
+            ]
+            results = teacher.generate(requests, progress=ctx.progress)
+            judged += len(todo) if attempt == 0 else 0
+            retries += len(todo) if attempt > 0 else 0
+            left = []
+            for t, result in zip(todo, results, strict=True):
+                parsed = parse_judge(result.text)
+                if parsed is None:
+                    left.append(t)
+                    continue
+                t.verdict = "correct" if parsed[0] else "incorrect"
+                t.reward = float(parsed[0])
+                t.meta = {**t.meta, "judge": parsed[1]}
+            todo = left
+            if not todo:
+                break
+    for t in pending:
+        if t.verdict is None:
+            t.verdict = "unverifiable"
+            t.meta = {**t.meta, "judge": "malformed" if cfg.judge else "judge off"}
+    counts = Counter(t.verdict for t in rows)
+    metrics = {
+        "correct": counts["correct"],
+        "incorrect": counts["incorrect"],
+        "unverifiable": counts["unverifiable"],
+        "judged": judged,
+        "judge_retries": retries,
+    }
+    return StageOutput(metrics, update=pending)
+
+
+def _by_item(rows: list[Trajectory]) -> dict[int, list[Trajectory]]:
+    grouped: dict[int, list[Trajectory]] = {}
+    for t in rows:
+        grouped.setdefault(t.item_id, []).append(t)  # type: ignore[arg-type]
+    return grouped
+
+
+def pairs(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
+    """All (correct, incorrect) pairs per question; the reference wins when all samples fail."""
+    grouped = _by_item(_stage_trajectories(ctx, rnd, "solve"))
+    items = ctx.store.items_by_id(list(grouped))
+    rows, kinds = [], Counter()
+    for item_id, trajectories in grouped.items():
+        item = items[item_id]
+        texts = {
+            v: [t.messages[-1]["content"] for t in trajectories if t.verdict == v]
+            for v in ("correct", "incorrect")
+        }
+        built = build_pairs(
+            texts["correct"],
+            texts["incorrect"],
+            item.content.get("solution"),
+            ctx.config.max_pairs_per_question,
+        )
+        for chosen, rejected, kind in built:
+            kinds[kind] += 1
+            rows.append(
+                PreferencePair(
+                    run_id=ctx.run_id,
+                    item_id=item_id,
+                    round=rnd,
+                    prompt=_solver_messages(item.content["question"]),
+                    chosen=[{"role": "assistant", "content": chosen}],
+                    rejected=[{"role": "assistant", "content": rejected}],
+                    meta={"kind": kind},
+                )
+            )
+    metrics = {
+        "pairs": len(rows),
+        "questions_with_pairs": len({p.item_id for p in rows}),
+        "reference_winners": kinds["reference"],
+    }
+    return StageOutput(metrics, add=rows)
+
+
+def train_solver(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
+    """LoRA DPO of the Solver on this round's pairs, from the previous round's adapter."""
+    rows = [
+        {"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected}
+        for p in ctx.store.pairs(ctx.run_id, round=rnd)
+    ]
+    if not rows:
+        return StageOutput({"skipped": "no preference pairs this round", "pairs": 0})
+    from agents.training.dpo import train_dpo
+
+    previous = state.get("solver_adapter")
+    out_dir = _train_dir(ctx, "solver", rnd)
+    result = train_dpo(
+        resolve_local_model(ctx.config.solver),
+        rows,
+        out_dir,
+        settings=ctx.config.solver_training,
+        lora=ctx.config.solver_lora,
+        init_adapter=Path(previous) if previous else None,
+        progress=ctx.progress,
+    )
+    metrics = {"pairs": len(rows), **_train_metrics(result)}
+    for key, name in (
+        ("rewards/accuracies", "reward_accuracy"),
+        ("rewards/margins", "reward_margin"),
+    ):
+        values = result.metrics.get(key)
+        if isinstance(values, list) and values:
+            metrics[name] = values[-1]
+    checkpoint = _checkpoint(
+        ctx,
+        "solver",
+        rnd,
+        ctx.config.solver,
+        out_dir,
+        previous,
+        system_prompt=PROMPTS["solver_system"],
+        **metrics,
+    )
+    return StageOutput(metrics, {"solver_adapter": str(out_dir)}, add=[checkpoint])
+
+
+def zones(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
+    """Success rate per question → mastered / learning / too hard (stored on the item)."""
+    grouped = _by_item(_stage_trajectories(ctx, rnd, "solve"))
+    items = ctx.store.items_by_id(list(grouped))
+    counts: Counter[str] = Counter()
+    for item_id, trajectories in grouped.items():
+        verified = [t for t in trajectories if t.verdict in ("correct", "incorrect")]
+        success = (
+            sum(t.verdict == "correct" for t in verified) / len(verified) if verified else None
+        )
+        item = items[item_id]
+        item.zone = zone_of(success)
+        item.meta = {
+            **item.meta,
+            "zones": {**item.meta.get("zones", {}), str(rnd): item.zone},
+            "success": {**item.meta.get("success", {}), str(rnd): success},
+        }
+        counts[item.zone] += 1
+    return StageOutput({z: counts[z] for z in ZONES}, update=list(items.values()))
+
+
+def _refine_inputs(ctx: LoopContext, rnd: int) -> list[tuple[Item, str, str]]:
+    """(question, the solution shown to the writer, zone) for mastered and learning questions."""
+    grouped = _by_item(_stage_trajectories(ctx, rnd, "solve"))
+    items = ctx.store.items_by_id(list(grouped))
+    inputs = []
+    for item_id, trajectories in grouped.items():
+        item = items[item_id]
+        if item.zone not in ("mastered", "learning"):
+            continue  # too hard: excluded this round
+        wanted = "correct" if item.zone == "mastered" else "incorrect"
+        shown = next(t for t in trajectories if t.verdict == wanted)
+        inputs.append((item, shown.messages[-1]["content"], item.zone))
+    cap = ctx.config.refine.max_problems
+    return inputs[:cap] if cap else inputs
+
+
+def _generator_messages(question: str, solution: str, zone: str) -> list[dict[str, str]]:
+    return [
+        {"role": "system", "content": PROMPTS["generator_system"]},
+        {
+            "role": "user",
+            "content": PROMPTS["generator_user"].format(
+                zone=zone, question=question, solution=solution
+            ),
+        },
+    ]
+
+
+def refine(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
+    """New candidate problems: harder variants of mastered ones, error-targeted for learning."""
+    cfg = ctx.config.refine
+    inputs = _refine_inputs(ctx, rnd)
+    by = "generator" if cfg.use_generator else "teacher"
+    if by == "generator":
+        engine = ctx.with_adapter("generator", state.get("generator_adapter"))
+        requests = [
+            ChatRequest(
+                messages=_generator_messages(item.content["question"], shown, zone),
+                temperature=cfg.temperature,
+                max_tokens=cfg.max_tokens,
+                seed=ctx.config.seed + rnd,
+            )
+            for item, shown, zone in inputs
+        ]
+    else:
+        engine = ctx.engine("teacher")
+        requests = [
+            ChatRequest(
+                messages=[
+                    {"role": "system", "content": PROMPTS["refine_system"]},
+                    {
+                        "role": "user",
+                        "content": PROMPTS[f"refine_{zone}"].format(
+                            question=item.content["question"], answer=item.answer, solution=shown
+                        ),
+                    },
+                ],
+                temperature=cfg.temperature,
+                max_tokens=cfg.max_tokens,
+                seed=ctx.config.seed + rnd,
+            )
+            for item, shown, zone in inputs
+        ]
+    proposals: list[dict[str, str] | None] = [None] * len(inputs)
+    raws = [""] * len(inputs)
+    todo = list(range(len(inputs)))
+    for attempt in range(cfg.retries + 1 if by == "teacher" else 1):
+        asked = [
+            ChatRequest(**{**requests[i]._fields(), "seed": requests[i].seed + attempt})  # type: ignore[operator]
+            for i in todo
+        ]
+        results = engine.generate(asked, progress=ctx.progress) if asked else []
+        left = []
+        for i, result in zip(todo, results, strict=True):
+            raws[i] = result.text
+            if by == "generator":
+                text = result.text.strip()
+                proposals[i] = {"question": text, "solution": "", "answer": ""} if text else None
+            else:
+                proposals[i] = parse_problem(result.text)
+            if proposals[i] is None:
+                left.append(i)
+        todo = left
+        if not todo:
+            break
+    rows = []
+    for (item, shown, zone), proposal, raw in zip(inputs, proposals, raws, strict=True):
+        rows.append(
+            Item(
+                run_id=ctx.run_id,
+                kind="question",
+                round=rnd,
+                content={
+                    "question": proposal["question"] if proposal else "",
+                    "solution": proposal["solution"] if proposal else "",
+                    "parent_solution": shown,
+                    "raw": raw,
+                },
+                answer=(proposal["answer"] or None) if proposal else None,
+                source=by,
+                parent_id=item.id,
+                status="candidate" if proposal else "dropped",
+                meta={"from_zone": zone, **({} if proposal else {"dropped": "malformed"})},
+            )
+        )
+    proposed = sum(r.status == "candidate" for r in rows)
+    metrics = {"requested": len(inputs), "proposed": proposed, "malformed": len(rows) - proposed}
+    return StageOutput({**metrics, "by": by}, add=rows)
+
+
+def quality(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
+    """The Teacher re-solves each candidate; drop it when its answer cannot be reproduced."""
+    cfg = ctx.config.quality
+    candidates = [
+        i
+        for i in ctx.store.items(ctx.run_id, round=rnd, kind="question")
+        if i.status == "candidate"
+    ]
+    generated = ctx.config.refine.use_generator
+    samples = max(cfg.samples, 2) if generated else cfg.samples
+    # Earlier questions (kept or dropped) and the held-out set: a new problem must be new.
+    known = {
+        normalise_text(i.content["question"])
+        for i in [*_question_items(ctx), *_question_items(ctx, kind="heldout")]
+        if i.status == "active" or i.round < rnd
+    }
+    requests = [
+        ChatRequest(
+            messages=[
+                {"role": "system", "content": PROMPTS["qc_system"]},
+                {"role": "user", "content": item.content["question"]},
+            ],
+            n=samples,
+            temperature=cfg.temperature,
+            max_tokens=cfg.max_tokens,
+            seed=ctx.config.seed + rnd,
+        )
+        for item in candidates
+    ]
+    results = ctx.engine("teacher").generate(requests, progress=ctx.progress) if requests else []
+    reasons: Counter[str] = Counter()
+    for item, result in zip(candidates, results, strict=True):
+        question = item.content["question"]
+        answers = [extract_answer(t) for t in result.texts]
+        claimed = item.answer or answers[0]
+        reason = None
+        if len(question) < cfg.min_chars:
+            reason = "malformed"
+        elif normalise_text(question) in known:
+            reason = "duplicate"
+        elif any("AMBIGUOUS" in t for t in result.texts):
+            reason = "ambiguous"
+        elif any(a is None for a in answers):
+            reason = "irreproducible"
+        elif not all(answers_match(a, claimed or "") for a in answers):
+            reason = "irreproducible"
+        if reason is None:
+            item.status = "active"
+            item.answer = claimed
+            if not item.content.get("solution"):
+                item.content = {**item.content, "solution": result.texts[0]}
+            known.add(normalise_text(question))
+        else:
+            item.status = "dropped"
+            reasons[reason] += 1
+        item.meta = {**item.meta, "qc_answers": answers, **({"dropped": reason} if reason else {})}
+    accepted = sum(i.status == "active" for i in candidates)
+    metrics = {
+        "checked": len(candidates),
+        "accepted": accepted,
+        "dropped": len(candidates) - accepted,
+        "reasons": dict(reasons),
+    }
+    return StageOutput(metrics, update=candidates)
+
+
+def _accepted(ctx: LoopContext, rnd: int) -> list[Item]:
+    return [
+        i
+        for i in ctx.store.items(ctx.run_id, round=rnd, kind="question")
+        if i.status == "active" and i.parent_id is not None
+    ]
+
+
+def measure_utility(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
+    """The updated Solver attempts each accepted problem; U peaks at a 50% success rate."""
+    cfg = ctx.config.utility
+    accepted = _accepted(ctx, rnd)
+    engine = ctx.with_adapter("solver", state.get("solver_adapter"))
+    rows, success = _attempt(
+        ctx, engine, accepted, ctx.config.solve, rnd, "utility", samples=cfg.samples
+    )
+    for item in accepted:
+        s = success[item.id]  # type: ignore[index]
+        item.meta = {**item.meta, "utility": utility(s, cfg.center, cfg.sigma), "solver_success": s}
+    values = [i.meta["utility"] for i in accepted]
+    metrics = {
+        "problems": len(accepted),
+        "mean_utility": sum(values) / len(values) if values else None,
+        "mean_success": sum(success.values()) / len(success) if success else None,
+    }
+    return StageOutput(metrics, add=rows, update=accepted)
+
+
+def train_generator(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
+    """Weighted SFT of the Generator: (question, solution → accepted new question) × U."""
+    settings = ctx.config.generator_training
+    accepted = [i for i in _accepted(ctx, rnd) if i.meta.get("utility", 0) > 0]
+    if settings is None or not accepted:
+        reason = "generator training is off" if settings is None else "no new problems"
+        return StageOutput({"skipped": reason, "examples": 0})
+    from agents.training.sft import train_sft
+
+    parents = ctx.store.items_by_id([i.parent_id for i in accepted])  # type: ignore[misc]
+    rows = [
+        {
+            "messages": [
+                *_generator_messages(
+                    parents[i.parent_id].content["question"],  # type: ignore[index]
+                    i.content["parent_solution"],
+                    i.meta["from_zone"],
+                ),
+                {"role": "assistant", "content": i.content["question"]},
+            ],
+            "weight": i.meta["utility"],
+        }
+        for i in accepted
+    ]
+    previous = state.get("generator_adapter")
+    out_dir = _train_dir(ctx, "generator", rnd)
+    result = train_sft(
+        resolve_local_model(ctx.config.generator),
+        rows,
+        out_dir,
+        settings=settings,
+        lora=ctx.config.generator_lora,
+        init_adapter=Path(previous) if previous else None,
+        progress=ctx.progress,
+    )
+    metrics = _train_metrics(result)
+    checkpoint = _checkpoint(
+        ctx,
+        "generator",
+        rnd,
+        ctx.config.generator,
+        out_dir,
+        previous,
+        system_prompt=PROMPTS["generator_system"],
+        **metrics,
+    )
+    return StageOutput(metrics, {"generator_adapter": str(out_dir)}, add=[checkpoint])
+
+
+def curriculum(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
+    """D_{t+1} = D_t ∪ accepted problems; counts per zone for the report."""
+    active = [i for i in _question_items(ctx) if i.status == "active"]
+    by_zone = Counter(i.zone or "unseen" for i in active)
+    metrics = {
+        "size": len(active),
+        "added": sum(i.round == rnd and i.parent_id is not None for i in active),
+        "by_zone": {z: by_zone[z] for z in (*ZONES, "unseen")},
+    }
+    return StageOutput(metrics)
+
+
+def report(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
+    """Markdown + PNG report of the run under the workspace's reports directory."""
+    from agents.report import write_report
+
+    files = write_report(ctx.store, ctx.run_id, ctx.workspace.reports_dir / ctx.run_id)
+    return StageOutput({"markdown": str(files.markdown), "plot": str(files.plot or "")})
+
+
+# ---------------------------------------------------------------------------- routing and graph
+
+
+def after_eval(state: LoopState, runtime: Runtime[LoopContext]) -> Literal["select", "report"]:
+    """Another round, or the report once the last round is evaluated."""
+    return "select" if state.get("round", 0) < runtime.context.config.rounds else "report"
+
+
+ROUND_STAGES: list[tuple[str, StageWork]] = [
+    ("solve", solve),
+    ("verify", verify),
+    ("pairs", pairs),
+    ("train_solver", train_solver),
+    ("zones", zones),
+    ("refine", refine),
+    ("quality", quality),
+    ("utility", measure_utility),
+    ("train_generator", train_generator),
+    ("curriculum", curriculum),
+]
+
+
+def build_graph() -> StateGraph:
+    """The co-evolution graph (uncompiled): setup, warm-up, then rounds until ``rounds``."""
+    graph = StateGraph(LoopState, context_schema=LoopContext)
+    graph.add_node("setup", stage_node("setup", setup))
+    graph.add_node("eval_base", stage_node("eval_base", evaluate_base))
+    graph.add_node("warmup", stage_node("warmup", warmup))
+    graph.add_node("eval", stage_node("eval", evaluate_solver))
+    graph.add_node("select", stage_node("select", select, opens_round=True))
+    for name, work in ROUND_STAGES:
+        graph.add_node(name, stage_node(name, work))
+    graph.add_node("report", stage_node("report", report))
+
+    # Seeds and held-out set first, the base model's score, the warm-up, the score before round 1.
+    graph.add_edge(START, "setup")
+    graph.add_edge("setup", "eval_base")
+    graph.add_edge("eval_base", "warmup")
+    graph.add_edge("warmup", "eval")
+    # Each round: select questions, then the stages in order, then the held-out score again.
+    graph.add_edge("select", ROUND_STAGES[0][0])
+    for (before, _), (after, _) in zip(ROUND_STAGES, ROUND_STAGES[1:], strict=False):
+        graph.add_edge(before, after)
+    graph.add_edge(ROUND_STAGES[-1][0], "eval")
+    # After every evaluation: another round, or the report and the end.
+    graph.add_conditional_edges("eval", after_eval)
+    graph.add_edge("report", END)
+    return graph
+
+
+# ---------------------------------------------------------------------------- data
+
+
+def load_tasks(config: SocraticJob) -> tuple[list[MathTask], list[MathTask]]:
+    """Seeds and held-out tasks; gsm_symbolic splits are template-disjoint."""
+    seeds_cfg = config.seeds
+    try:
+        if seeds_cfg.source == "gsm_symbolic":
+            heldout_n = 0 if seeds_cfg.heldout_data else seeds_cfg.heldout
+            seeds, heldout = gsm_symbolic_splits(
+                seeds_cfg.count,
+                heldout_n,
+                seed=config.seed,
+                heldout_share=seeds_cfg.heldout_share,
+            )
+        else:
+            tasks = read_math_tasks(Path(seeds_cfg.source))
+            if seeds_cfg.heldout_data is None and len(tasks) < 2:
+                raise ConfigError(f"{seeds_cfg.source} needs at least 2 rows to hold some out")
+            if seeds_cfg.heldout_data is None:
+                # A user file has no templates: hold out its tail (not template-disjoint).
+                cut = max(1, min(seeds_cfg.heldout, len(tasks) // 2))
+                seeds, heldout = tasks[:-cut][: seeds_cfg.count], tasks[-cut:]
+            else:
+                seeds, heldout = tasks[: seeds_cfg.count], []
+        if seeds_cfg.heldout_data is not None:
+            heldout = read_math_tasks(Path(seeds_cfg.heldout_data), limit=seeds_cfg.heldout)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    return seeds, heldout
+
+
+# ---------------------------------------------------------------------------- running
+
+
+class SocraticLoop:
+    """A Socratic co-evolution run: build, run (all or some rounds), resume and inspect.
+
+    Example:
+        >>> loop = SocraticLoop.create(SocraticJob(rounds=2), Workspace.resolve("ws"))
+        >>> loop.run(rounds=1)          # stop after round 1 is evaluated
+        >>> loop.run()                  # continue to the end
+        >>> loop.scores()               # {"base": 0.02, 0: 0.05, 1: 0.08, 2: 0.1}
+        >>> [i.content["question"] for i in loop.curriculum()]
+    """
+
+    def __init__(
+        self,
+        config: SocraticJob,
+        store: Store,
+        workspace: Workspace,
+        run_id: str,
+        *,
+        progress: bool = True,
+        loader: Callable[[str], Engine] | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.workspace = workspace.ensure()
+        self.run_id = run_id
+        self.context = LoopContext(
+            config, store, self.workspace, run_id, progress=progress, loader=loader
+        )
+        stages = 4 + config.rounds * (len(ROUND_STAGES) + 2) + 1
+        self.runner = GraphRun(
+            build_graph(), self.context, self.workspace, total_stages=stages, progress=progress
+        )
+        self.graph = self.runner.graph  # the compiled LangGraph graph
+
+    @classmethod
+    def create(
+        cls,
+        config: SocraticJob,
+        workspace: Workspace | None = None,
+        store: Store | None = None,
+        **options: Any,
+    ) -> SocraticLoop:
+        """Validate the config, then open a new run."""
+        workspace = (workspace or Workspace.resolve()).ensure()
+        store = store or Store.open(workspace)
+        if options.get("loader") is None:
+            for role in ("solver", "generator"):
+                # Trained roles must be local weights; fail before storing anything.
+                try:
+                    resolve_local_model(getattr(config, role))
+                except Exception as err:
+                    raise ConfigError(
+                        f"the {role} is trained, so it must be a local model (builtin:, hf: or a "
+                        f"directory): {err}"
+                    ) from None
+        load_tasks(config)  # bad seed files fail here, before a run exists
+        run = store.create_run("socratic", config.model_dump(mode="json"), name=config.name)
+        return cls(config, store, workspace, run.id, **options)
+
+    @classmethod
+    def resume(
+        cls,
+        run_id: str,
+        workspace: Workspace | None = None,
+        store: Store | None = None,
+        **options: Any,
+    ) -> SocraticLoop:
+        """Reopen a stored run with the config it was started with."""
+        workspace = (workspace or Workspace.resolve()).ensure()
+        store = store or Store.open(workspace)
+        run = store.get_run(run_id)
+        if run.scheme != "socratic":
+            raise ConfigError(f"run {run_id} is a {run.scheme} run, not a socratic one")
+        return cls(SocraticJob.model_validate(run.config), store, workspace, run.id, **options)
+
+    def run(self, rounds: int | None = None) -> Run:
+        """Run to the end, or pause once round ``rounds`` is evaluated; resumes where it stopped."""
+
+        def stop(node: str, state: dict[str, Any]) -> bool:
+            return rounds is not None and node == "eval" and state.get("round", 0) >= rounds
+
+        return self.runner.run(stop)
+
+    # Inspection
+
+    def curriculum(self, status: str = "active") -> list[Item]:
+        """Curriculum questions (seeds and accepted new problems) with their zones."""
+        return [i for i in _question_items(self.context) if i.status == status]
+
+    def scores(self) -> dict[str | int, float]:
+        """Held-out accuracy: ``"base"`` before training, then by round (0 = before round 1)."""
+        found: dict[str | int, float] = {}
+        for stage in self.store.stages(self.run_id):
+            accuracy = (stage.metrics or {}).get("accuracy")
+            if stage.status == "finished" and accuracy is not None:
+                found["base" if stage.name == "eval_base" else stage.round] = accuracy
+        return found
+
+    def close(self) -> None:
+        self.context.close()
+        self.runner.close()
+
+
+def run_socratic(
+    config: SocraticJob,
+    store: Store,
+    workspace: Workspace,
+    *,
+    progress: bool = True,
+    resume: str | None = None,
+) -> Run:
+    """``agents run socratic``: a new run from ``config``, or the stored run ``resume``."""
+    if resume:
+        loop = SocraticLoop.resume(resume, workspace, store, progress=progress)
+    else:
+        loop = SocraticLoop.create(config, workspace, store, progress=progress)
+    try:
+        return loop.run()
+    finally:
+        loop.close()

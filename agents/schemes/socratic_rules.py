@@ -1,0 +1,122 @@
+"""The rules of Socratic co-evolution as pure functions: verdicts, pairs, zones, utility.
+
+Kept apart from the graph so each rule is tested on its own and reads as the paper states it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+from itertools import product
+from typing import Any, Literal
+
+from agents.eval.answers import answers_match, extract_answer, to_number
+
+ZONES = ("mastered", "learning", "too_hard")
+Zone = Literal["mastered", "learning", "too_hard"]
+
+
+def zone_of(success: float | None) -> Zone:
+    """Zone of a question from the Solver's success rate (None: nothing verifiable)."""
+    if success is None or success <= 0:
+        return "too_hard"
+    return "mastered" if success >= 1 else "learning"
+
+
+def utility(success: float, center: float = 0.5, sigma: float = 0.2) -> float:
+    """Gaussian utility of a new problem: highest when the Solver succeeds half the time."""
+    return math.exp(-((success - center) ** 2) / (2 * sigma**2))
+
+
+def rule_verdict(solution: str, reference: str) -> bool | None:
+    """Rule-based check; None when the rule cannot decide and a judge should.
+
+    Undecidable: no answer in the text, or a number compared with a non-number (``x = 5`` vs
+    ``5`` is for a judge, not a string comparison).
+    """
+    predicted = extract_answer(solution)
+    if predicted is None:
+        return None
+    if (to_number(predicted) is None) != (to_number(reference) is None):
+        return None
+    return answers_match(predicted, reference)
+
+
+def build_pairs(
+    correct: list[str], incorrect: list[str], reference: str | None, limit: int
+) -> list[tuple[str, str, str]]:
+    """(chosen, rejected, kind) pairs of one question.
+
+    All (correct, incorrect) combinations, in order, up to ``limit``; when no sample is correct
+    the reference solution is the winner against each incorrect one.
+    """
+    if correct:
+        combos = product(correct, incorrect)
+        return [(c, i, "sampled") for c, i in combos][:limit]
+    if reference:
+        return [(reference, i, "reference") for i in incorrect][:limit]
+    return []
+
+
+def parse_json_object(text: str) -> dict[str, Any] | None:
+    """The first JSON object in a model reply, tolerating code fences and LaTeX backslashes."""
+    start = text.find("{")
+    end = text.rfind("}")
+    if start < 0 or end <= start:
+        return None
+    blob = text[start : end + 1]
+    # LaTeX in JSON strings: "\boxed" would parse as a backspace; double every backslash that
+    # does not start a JSON escape we want to keep.
+    candidates = [blob, re.sub(r'\\(?!["\\/nu])', r"\\\\", blob)]
+    for candidate in candidates:
+        try:
+            value = json.loads(candidate)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return None
+
+
+def parse_judge(text: str) -> tuple[bool, str] | None:
+    """(correct, analysis) from a judge reply, or None when it is malformed."""
+    data = parse_json_object(text)
+    if data is None or "correct" not in data:
+        return None
+    value = data["correct"]
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        value = value.strip().lower() == "true"
+    if not isinstance(value, bool):
+        return None
+    return value, str(data.get("analysis") or "")
+
+
+def parse_problem(text: str) -> dict[str, str] | None:
+    """{question, solution, answer} from a Teacher refinement, or None when malformed."""
+    data = parse_json_object(text)
+    if data is None:
+        return None
+    question = data.get("question") or data.get("enhanced_question")
+    solution = str(data.get("solution") or "")
+    answer = data.get("answer")
+    if answer in (None, "") and solution:
+        answer = extract_answer(solution)
+    if not isinstance(question, str) or not question.strip() or answer in (None, ""):
+        return None
+    return {"question": question.strip(), "solution": solution.strip(), "answer": str(answer)}
+
+
+def pick_batch(
+    fresh: list[int], older: list[int], size: int, replay: float, rng: random.Random
+) -> tuple[list[int], list[int]]:
+    """This round's (fresh, replayed) item ids: fresh first, with ``replay`` of the batch old.
+
+    When either side is short the other fills the batch, so a round is never smaller than it
+    has to be.
+    """
+    want_old = min(len(older), round(size * replay)) if fresh else min(len(older), size)
+    take_fresh = fresh[: size - want_old]
+    take_old = rng.sample(older, min(len(older), size - len(take_fresh)))
+    return take_fresh, take_old
