@@ -304,3 +304,26 @@ def test_a_sample_asked_twice_in_one_batch_is_generated_once(store: Store) -> No
     assert inner.samples_generated == 3
     assert results[0].texts == results[1].texts[:2]
     assert results[1].texts[2].endswith("seed=7|j=0")
+
+
+def test_chunks_are_cached_as_they_finish(store: Store) -> None:
+    """A batch that dies in its third chunk keeps the first two in the cache."""
+
+    class DiesOnThirdChunk(ScriptedEngine):
+        chunks = 0
+
+        def _generate(self, requests: list[ChatRequest], *, progress: bool) -> list[ChatResult]:
+            DiesOnThirdChunk.chunks += 1
+            if DiesOnThirdChunk.chunks == 3:
+                raise RuntimeError("killed")
+            return super()._generate(requests, progress=progress)
+
+    requests = [ask(f"question {i}") for i in range(5)]
+    dying = CachedEngine(DiesOnThirdChunk(), store, flush_every=2)
+    with pytest.raises(RuntimeError):
+        dying.generate(requests)
+    again = ScriptedEngine()
+    cached = CachedEngine(again, store, flush_every=2)
+    cached.generate(requests)
+    assert again.samples_generated == 1  # only the fifth request was never stored
+    assert cached.cached_samples == 4

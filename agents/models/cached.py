@@ -12,6 +12,8 @@ import time
 from dataclasses import replace
 from typing import Any, Protocol
 
+from tqdm.auto import tqdm
+
 from agents.models.base import ChatRequest, ChatResult, Completion, Engine
 
 
@@ -33,6 +35,7 @@ class CachedEngine(Engine):
         store: Cache and ledger backend.
         run_id: Run the calls are charged to in the ledger.
         role: Role in the scheme (teacher, solver, ...), for the ledger.
+        flush_every: Requests generated per chunk; each chunk is cached as soon as it is done.
     """
 
     def __init__(
@@ -42,8 +45,12 @@ class CachedEngine(Engine):
         *,
         run_id: str | None = None,
         role: str | None = None,
+        flush_every: int = 16,
     ) -> None:
+        if flush_every < 1:
+            raise ValueError(f"flush_every must be at least 1, got {flush_every}")
         self.inner = inner
+        self.flush_every = flush_every
         self.store = store
         self.run_id = run_id
         self.role = role
@@ -60,7 +67,13 @@ class CachedEngine(Engine):
 
     def with_role(self, role: str, run_id: str | None = None) -> CachedEngine:
         """A view on the same model charging calls to another role (and optionally run)."""
-        return CachedEngine(self.inner, self.store, run_id=run_id or self.run_id, role=role)
+        return CachedEngine(
+            self.inner,
+            self.store,
+            run_id=run_id or self.run_id,
+            role=role,
+            flush_every=self.flush_every,
+        )
 
     def set_adapter(self, path: Any) -> None:
         """Forward an adapter hot-load to engines that support it."""
@@ -94,15 +107,25 @@ class CachedEngine(Engine):
                 seed = requests[i].seed
                 seed = None if seed is None else seed + absent[0]
                 subs.append(replace(requests[i], n=len(absent), seed=seed))
-            generated = self.inner.generate(subs, progress=progress)
-            new_entries: dict[str, tuple[str, dict[str, Any]]] = {}
-            for (i, absent), result in zip(missing.items(), generated, strict=True):
-                fresh[i] = result
-                for j, completion in zip(absent, result.completions, strict=True):
-                    found[keys[i][j]] = completion.to_dict()
-                    if completion.finish_reason != "error":  # failures are retried next time
-                        new_entries[keys[i][j]] = (fingerprint, completion.to_dict())
-            self.store.cache_put_many(new_entries)
+            # Generate and store in chunks, so a process killed in a long stage keeps what it
+            # finished: only the chunk in flight is generated again on resume.
+            order = list(missing.items())
+            chunks = range(0, len(order), self.flush_every)
+            one_chunk = len(chunks) < 2
+            bar = tqdm(chunks, desc=self.role or "generate", disable=not progress or one_chunk)
+            for start in bar:
+                part = order[start : start + self.flush_every]
+                generated = self.inner.generate(
+                    subs[start : start + self.flush_every], progress=progress and one_chunk
+                )
+                new_entries: dict[str, tuple[str, dict[str, Any]]] = {}
+                for (i, absent), result in zip(part, generated, strict=True):
+                    fresh[i] = result
+                    for j, completion in zip(absent, result.completions, strict=True):
+                        found[keys[i][j]] = completion.to_dict()
+                        if completion.finish_reason != "error":  # failures are retried next time
+                            new_entries[keys[i][j]] = (fingerprint, completion.to_dict())
+                self.store.cache_put_many(new_entries)
         elapsed = time.perf_counter() - began
 
         results = []

@@ -1,0 +1,229 @@
+"""Math word-problem tasks: reasoning-gym ``gsm_symbolic`` splits and JSONL task files.
+
+Splits are template-disjoint, so held-out problems test a new problem structure rather than new
+numbers in a structure already seen.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass(frozen=True)
+class MathTask:
+    """One word problem with its reference answer.
+
+    ``id`` is stable (``"gsm_symbolic/t12/s7/i31"``, ``"tasks.jsonl:3"``, or the file's id);
+    ``solution`` is a worked solution when the source has one; ``template`` is the gsm_symbolic
+    template index; ``source`` is ``"gsm_symbolic"`` or the task file's name.
+    """
+
+    id: str
+    question: str
+    answer: str
+    solution: str | None = None
+    template: int | None = None
+    source: str = "gsm_symbolic"
+
+
+# Beyond this many generated problems we stop looking; only a degenerate request gets here.
+_MAX_POOL = 1 << 19
+
+
+def gsm_symbolic_splits(
+    train: int, heldout: int, *, seed: int = 0, heldout_share: float = 0.25
+) -> tuple[list[MathTask], list[MathTask]]:
+    """Template-disjoint train and held-out problems from reasoning-gym's ``gsm_symbolic``.
+
+    The templates are shuffled with ``random.Random(seed)``; the first
+    ``max(1, round(85 * heldout_share))`` go to held-out, the rest to train. Problems come from
+    one reasoning-gym dataset generated with ``seed`` (grown until both lists are full) and are
+    taken round-robin over each list's templates, so even a small list covers many templates.
+
+    Args:
+        train: Number of training problems (at least 1).
+        heldout: Number of held-out problems (0 for none).
+        seed: Seed for the template shuffle and the problem generator.
+        heldout_share: Fraction of templates reserved for held-out, strictly between 0 and 1.
+
+    Returns:
+        ``(train_tasks, heldout_tasks)``, deterministic for the same arguments, with no question
+        repeated within or across the two lists.
+
+    Raises:
+        ValueError: On a bad size or share, or if the generator runs out of distinct problems.
+    """
+    if train < 1:
+        raise ValueError(f"train must be at least 1, got {train}.")
+    if heldout < 0:
+        raise ValueError(f"heldout must be 0 or more, got {heldout}.")
+    if not 0 < heldout_share < 1:
+        raise ValueError(f"heldout_share must be strictly between 0 and 1, got {heldout_share}.")
+    import reasoning_gym
+    from reasoning_gym.arithmetic.gsm_symbolic.gsm_symbolic import tasks_ok
+
+    templates = sorted(tasks_ok)
+    random.Random(seed).shuffle(templates)
+    n_heldout = min(len(templates) - 1, max(1, round(len(templates) * heldout_share)))
+    heldout_templates, train_templates = templates[:n_heldout], templates[n_heldout:]
+
+    # The dataset's template choices and per-item generators depend only on (seed, index), so a
+    # bigger dataset with the same seed extends a smaller one and only new indices need work.
+    rounds = max(math.ceil(train / len(train_templates)), math.ceil(heldout / n_heldout))
+    size = min(_MAX_POOL, max(1024, 4 * len(templates) * rounds))
+    buckets: dict[int, list[MathTask]] = {t: [] for t in templates}
+    seen: set[str] = set()
+    done = 0
+    while True:
+        dataset = reasoning_gym.create_dataset("gsm_symbolic", size=size, seed=seed)
+        for index in range(done, size):
+            item = dataset[index]
+            if item["question"] in seen:
+                continue
+            seen.add(item["question"])
+            template = dataset.task_indices[index]
+            task_id = f"gsm_symbolic/t{template}/s{seed}/i{index}"
+            solution = item["metadata"].get("answer_cot")
+            task = MathTask(task_id, item["question"], str(item["answer"]), solution, template)
+            buckets[template].append(task)
+        done = size
+        train_tasks = _round_robin([buckets[t] for t in train_templates], train)
+        heldout_tasks = _round_robin([buckets[t] for t in heldout_templates], heldout)
+        if len(train_tasks) == train and len(heldout_tasks) == heldout:
+            return train_tasks, heldout_tasks
+        if size >= _MAX_POOL:
+            raise ValueError(
+                f"gsm_symbolic has too few distinct problems for {train} train and {heldout} "
+                f"held-out tasks; ask for fewer."
+            )
+        size = min(2 * size, _MAX_POOL)
+
+
+def _round_robin(buckets: list[list[MathTask]], count: int) -> list[MathTask]:
+    """Up to ``count`` tasks: the first of each bucket, then the second of each, and so on."""
+    picked: list[MathTask] = []
+    for r in range(max((len(b) for b in buckets), default=0)):
+        for bucket in buckets:
+            if len(picked) == count:
+                return picked
+            if r < len(bucket):
+                picked.append(bucket[r])
+    return picked
+
+
+def boxed_solution(task: MathTask) -> str | None:
+    """The task's worked solution ending in ``The answer is \\boxed{ANSWER}.``.
+
+    A trailing GSM8K-style ``#### ANSWER`` line is dropped. Returns None when the task has no
+    solution.
+    """
+    if task.solution is None:
+        return None
+    lines = task.solution.rstrip().splitlines()
+    if lines and lines[-1].lstrip().startswith("####"):
+        lines.pop()
+    body = "\n".join(lines).rstrip()
+    final = f"The answer is \\boxed{{{task.answer}}}."
+    return f"{body}\n{final}" if body else final
+
+
+def _answer_text(value: Any) -> str | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def read_math_tasks(path: Path, *, limit: int | None = None) -> list[MathTask]:
+    """Tasks from a JSONL file, one object a line; blank lines are skipped.
+
+    Each object needs a non-empty ``"question"`` string and ``"answer"`` (a string or a number,
+    stored as text); ``"solution"``, ``"id"`` (default ``"<file name>:<line>"``), ``"template"``
+    and ``"source"`` (default the file name) are optional.
+
+    Args:
+        path: The JSONL file.
+        limit: Read at most this many tasks; None for all.
+
+    Returns:
+        The tasks in file order.
+
+    Raises:
+        ValueError: If the file is missing, a line is not a valid task (the message names
+            ``file:line``), an id repeats, or the file holds no tasks.
+    """
+    path = Path(path)
+    if limit is not None and limit < 1:
+        raise ValueError(f"limit must be at least 1, got {limit}.")
+    if not path.is_file():
+        raise ValueError(f"Task file {path} does not exist.")
+    tasks: list[MathTask] = []
+    ids: set[str] = set()
+    with path.open(encoding="utf-8") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            if limit is not None and len(tasks) >= limit:
+                break
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{where} is not valid JSON ({error.msg}).") from None
+            if not isinstance(row, dict):
+                raise ValueError(f"{where} must be a JSON object with question and answer.")
+            question, answer = row.get("question"), _answer_text(row.get("answer"))
+            if not isinstance(question, str) or not question.strip():
+                raise ValueError(f"{where} needs a non-empty string 'question'.")
+            if answer is None:
+                raise ValueError(f"{where} needs a non-empty 'answer' (a string or a number).")
+            solution, template = row.get("solution"), row.get("template")
+            if solution is not None and not isinstance(solution, str):
+                raise ValueError(f"{where} has a 'solution' that is not a string.")
+            if template is not None and type(template) is not int:
+                raise ValueError(f"{where} has a 'template' that is not an integer.")
+            task_id = str(row["id"]) if row.get("id") is not None else f"{path.name}:{lineno}"
+            if task_id in ids:
+                raise ValueError(f"{where} repeats the id {task_id!r}.")
+            ids.add(task_id)
+            source = row.get("source")
+            tasks.append(
+                MathTask(
+                    id=task_id,
+                    question=question,
+                    answer=answer,
+                    solution=solution,
+                    template=template,
+                    source=source if isinstance(source, str) and source else path.name,
+                )
+            )
+    if not tasks:
+        raise ValueError(f"Task file {path} holds no tasks.")
+    return tasks
+
+
+def write_math_tasks(path: Path, tasks: Iterable[MathTask]) -> None:
+    """Write tasks as JSONL that :func:`read_math_tasks` reads back unchanged.
+
+    The file is replaced if it exists; parent folders are created.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as handle:
+        for task in tasks:
+            row: dict[str, Any] = {"id": task.id, "question": task.question, "answer": task.answer}
+            if task.solution is not None:
+                row["solution"] = task.solution
+            if task.template is not None:
+                row["template"] = task.template
+            row["source"] = task.source
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")

@@ -1,0 +1,173 @@
+"""The run report: markdown content and the PNG figure, from a real SQLite store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agents.report import ReportFiles, render_markdown, write_report
+from agents.store import Store
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    opened = Store(f"sqlite:///{tmp_path / 's.db'}")
+    yield opened
+    opened.close()
+
+
+def _stage(store: Store, run_id: str, round: int, name: str, metrics: dict[str, Any]) -> None:
+    store.start_stage(run_id, round, name)
+    store.finish_stage(run_id, round, name, metrics)
+
+
+def _socratic_run(store: Store) -> str:
+    run = store.create_run("socratic", {}, name="tiny")
+    store.set_run_status(run.id, "running")
+    eval_metrics = {"items": 50, "samples": 1}
+    _stage(store, run.id, 0, "eval_base", {"accuracy": 0.4, "seconds": 8.0, **eval_metrics})
+    _stage(store, run.id, 0, "warmup", {"examples": 8, "steps": 4, "first_loss": 2.0, "seconds": 1})
+    _stage(store, run.id, 0, "eval", {"accuracy": 0.42, "seconds": 10.0, **eval_metrics})
+    for t, (acc, solve_s) in enumerate([(0.5, 100.0), (0.55, 300.0)], start=1):
+        _stage(store, run.id, t, "solve", {"questions": 20 * t, "samples": 80, "seconds": solve_s})
+        verify = {"correct": 30 + t, "incorrect": 40, "unverifiable": 10, "seconds": 5.0}
+        _stage(store, run.id, t, "verify", verify)
+        _stage(store, run.id, t, "pairs", {"pairs": 12 * t, "questions_with_pairs": 6})
+        _stage(store, run.id, t, "train_solver", {"pairs": 12 * t, "steps": 3, "seconds": 50.0})
+        _stage(store, run.id, t, "zones", {"mastered": 3, "learning": 5 + t, "too_hard": 2})
+        _stage(store, run.id, t, "refine", {"proposed": 10, "malformed": 1})
+        quality = {"checked": 9, "accepted": 6, "dropped": 3, "reasons": {"dup": 2, "no_answer": 1}}
+        _stage(store, run.id, t, "quality", quality)
+        _stage(store, run.id, t, "utility", {"problems": 6, "mean_utility": 0.3456})
+        by_zone = {"mastered": 3, "learning": 5 + t, "too_hard": 2, "unseen": 4}
+        _stage(store, run.id, t, "curriculum", {"size": 14 + t, "added": 6, "by_zone": by_zone})
+        _stage(store, run.id, t, "eval", {"accuracy": acc, "seconds": 10.0, **eval_metrics})
+    store.record_call(
+        "m",
+        run_id=run.id,
+        role="teacher",
+        requests=1,
+        samples=2,
+        cached_samples=1,
+        prompt_tokens=10,
+        completion_tokens=20,
+        latency_s=0.5,
+    )
+    store.record_call("m", run_id=run.id, role="teacher", samples=3, prompt_tokens=5)
+    return run.id
+
+
+def _row(markdown: str, first_cell: str) -> list[str]:
+    """The cells of the table row whose first cell is ``first_cell``."""
+    for line in markdown.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] == first_cell:
+            return cells
+    raise AssertionError(f"no row {first_cell!r} in:\n{markdown}")
+
+
+def test_accuracy_table_has_every_round_and_the_change_from_the_base_model(store: Store) -> None:
+    markdown = render_markdown(store, _socratic_run(store), None)
+    assert markdown.startswith("# Run ")
+    assert "- scheme: `socratic`" in markdown and "- status: **running**" in markdown
+    assert "- name: tiny" in markdown
+    assert "change vs base model" in markdown
+    assert _row(markdown, "base model")[1:3] == ["0.400", "—"]
+    assert _row(markdown, "before round 1")[1:4] == ["0.420", "+0.020", "50"]
+    assert _row(markdown, "after round 1")[1:3] == ["0.500", "+0.100"]
+    assert _row(markdown, "after round 2")[1:3] == ["0.550", "+0.150"]
+    assert "![plot]" not in markdown
+
+
+def test_round_table_shows_verdicts_zones_new_problems_and_curriculum(store: Store) -> None:
+    markdown = render_markdown(store, _socratic_run(store), None)
+    assert _row(markdown, "2") == [
+        "2",
+        "40",
+        "32 / 40 / 10",
+        "24",
+        "3 / 7 / 2",
+        "10 → 6 (dup 2, no_answer 1)",
+        "0.346",
+        "16 (+6)",
+    ]
+
+
+def test_usage_is_summed_per_role_and_model(store: Store) -> None:
+    markdown = render_markdown(store, _socratic_run(store), None)
+    # batches, requests, samples, cached samples, prompt tokens, completion tokens, seconds
+    assert _row(markdown, "teacher") == ["teacher", "`m`", "2", "2", "5", "1", "15", "20", "0.5"]
+
+
+def test_time_per_stage_is_sorted_longest_first_with_shares(store: Store) -> None:
+    markdown = render_markdown(store, _socratic_run(store), None)
+    section = markdown.split("## Time per stage", 1)[1]
+    names = [line.split("|")[1].strip() for line in section.splitlines() if line.startswith("| `")]
+    assert names[:4] == ["`solve`", "`train_solver`", "`eval`", "`verify`"]
+    # 400 s of about 549 s (solve, train_solver, eval, verify, eval_base, warmup, the rest ~0).
+    solve = _row(section, "`solve`")
+    assert solve[1:3] == ["2", "6m 40s"]
+    share = float(solve[3].rstrip("%"))
+    assert 72.0 < share < 73.0
+    assert _row(section, "total")[3] == "100.0%"
+
+
+def test_write_report_writes_markdown_and_a_real_png(store: Store, tmp_path: Path) -> None:
+    run_id = _socratic_run(store)
+    files = write_report(store, run_id, tmp_path / "reports" / run_id)
+    assert isinstance(files, ReportFiles)
+    assert files.markdown.read_text().count("![plot](report.png)") == 1
+    assert files.plot is not None and files.plot.name == "report.png"
+    data = files.plot.read_bytes()
+    assert data.startswith(PNG_MAGIC) and len(data) > 20_000
+    assert sorted(p.name for p in files.markdown.parent.iterdir()) == ["report.md", "report.png"]
+
+
+def test_eval_only_run_has_no_round_table(store: Store, tmp_path: Path) -> None:
+    run = store.create_run("eval", {})
+    _stage(store, run.id, 0, "eval", {"accuracy": 0.625, "items": 8, "samples": 1})
+    files = write_report(store, run.id, tmp_path / "out")
+    markdown = files.markdown.read_text()
+    assert _row(markdown, "evaluated model")[1] == "0.625"
+    assert "change" not in markdown
+    assert "## Rounds" not in markdown and "## Model usage" not in markdown
+    assert files.plot is not None and files.plot.read_bytes().startswith(PNG_MAGIC)
+
+
+def test_sft_run_lists_its_train_stage_metrics(store: Store) -> None:
+    run = store.create_run("sft", {})
+    metrics = {"examples": 32, "steps": 8, "first_loss": 2.5, "last_loss": 1.25, "seconds": 90}
+    _stage(store, run.id, 0, "train", metrics)
+    markdown = render_markdown(store, run.id, "report.png")
+    assert "## Held-out accuracy" not in markdown and "## Rounds" not in markdown
+    assert "first_loss 2.500, last_loss 1.250" in _row(markdown, "0")[2]
+    assert _row(markdown, "`train`")[2:] == ["1m 30s", "100.0%"]
+    assert "![plot](report.png)" in markdown
+
+
+def test_run_without_stages_says_nothing_yet_and_has_no_plot(store: Store, tmp_path: Path) -> None:
+    run = store.create_run("socratic", {})
+    files = write_report(store, run.id, tmp_path / "empty")
+    markdown = files.markdown.read_text()
+    assert "Nothing recorded for this run yet" in markdown
+    assert "##" not in markdown and "![plot]" not in markdown
+    assert files.plot is None and not (tmp_path / "empty" / "report.png").exists()
+
+
+def test_failed_and_running_stages_are_shown(store: Store) -> None:
+    run = store.create_run("socratic", {})
+    _stage(store, run.id, 0, "eval", {"accuracy": 0.5})
+    store.start_stage(run.id, 1, "solve")
+    store.finish_stage(run.id, 1, "solve", {"questions": 3}, status="failed")
+    store.start_stage(run.id, 1, "verify")
+    store.set_run_status(run.id, "failed", notes="engine went away")
+    markdown = render_markdown(store, run.id, None)
+    assert "- status: **failed**" in markdown and "- notes: engine went away" in markdown
+    assert "- round 1 `solve`: **failed**" in markdown
+    assert "- round 1 `verify`: **running**" in markdown
+    assert _row(markdown, "1")[:2] == ["1", "3"]
