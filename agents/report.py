@@ -222,7 +222,10 @@ def _markdown(data: _RunData, plot_name: str | None) -> str:
     # Everything without a table of its own (training stages included): its metrics, as recorded.
     covered = {"eval_base", "eval", *LOOP_STAGES}
     other = [s for s in data.stages if s.name not in covered]
-    metrics = [{k: v for k, v in (s.metrics or {}).items() if k != "seconds"} for s in other]
+    metrics = [
+        {k: v for k, v in (s.metrics or {}).items() if k != "seconds" and not k.startswith("_")}
+        for s in other
+    ]
     rows = [[str(s.round), f"`{s.name}`", _num(m)] for s, m in zip(other, metrics, strict=True)]
     lines += _section("Stage metrics", ["round", "stage", "metrics"], rows)
 

@@ -150,6 +150,12 @@ def test_malformed_rows_are_reported_with_their_line(
         (["run", "sft", "--base", "builtin:nope"], "unknown built-in model"),
         (["run", "sft", "--base", "/no/such/dir"], "unknown model"),
         (["eval", "--set", "engine.bogus=1"], "unknown engine option 'bogus'"),
+        (["run", "socratic", "--resume", "20990101-0000-abcd"], "No run '20990101-0000-abcd'"),
+        (["run", "socratic", "--resume", "x", "--seeds", "3"], "keeps its stored settings"),
+        (["run", "sft", "--resume", "x"], "sft runs cannot be resumed"),
+        (["run", "socratic", "--seed-data", "/no/seeds.jsonl"], "/no/seeds.jsonl does not exist"),
+        (["run", "socratic", "--solver", "openai:gpt-4o-mini"], "the solver is trained"),
+        (["run", "socratic", "--rounds", "0"], "rounds: Input should be greater than"),
     ],
 )
 def test_user_errors_are_one_sentence_and_exit_2(

@@ -126,8 +126,8 @@ class GraphRun:
     def run(self, stop: Callable[[str, dict[str, Any]], bool] | None = None) -> Run:
         """Run (or resume) until the graph ends or ``stop(node, state)`` after a node says so.
 
-        The run's status is ``running`` meanwhile, then ``finished``, ``paused`` (stopped early)
-        or ``failed`` (an exception, re-raised).
+        The run's status is ``running`` meanwhile, then ``finished``, ``paused`` (stopped early
+        or by Ctrl-C) or ``failed`` (an exception, re-raised).
         """
         snapshot = self.graph.get_state(self.thread)
         started = bool(snapshot.values) or bool(snapshot.next)
@@ -156,6 +156,9 @@ class GraphRun:
                 bar.set_postfix_str(node)
                 if stop is not None and stop(node, self.state()):
                     break
+        except KeyboardInterrupt:
+            self.store.set_run_status(self.run_id, "paused")  # stopped by the user, resumable
+            raise
         except BaseException:
             self.store.set_run_status(self.run_id, "failed")
             raise

@@ -32,7 +32,7 @@ import logging
 import random
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, TypedDict
 
@@ -578,10 +578,7 @@ def refine(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
     raws = [""] * len(inputs)
     todo = list(range(len(inputs)))
     for attempt in range(cfg.retries + 1 if by == "teacher" else 1):
-        asked = [
-            ChatRequest(**{**requests[i]._fields(), "seed": requests[i].seed + attempt})  # type: ignore[operator]
-            for i in todo
-        ]
+        asked = [replace(requests[i], seed=(requests[i].seed or 0) + attempt) for i in todo]
         results = engine.generate(asked, progress=ctx.progress) if asked else []
         left = []
         for i, result in zip(todo, results, strict=True):
@@ -776,22 +773,15 @@ def curriculum(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
     return StageOutput(metrics)
 
 
-def report(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
-    """Markdown + PNG report of the run under the workspace's reports directory."""
-    from agents.report import write_report
-
-    files = write_report(ctx.store, ctx.run_id, ctx.workspace.reports_dir / ctx.run_id)
-    return StageOutput({"markdown": str(files.markdown), "plot": str(files.plot or "")})
-
-
 # ---------------------------------------------------------------------------- routing and graph
 
 
-def after_eval(state: LoopState, runtime: Runtime[LoopContext]) -> Literal["select", "report"]:
-    """Another round, or the report once the last round is evaluated."""
-    return "select" if state.get("round", 0) < runtime.context.config.rounds else "report"
+def after_eval(state: LoopState, runtime: Runtime[LoopContext]) -> Literal["select", "__end__"]:
+    """Another round, or the end once the last round is evaluated."""
+    return "select" if state.get("round", 0) < runtime.context.config.rounds else END
 
 
+#: The stages of one round, in order (``select`` opens a round, ``eval`` closes it).
 ROUND_STAGES: list[tuple[str, StageWork]] = [
     ("solve", solve),
     ("verify", verify),
@@ -816,7 +806,6 @@ def build_graph() -> StateGraph:
     graph.add_node("select", stage_node("select", select, opens_round=True))
     for name, work in ROUND_STAGES:
         graph.add_node(name, stage_node(name, work))
-    graph.add_node("report", stage_node("report", report))
 
     # Seeds and held-out set first, the base model's score, the warm-up, the score before round 1.
     graph.add_edge(START, "setup")
@@ -828,9 +817,8 @@ def build_graph() -> StateGraph:
     for (before, _), (after, _) in zip(ROUND_STAGES, ROUND_STAGES[1:], strict=False):
         graph.add_edge(before, after)
     graph.add_edge(ROUND_STAGES[-1][0], "eval")
-    # After every evaluation: another round, or the report and the end.
+    # After every evaluation: another round, or the end.
     graph.add_conditional_edges("eval", after_eval)
-    graph.add_edge("report", END)
     return graph
 
 
@@ -897,7 +885,7 @@ class SocraticLoop:
         self.context = LoopContext(
             config, store, self.workspace, run_id, progress=progress, loader=loader
         )
-        stages = 4 + config.rounds * (len(ROUND_STAGES) + 2) + 1
+        stages = 4 + config.rounds * (len(ROUND_STAGES) + 2)
         self.runner = GraphRun(
             build_graph(), self.context, self.workspace, total_stages=stages, progress=progress
         )
@@ -950,7 +938,18 @@ class SocraticLoop:
         def stop(node: str, state: dict[str, Any]) -> bool:
             return rounds is not None and node == "eval" and state.get("round", 0) >= rounds
 
-        return self.runner.run(stop)
+        try:
+            return self.runner.run(stop)
+        finally:
+            self.report()  # also for a paused or failed run: what happened so far
+
+    def report(self) -> Path:
+        """Write the run report (markdown + PNG) under ``reports/RUN_ID``; returns the markdown."""
+        from agents.report import write_report
+
+        return write_report(
+            self.store, self.run_id, self.workspace.reports_dir / self.run_id
+        ).markdown
 
     # Inspection
 
