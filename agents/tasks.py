@@ -227,3 +227,39 @@ def write_math_tasks(path: Path, tasks: Iterable[MathTask]) -> None:
                 row["template"] = task.template
             row["source"] = task.source
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def load_splits(
+    source: str,
+    count: int,
+    heldout: int,
+    *,
+    heldout_data: Path | None = None,
+    heldout_share: float = 0.25,
+    seed: int = 0,
+) -> tuple[list[MathTask], list[MathTask]]:
+    """Training tasks and held-out tasks from ``"gsm_symbolic"`` or a JSONL file.
+
+    gsm_symbolic splits are template-disjoint. A JSONL file has no templates: unless
+    ``heldout_data`` names a held-out file, its last ``heldout`` rows (at most half) are held
+    out, which keeps them unseen but not structurally new.
+
+    Raises:
+        ValueError: A missing or malformed file, or too few rows to hold any out.
+    """
+    if source == "gsm_symbolic":
+        train, held = gsm_symbolic_splits(
+            count, 0 if heldout_data else heldout, seed=seed, heldout_share=heldout_share
+        )
+    else:
+        tasks = read_math_tasks(Path(source))
+        if heldout_data is None:
+            if len(tasks) < 2:
+                raise ValueError(f"{source} needs at least 2 rows to hold some out")
+            cut = max(1, min(heldout, len(tasks) // 2))
+            train, held = tasks[:-cut][:count], tasks[-cut:]
+        else:
+            train, held = tasks[:count], []
+    if heldout_data is not None:
+        held = read_math_tasks(Path(heldout_data), limit=heldout)
+    return train, held

@@ -19,8 +19,9 @@ import logging
 import sqlite3
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Protocol
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal, Protocol
 
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import StateGraph
@@ -28,16 +29,19 @@ from langgraph.runtime import Runtime
 from sqlmodel import SQLModel
 from tqdm.auto import tqdm
 
-from agents.store import Run, Store, Workspace
+from agents.models.base import ChatRequest, Engine
+from agents.store import ModelCheckpoint, Run, Store, Workspace
 
 log = logging.getLogger(__name__)
 
 
 class SchemeContext(Protocol):
-    """What a stage node needs from a scheme's runtime context."""
+    """What stage nodes need from a scheme's runtime context."""
 
     store: Store
+    workspace: Workspace
     run_id: str
+    progress: bool
 
 
 @dataclass
@@ -85,6 +89,98 @@ def stage_node(name: str, work: StageWork, *, opens_round: bool = False) -> Call
     return node
 
 
+def ask_parsed(
+    engine: Engine,
+    requests: list[ChatRequest],
+    parse: Callable[[str], Any],
+    retries: int,
+    progress: bool,
+) -> tuple[list[Any], list[str], int]:
+    """Ask, then re-ask (with the next seed) the requests whose reply ``parse`` rejects (None).
+
+    Returns each request's parsed value (None when still malformed after ``retries`` re-asks),
+    its last raw reply, and how many re-asks were made.
+    """
+    parsed: list[Any] = [None] * len(requests)
+    raws = [""] * len(requests)
+    todo, asked_again = list(range(len(requests))), 0
+    for attempt in range(retries + 1):
+        if not todo:
+            break
+        asked_again += len(todo) if attempt else 0
+        batch = [replace(requests[i], seed=(requests[i].seed or 0) + attempt) for i in todo]
+        for i, result in zip(todo, engine.generate(batch, progress=progress), strict=True):
+            raws[i], parsed[i] = result.text, parse(result.text)
+        todo = [i for i in todo if parsed[i] is None]
+    return parsed, raws, asked_again
+
+
+def train_role(
+    ctx: SchemeContext,
+    role: str,
+    rnd: int,
+    rows: list[dict[str, Any]],
+    *,
+    base: str,
+    method: Literal["sft", "dpo"],
+    settings: Any,
+    lora: Any,
+    previous: str | None,
+    system_prompt: str | None = None,
+) -> StageOutput:
+    """Train a role's LoRA adapter for round ``rnd`` and register it as a checkpoint.
+
+    Training continues from ``previous`` (the role's last adapter) when given, which is also the
+    checkpoint's parent, so the lineage of every round's adapter stays in the store.
+
+    Returns:
+        Metrics (examples, steps, first/last loss, DPO reward accuracy/margin), the state update
+        ``{"<role>_adapter": path}`` and the checkpoint row to commit with the stage.
+    """
+    from agents.models import resolve_local_model
+    from agents.training.dpo import train_dpo
+    from agents.training.sft import train_sft
+
+    out_dir = ctx.workspace.adapter_dir(ctx.run_id, role, rnd)
+    result = (train_dpo if method == "dpo" else train_sft)(
+        resolve_local_model(base),
+        rows,
+        out_dir,
+        settings=settings,
+        lora=lora,
+        init_adapter=Path(previous) if previous else None,
+        progress=ctx.progress,
+    )
+    metrics: dict[str, Any] = {
+        "examples": result.num_examples,
+        "steps": result.steps,
+        "first_loss": result.losses[0] if result.losses else None,
+        "last_loss": result.losses[-1] if result.losses else None,
+        "train_seconds": round(result.seconds, 2),
+    }
+    # DPO: share of pairs ranked right by the implicit reward, and its margin, at the end.
+    for key, name in (
+        ("rewards/accuracies", "reward_accuracy"),
+        ("rewards/margins", "reward_margin"),
+    ):
+        if result.metrics.get(key):
+            metrics[name] = result.metrics[key][-1]
+    parent = next(
+        (c for c in ctx.store.checkpoints(ctx.run_id, role=role) if c.adapter_path == previous),
+        None,
+    )
+    checkpoint = ModelCheckpoint(
+        run_id=ctx.run_id,
+        role=role,
+        round=rnd,
+        base_model=base,
+        adapter_path=str(out_dir),
+        parent_id=parent.id if parent else None,
+        metrics={**metrics, "system_prompt": system_prompt},
+    )
+    return StageOutput(metrics, {f"{role}_adapter": str(out_dir)}, add=[checkpoint])
+
+
 class GraphRun:
     """A compiled scheme graph bound to one run: start, stop early, resume, finish.
 
@@ -117,6 +213,11 @@ class GraphRun:
     def state(self) -> dict[str, Any]:
         """The graph state at the last checkpoint."""
         return dict(self.graph.get_state(self.thread).values)
+
+    @property
+    def pending(self) -> tuple[str, ...]:
+        """The nodes the graph runs next (empty before the start and after the end)."""
+        return tuple(self.graph.get_state(self.thread).next)
 
     @property
     def finished(self) -> bool:

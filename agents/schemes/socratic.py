@@ -32,11 +32,10 @@ import logging
 import random
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypedDict
 
-import yaml
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
@@ -45,25 +44,32 @@ from agents.eval.answers import answers_match, extract_answer, normalise_text
 from agents.models import load_engine, resolve_local_model
 from agents.models.base import ChatRequest, Engine
 from agents.models.cached import CachedEngine
-from agents.schemes.base import GraphRun, StageOutput, StageWork, stage_node
+from agents.schemes.base import (
+    GraphRun,
+    StageOutput,
+    StageWork,
+    ask_parsed,
+    stage_node,
+    train_role,
+)
 from agents.schemes.socratic_rules import (
+    PROMPTS,
     ZONES,
     build_pairs,
+    chat_request,
+    generator_messages,
     parse_judge,
     parse_problem,
     pick_batch,
     rule_verdict,
+    solver_messages,
     utility,
     zone_of,
 )
-from agents.store import Item, ModelCheckpoint, PreferencePair, Run, Store, Trajectory, Workspace
-from agents.tasks import MathTask, boxed_solution, gsm_symbolic_splits, read_math_tasks
+from agents.store import Item, PreferencePair, Run, Store, Trajectory, Workspace
+from agents.tasks import MathTask, boxed_solution, load_splits
 
 log = logging.getLogger(__name__)
-
-PROMPTS: dict[str, str] = yaml.safe_load(
-    Path(__file__).with_name("socratic_prompts.yaml").read_text()
-)
 
 
 # ---------------------------------------------------------------------------- state and context
@@ -118,13 +124,6 @@ class LoopContext:
 # ---------------------------------------------------------------------------- helpers
 
 
-def _solver_messages(question: str) -> list[dict[str, str]]:
-    return [
-        {"role": "system", "content": PROMPTS["solver_system"]},
-        {"role": "user", "content": question},
-    ]
-
-
 def _question_items(ctx: LoopContext, kind: str = "question") -> list[Item]:
     return [i for i in ctx.store.items(ctx.run_id, kind=kind)]
 
@@ -150,7 +149,7 @@ def _attempt(
     samples = samples or cfg.samples
     requests = [
         ChatRequest(
-            messages=_solver_messages(item.content["question"]),
+            messages=solver_messages(item.content["question"]),
             n=samples,
             temperature=cfg.temperature,
             top_p=cfg.top_p,
@@ -184,36 +183,30 @@ def _attempt(
     return rows, success
 
 
-def _train_dir(ctx: LoopContext, role: str, rnd: int) -> Path:
-    return ctx.workspace.adapter_dir(ctx.run_id, role, rnd)
-
-
-def _checkpoint(
-    ctx: LoopContext, role: str, rnd: int, base: str, adapter: Path, parent: str | None, **m: Any
-) -> ModelCheckpoint:
-    parent_row = next(
-        (c for c in ctx.store.checkpoints(ctx.run_id, role=role) if c.adapter_path == parent),
-        None,
+def _train(
+    ctx: LoopContext, role: str, rnd: int, rows: list[dict[str, Any]], previous: str | None
+) -> StageOutput:
+    """Train ``role``'s adapter on ``rows``: DPO rows train the Solver, SFT rows the warm-up
+    (Solver) or the Generator's weighted SFT."""
+    cfg = ctx.config
+    if "chosen" in rows[0]:
+        method, settings, lora = "dpo", cfg.solver_training, cfg.solver_lora
+    elif role == "solver":
+        method, settings, lora = "sft", cfg.warmup, cfg.solver_lora
+    else:
+        method, settings, lora = "sft", cfg.generator_training, cfg.generator_lora
+    return train_role(
+        ctx,
+        role,
+        rnd,
+        rows,
+        base=getattr(cfg, role),
+        method=method,
+        settings=settings,
+        lora=lora,
+        previous=previous,
+        system_prompt=PROMPTS[f"{role}_system"],
     )
-    return ModelCheckpoint(
-        run_id=ctx.run_id,
-        role=role,
-        round=rnd,
-        base_model=base,
-        adapter_path=str(adapter),
-        parent_id=parent_row.id if parent_row else None,
-        metrics=m,
-    )
-
-
-def _train_metrics(result: Any) -> dict[str, Any]:
-    return {
-        "examples": result.num_examples,
-        "steps": result.steps,
-        "first_loss": result.losses[0] if result.losses else None,
-        "last_loss": result.losses[-1] if result.losses else None,
-        "train_seconds": round(result.seconds, 2),
-    }
 
 
 # ---------------------------------------------------------------------------- stages
@@ -278,38 +271,16 @@ def warmup(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
     if settings is None or not seeds:
         reason = "warmup is off" if settings is None else "the seeds have no solutions"
         return StageOutput({"skipped": reason})
-    from agents.training.sft import train_sft
-
     rows = [
         {
             "messages": [
-                *_solver_messages(i.content["question"]),
+                *solver_messages(i.content["question"]),
                 {"role": "assistant", "content": i.content["solution"]},
             ]
         }
         for i in seeds
     ]
-    out_dir = _train_dir(ctx, "solver", 0)
-    result = train_sft(
-        resolve_local_model(ctx.config.solver),
-        rows,
-        out_dir,
-        settings=settings,
-        lora=ctx.config.solver_lora,
-        progress=ctx.progress,
-    )
-    metrics = _train_metrics(result)
-    checkpoint = _checkpoint(
-        ctx,
-        "solver",
-        0,
-        ctx.config.solver,
-        out_dir,
-        None,
-        system_prompt=PROMPTS["solver_system"],
-        **metrics,
-    )
-    return StageOutput(metrics, {"solver_adapter": str(out_dir)}, add=[checkpoint])
+    return _train(ctx, "solver", 0, rows, None)
 
 
 def select(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
@@ -348,59 +319,39 @@ def verify(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
     cfg = ctx.config.verify
     rows = _stage_trajectories(ctx, rnd, "solve")
     pending = [t for t in rows if t.verdict is None]
-    judged = retries = 0
+    retries = 0
     if pending and cfg.judge:
-        teacher = ctx.engine("teacher")
         items = ctx.store.items_by_id([t.item_id for t in pending])  # type: ignore[misc]
-        todo = list(pending)
-        for attempt in range(cfg.retries + 1):
-            requests = [
-                ChatRequest(
-                    messages=[
-                        {"role": "system", "content": PROMPTS["judge_system"]},
-                        {
-                            "role": "user",
-                            "content": PROMPTS["judge_user"].format(
-                                question=items[t.item_id].content["question"],  # type: ignore[index]
-                                answer=items[t.item_id].answer,  # type: ignore[index]
-                                solution=t.messages[-1]["content"],
-                            ),
-                        },
-                    ],
-                    temperature=cfg.temperature,
-                    max_tokens=cfg.max_tokens,
-                    seed=ctx.config.seed + attempt,  # a retry is a different sample
-                )
-                for t in todo
-            ]
-            results = teacher.generate(requests, progress=ctx.progress)
-            judged += len(todo) if attempt == 0 else 0
-            retries += len(todo) if attempt > 0 else 0
-            left = []
-            for t, result in zip(todo, results, strict=True):
-                parsed = parse_judge(result.text)
-                if parsed is None:
-                    left.append(t)
-                    continue
-                t.verdict = "correct" if parsed[0] else "incorrect"
-                t.reward = float(parsed[0])
-                t.meta = {**t.meta, "judge": parsed[1]}
-            todo = left
-            if not todo:
-                break
+        requests = [
+            chat_request(
+                "judge_system",
+                PROMPTS["judge_user"].format(
+                    question=items[t.item_id].content["question"],  # type: ignore[index]
+                    answer=items[t.item_id].answer,  # type: ignore[index]
+                    solution=t.messages[-1]["content"],
+                ),
+                temperature=cfg.temperature,
+                max_tokens=cfg.max_tokens,
+                seed=ctx.config.seed,
+            )
+            for t in pending
+        ]
+        verdicts, _, retries = ask_parsed(
+            ctx.engine("teacher"), requests, parse_judge, cfg.retries, ctx.progress
+        )
+        for t, verdict in zip(pending, verdicts, strict=True):
+            if verdict is not None:
+                t.verdict = "correct" if verdict[0] else "incorrect"
+                t.reward = float(verdict[0])
+                t.meta = {**t.meta, "judge": verdict[1]}
     for t in pending:
-        if t.verdict is None:
+        if t.verdict is None:  # never a crash: recorded as unverifiable, left out of pairs
             t.verdict = "unverifiable"
             t.meta = {**t.meta, "judge": "malformed" if cfg.judge else "judge off"}
     counts = Counter(t.verdict for t in rows)
-    metrics = {
-        "correct": counts["correct"],
-        "incorrect": counts["incorrect"],
-        "unverifiable": counts["unverifiable"],
-        "judged": judged,
-        "judge_retries": retries,
-    }
-    return StageOutput(metrics, update=pending)
+    metrics = {v: counts[v] for v in ("correct", "incorrect", "unverifiable")}
+    judged = len(pending) if cfg.judge else 0
+    return StageOutput({**metrics, "judged": judged, "judge_retries": retries}, update=pending)
 
 
 def _by_item(rows: list[Trajectory]) -> dict[int, list[Trajectory]]:
@@ -434,7 +385,7 @@ def pairs(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
                     run_id=ctx.run_id,
                     item_id=item_id,
                     round=rnd,
-                    prompt=_solver_messages(item.content["question"]),
+                    prompt=solver_messages(item.content["question"]),
                     chosen=[{"role": "assistant", "content": chosen}],
                     rejected=[{"role": "assistant", "content": rejected}],
                     meta={"kind": kind},
@@ -456,38 +407,9 @@ def train_solver(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
     ]
     if not rows:
         return StageOutput({"skipped": "no preference pairs this round", "pairs": 0})
-    from agents.training.dpo import train_dpo
-
-    previous = state.get("solver_adapter")
-    out_dir = _train_dir(ctx, "solver", rnd)
-    result = train_dpo(
-        resolve_local_model(ctx.config.solver),
-        rows,
-        out_dir,
-        settings=ctx.config.solver_training,
-        lora=ctx.config.solver_lora,
-        init_adapter=Path(previous) if previous else None,
-        progress=ctx.progress,
-    )
-    metrics = {"pairs": len(rows), **_train_metrics(result)}
-    for key, name in (
-        ("rewards/accuracies", "reward_accuracy"),
-        ("rewards/margins", "reward_margin"),
-    ):
-        values = result.metrics.get(key)
-        if isinstance(values, list) and values:
-            metrics[name] = values[-1]
-    checkpoint = _checkpoint(
-        ctx,
-        "solver",
-        rnd,
-        ctx.config.solver,
-        out_dir,
-        previous,
-        system_prompt=PROMPTS["solver_system"],
-        **metrics,
-    )
-    return StageOutput(metrics, {"solver_adapter": str(out_dir)}, add=[checkpoint])
+    out = _train(ctx, "solver", rnd, rows, state.get("solver_adapter"))
+    out.metrics["pairs"] = len(rows)
+    return out
 
 
 def zones(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
@@ -527,92 +449,61 @@ def _refine_inputs(ctx: LoopContext, rnd: int) -> list[tuple[Item, str, str]]:
     return inputs[:cap] if cap else inputs
 
 
-def _generator_messages(question: str, solution: str, zone: str) -> list[dict[str, str]]:
-    return [
-        {"role": "system", "content": PROMPTS["generator_system"]},
-        {
-            "role": "user",
-            "content": PROMPTS["generator_user"].format(
-                zone=zone, question=question, solution=solution
-            ),
-        },
-    ]
+def _question_only(text: str) -> dict[str, str] | None:
+    """A Generator reply is the new question itself; QC establishes its answer."""
+    return {"question": text.strip(), "solution": "", "answer": ""} if text.strip() else None
 
 
 def refine(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
     """New candidate problems: harder variants of mastered ones, error-targeted for learning."""
     cfg = ctx.config.refine
     inputs = _refine_inputs(ctx, rnd)
-    by = "generator" if cfg.use_generator else "teacher"
-    if by == "generator":
-        engine = ctx.with_adapter("generator", state.get("generator_adapter"))
+    sampling = {
+        "temperature": cfg.temperature,
+        "max_tokens": cfg.max_tokens,
+        "seed": ctx.config.seed + rnd,
+    }
+    if cfg.use_generator:
+        by, engine = "generator", ctx.with_adapter("generator", state.get("generator_adapter"))
         requests = [
             ChatRequest(
-                messages=_generator_messages(item.content["question"], shown, zone),
-                temperature=cfg.temperature,
-                max_tokens=cfg.max_tokens,
-                seed=ctx.config.seed + rnd,
+                messages=generator_messages(item.content["question"], shown, zone), **sampling
             )
             for item, shown, zone in inputs
         ]
+        proposals, raws, _ = ask_parsed(engine, requests, _question_only, 0, ctx.progress)
     else:
-        engine = ctx.engine("teacher")
+        by, engine = "teacher", ctx.engine("teacher")
         requests = [
-            ChatRequest(
-                messages=[
-                    {"role": "system", "content": PROMPTS["refine_system"]},
-                    {
-                        "role": "user",
-                        "content": PROMPTS[f"refine_{zone}"].format(
-                            question=item.content["question"], answer=item.answer, solution=shown
-                        ),
-                    },
-                ],
-                temperature=cfg.temperature,
-                max_tokens=cfg.max_tokens,
-                seed=ctx.config.seed + rnd,
+            chat_request(
+                "refine_system",
+                PROMPTS[f"refine_{zone}"].format(
+                    question=item.content["question"], answer=item.answer, solution=shown
+                ),
+                **sampling,
             )
             for item, shown, zone in inputs
         ]
-    proposals: list[dict[str, str] | None] = [None] * len(inputs)
-    raws = [""] * len(inputs)
-    todo = list(range(len(inputs)))
-    for attempt in range(cfg.retries + 1 if by == "teacher" else 1):
-        asked = [replace(requests[i], seed=(requests[i].seed or 0) + attempt) for i in todo]
-        results = engine.generate(asked, progress=ctx.progress) if asked else []
-        left = []
-        for i, result in zip(todo, results, strict=True):
-            raws[i] = result.text
-            if by == "generator":
-                text = result.text.strip()
-                proposals[i] = {"question": text, "solution": "", "answer": ""} if text else None
-            else:
-                proposals[i] = parse_problem(result.text)
-            if proposals[i] is None:
-                left.append(i)
-        todo = left
-        if not todo:
-            break
-    rows = []
-    for (item, shown, zone), proposal, raw in zip(inputs, proposals, raws, strict=True):
-        rows.append(
-            Item(
-                run_id=ctx.run_id,
-                kind="question",
-                round=rnd,
-                content={
-                    "question": proposal["question"] if proposal else "",
-                    "solution": proposal["solution"] if proposal else "",
-                    "parent_solution": shown,
-                    "raw": raw,
-                },
-                answer=(proposal["answer"] or None) if proposal else None,
-                source=by,
-                parent_id=item.id,
-                status="candidate" if proposal else "dropped",
-                meta={"from_zone": zone, **({} if proposal else {"dropped": "malformed"})},
-            )
+        proposals, raws, _ = ask_parsed(engine, requests, parse_problem, cfg.retries, ctx.progress)
+    rows = [
+        Item(
+            run_id=ctx.run_id,
+            kind="question",
+            round=rnd,
+            content={
+                "question": proposal["question"] if proposal else "",
+                "solution": proposal["solution"] if proposal else "",
+                "parent_solution": shown,
+                "raw": raw,
+            },
+            answer=(proposal["answer"] or None) if proposal else None,
+            source=by,
+            parent_id=item.id,
+            status="candidate" if proposal else "dropped",
+            meta={"from_zone": zone, **({} if proposal else {"dropped": "malformed"})},
         )
+        for (item, shown, zone), proposal, raw in zip(inputs, proposals, raws, strict=True)
+    ]
     proposed = sum(r.status == "candidate" for r in rows)
     metrics = {"requested": len(inputs), "proposed": proposed, "malformed": len(rows) - proposed}
     return StageOutput({**metrics, "by": by}, add=rows)
@@ -719,13 +610,11 @@ def train_generator(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput
     if settings is None or not accepted:
         reason = "generator training is off" if settings is None else "no new problems"
         return StageOutput({"skipped": reason, "examples": 0})
-    from agents.training.sft import train_sft
-
     parents = ctx.store.items_by_id([i.parent_id for i in accepted])  # type: ignore[misc]
     rows = [
         {
             "messages": [
-                *_generator_messages(
+                *generator_messages(
                     parents[i.parent_id].content["question"],  # type: ignore[index]
                     i.content["parent_solution"],
                     i.meta["from_zone"],
@@ -736,29 +625,7 @@ def train_generator(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput
         }
         for i in accepted
     ]
-    previous = state.get("generator_adapter")
-    out_dir = _train_dir(ctx, "generator", rnd)
-    result = train_sft(
-        resolve_local_model(ctx.config.generator),
-        rows,
-        out_dir,
-        settings=settings,
-        lora=ctx.config.generator_lora,
-        init_adapter=Path(previous) if previous else None,
-        progress=ctx.progress,
-    )
-    metrics = _train_metrics(result)
-    checkpoint = _checkpoint(
-        ctx,
-        "generator",
-        rnd,
-        ctx.config.generator,
-        out_dir,
-        previous,
-        system_prompt=PROMPTS["generator_system"],
-        **metrics,
-    )
-    return StageOutput(metrics, {"generator_adapter": str(out_dir)}, add=[checkpoint])
+    return _train(ctx, "generator", rnd, rows, state.get("generator_adapter"))
 
 
 def curriculum(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
@@ -826,32 +693,19 @@ def build_graph() -> StateGraph:
 
 
 def load_tasks(config: SocraticJob) -> tuple[list[MathTask], list[MathTask]]:
-    """Seeds and held-out tasks; gsm_symbolic splits are template-disjoint."""
-    seeds_cfg = config.seeds
+    """Seeds and held-out tasks of a config; a bad file is a :class:`ConfigError`."""
+    cfg = config.seeds
     try:
-        if seeds_cfg.source == "gsm_symbolic":
-            heldout_n = 0 if seeds_cfg.heldout_data else seeds_cfg.heldout
-            seeds, heldout = gsm_symbolic_splits(
-                seeds_cfg.count,
-                heldout_n,
-                seed=config.seed,
-                heldout_share=seeds_cfg.heldout_share,
-            )
-        else:
-            tasks = read_math_tasks(Path(seeds_cfg.source))
-            if seeds_cfg.heldout_data is None and len(tasks) < 2:
-                raise ConfigError(f"{seeds_cfg.source} needs at least 2 rows to hold some out")
-            if seeds_cfg.heldout_data is None:
-                # A user file has no templates: hold out its tail (not template-disjoint).
-                cut = max(1, min(seeds_cfg.heldout, len(tasks) // 2))
-                seeds, heldout = tasks[:-cut][: seeds_cfg.count], tasks[-cut:]
-            else:
-                seeds, heldout = tasks[: seeds_cfg.count], []
-        if seeds_cfg.heldout_data is not None:
-            heldout = read_math_tasks(Path(seeds_cfg.heldout_data), limit=seeds_cfg.heldout)
+        return load_splits(
+            cfg.source,
+            cfg.count,
+            cfg.heldout,
+            heldout_data=cfg.heldout_data,
+            heldout_share=cfg.heldout_share,
+            seed=config.seed,
+        )
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    return seeds, heldout
 
 
 # ---------------------------------------------------------------------------- running
@@ -937,6 +791,10 @@ class SocraticLoop:
 
         def stop(node: str, state: dict[str, Any]) -> bool:
             return rounds is not None and node == "eval" and state.get("round", 0) >= rounds
+
+        if rounds is not None and self.runner.pending == ("select",):
+            if self.runner.state().get("round", 0) >= rounds:  # already paused there
+                return self.store.get_run(self.run_id)
 
         try:
             return self.runner.run(stop)

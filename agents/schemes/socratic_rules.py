@@ -1,4 +1,4 @@
-"""The rules of Socratic co-evolution as pure functions: verdicts, pairs, zones, utility.
+"""The rules of Socratic co-evolution as pure functions: prompts, verdicts, pairs, zones, utility.
 
 Kept apart from the graph so each rule is tested on its own and reads as the paper states it.
 """
@@ -10,12 +10,45 @@ import math
 import random
 import re
 from itertools import product
+from pathlib import Path
 from typing import Any, Literal
 
+import yaml
+
 from agents.eval.answers import answers_match, extract_answer, to_number
+from agents.models.base import ChatRequest
 
 ZONES = ("mastered", "learning", "too_hard")
 Zone = Literal["mastered", "learning", "too_hard"]
+
+
+#: Prompts of every role, from ``socratic_prompts.yaml`` beside this module.
+PROMPTS: dict[str, str] = yaml.safe_load(
+    Path(__file__).with_name("socratic_prompts.yaml").read_text()
+)
+
+
+def solver_messages(question: str) -> list[dict[str, str]]:
+    """The Solver's prompt for a question (also the prompt of its preference pairs)."""
+    return [
+        {"role": "system", "content": PROMPTS["solver_system"]},
+        {"role": "user", "content": question},
+    ]
+
+
+def generator_messages(question: str, solution: str, zone: str) -> list[dict[str, str]]:
+    """The Generator's prompt: the question, the solution the Teacher saw, and its zone."""
+    user = PROMPTS["generator_user"].format(zone=zone, question=question, solution=solution)
+    return [
+        {"role": "system", "content": PROMPTS["generator_system"]},
+        {"role": "user", "content": user},
+    ]
+
+
+def chat_request(system: str, user: str, **sampling: Any) -> ChatRequest:
+    """A two-message request: a system prompt from :data:`PROMPTS` (by key) and a user turn."""
+    messages = [{"role": "system", "content": PROMPTS[system]}, {"role": "user", "content": user}]
+    return ChatRequest(messages=messages, **sampling)
 
 
 def zone_of(success: float | None) -> Zone:
@@ -61,18 +94,21 @@ def build_pairs(
 
 
 def parse_json_object(text: str) -> dict[str, Any] | None:
-    """The first JSON object in a model reply, tolerating code fences and LaTeX backslashes."""
+    """The first JSON object in a model reply, tolerating code fences, text after the object and
+    LaTeX backslashes."""
     start = text.find("{")
-    end = text.rfind("}")
-    if start < 0 or end <= start:
+    if start < 0:
         return None
-    blob = text[start : end + 1]
-    # LaTeX in JSON strings: "\boxed" would parse as a backspace; double every backslash that
-    # does not start a JSON escape we want to keep.
-    candidates = [blob, re.sub(r'\\(?!["\\/nu])', r"\\\\", blob)]
-    for candidate in candidates:
+    tail = text[start:]
+    # LaTeX in JSON strings: a raw "\boxed" would decode as a backspace and "oxed", a raw
+    # "\underline" as a broken \u escape. Double every lone backslash that does not start \",
+    # \n, \/ or a real \uXXXX escape (escaped pairs stay as they are); the untouched text is
+    # only the fallback.
+    fixed = re.sub(r'(\\\\)|\\(?!["/n]|u[0-9a-fA-F]{4})', lambda m: m.group(1) or "\\\\", tail)
+    decoder = json.JSONDecoder()
+    for candidate in (fixed, tail):
         try:
-            value = json.loads(candidate)
+            value, _ = decoder.raw_decode(candidate)  # stops at the object's end
         except json.JSONDecodeError:
             continue
         if isinstance(value, dict):
