@@ -7,11 +7,12 @@ the run, so a run records exactly what it was asked to do.
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from agents.training.dpo import DPOSettings
 from agents.training.lora import LoraSettings
@@ -165,6 +166,22 @@ class SampleSettings(StrictModel):
     max_tokens: int = Field(256, ge=1)
 
 
+class SolveSettings(SampleSettings):
+    """The Solver's k samples per question (paper: T 0.8-0.9)."""
+
+    samples: int = Field(8, ge=1)
+    temperature: float = Field(0.8, ge=0.0)
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+
+
+class HeldoutSettings(SampleSettings):
+    """Held-out scoring of the Solver, mean over samples (paper: T 0.7, top-p 0.9)."""
+
+    samples: int = Field(4, ge=1)
+    temperature: float = Field(0.7, ge=0.0)
+    top_p: float = Field(0.9, gt=0.0, le=1.0)
+
+
 class VerifySettings(StrictModel):
     """Rule first; the Teacher judges only what the rule cannot decide."""
 
@@ -221,9 +238,7 @@ class SocraticJob(StrictModel):
         None, ge=1, description="questions solved per round (default: the number of seeds)"
     )
     replay: float = Field(0.25, ge=0, lt=1, description="share of each round replaying old items")
-    solve: SampleSettings = Field(
-        default_factory=lambda: SampleSettings(samples=8, temperature=0.8, top_p=0.95)
-    )
+    solve: SolveSettings = Field(default_factory=SolveSettings)
     verify: VerifySettings = Field(default_factory=VerifySettings)
     max_pairs_per_question: int = Field(16, ge=1)
     warmup: SFTSettings | None = Field(
@@ -246,10 +261,19 @@ class SocraticJob(StrictModel):
         description="weighted SFT of the Generator each round; null to skip",
     )
     generator_lora: LoraSettings = Field(default_factory=LoraSettings)
-    eval: SampleSettings = Field(
-        default_factory=lambda: SampleSettings(
-            samples=4, temperature=0.7, top_p=0.9, max_tokens=256
-        ),
-        description="held-out evaluation of the Solver (paper: T 0.7, top-p 0.9)",
-    )
+    eval: HeldoutSettings = Field(default_factory=HeldoutSettings)
     eval_base: bool = Field(True, description="also evaluate the Solver before the warm-up")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _partial_training_sections(cls, data: Any) -> Any:
+        """``warmup={"max_steps": 5}`` changes one value and keeps this scheme's other defaults
+        (which differ from the plain SFT/DPO defaults), as a YAML file plus ``--set`` does."""
+        if not isinstance(data, dict):
+            return data
+        merged = dict(data)
+        for name in ("warmup", "solver_training", "generator_training"):
+            factory = cls.model_fields[name].default_factory
+            if isinstance(data.get(name), dict) and factory is not None:
+                merged[name] = {**asdict(factory()), **data[name]}  # type: ignore[call-arg]
+        return merged

@@ -56,3 +56,24 @@ def test_a_top_level_list_is_rejected(tmp_path: Path) -> None:
 def test_override_without_equals_is_rejected() -> None:
     with pytest.raises(ConfigError, match="key.sub=value"):
         parse_override("training.batch_size")
+
+
+def test_socratic_partial_sections_keep_the_scheme_defaults() -> None:
+    from agents.config import SocraticJob
+
+    job = SocraticJob(solve={"samples": 4}, solver_training={"max_steps": 2}, eval={"samples": 1})
+    assert (job.solve.samples, job.solve.temperature, job.solve.top_p) == (4, 0.8, 0.95)
+    assert (job.eval.temperature, job.eval.top_p) == (0.7, 0.9)
+    # the scheme's DPO learning rate and length, not DPOSettings' plain defaults
+    assert (job.solver_training.learning_rate, job.solver_training.max_length) == (5e-5, 512)
+    assert job.solver_training.max_steps == 2
+    assert SocraticJob(warmup=None).warmup is None
+
+
+def test_shipped_socratic_configs_validate() -> None:
+    from agents.config import CONFIG_DIR, SocraticJob, load_config
+
+    full = load_config(SocraticJob, CONFIG_DIR / "socratic.yaml", {"seeds.count": 100})
+    quick = load_config(SocraticJob, CONFIG_DIR / "socratic_quick.yaml")
+    assert full.seeds.count == 100 and full.solve.samples == 8 and full.rounds == 3
+    assert quick.rounds == 1 and quick.seeds.count < full.seeds.count
