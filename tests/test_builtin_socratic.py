@@ -51,7 +51,7 @@ def test_socratic_round_on_builtin_models_then_export(tmp_path: Path, capsys) ->
     stages = {(s.round, s.name): s for s in store.stages(run_id)}
     expected = {"setup", "warmup", "eval", "select", "solve", "verify", "pairs", "train_solver"}
     expected |= {"zones", "refine", "quality", "utility", "train_generator", "curriculum"}
-    assert expected | {"report"} <= {name for _, name in stages}
+    assert expected <= {name for _, name in stages}
     assert all(s.status == "finished" for s in stages.values())
 
     # k = 2 samples on 3 questions, each with a rule or judge verdict; every question yields
