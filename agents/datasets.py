@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -164,16 +164,23 @@ def write_jsonl(records: Iterable[Record], path: str | Path) -> int:
     return count
 
 
-def read_jsonl(path: str | Path) -> list[Record]:
-    """The records of a JSONL file (blank lines ignored)."""
+def iter_jsonl(path: str | Path) -> Iterator[tuple[int, Any]]:
+    """(line number, value) for each non-blank line of a JSONL file, read lazily.
+
+    Raises:
+        ValueError: A line is not JSON; the message names ``file:line``.
+    """
     path = Path(path)
-    records: list[Record] = []
     with path.open(encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
             try:
-                records.append(json.loads(line))
+                yield number, json.loads(line)
             except json.JSONDecodeError as error:
                 raise ValueError(f"{path}:{number} is not valid JSON: {error.msg}.") from error
-    return records
+
+
+def read_jsonl(path: str | Path) -> list[Record]:
+    """The records of a JSONL file (blank lines ignored)."""
+    return [record for _, record in iter_jsonl(path)]

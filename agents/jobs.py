@@ -20,6 +20,7 @@ from agents.datasets import read_jsonl
 from agents.eval.heldout import evaluate, read_eval_items
 from agents.models import load_engine, resolve_local_model
 from agents.models.cached import CachedEngine
+from agents.schemes.socratic import run_socratic
 from agents.store import Run, Store, Trajectory, Workspace
 
 log = logging.getLogger(__name__)
@@ -183,20 +184,6 @@ def run_eval(config: EvalJob, store: Store, workspace: Workspace, *, progress: b
         engine.close()
     store.set_run_status(run.id, "finished")
     return store.get_run(run.id)
-
-
-def run_socratic(
-    config: SocraticJob,
-    store: Store,
-    workspace: Workspace,
-    *,
-    progress: bool = True,
-    resume: str | None = None,
-) -> Run:
-    """Socratic co-evolution (see :mod:`agents.schemes.socratic`); ``resume`` continues a run."""
-    from agents.schemes.socratic import run_socratic as run
-
-    return run(config, store, workspace, progress=progress, resume=resume)
 
 
 @dataclass(frozen=True)

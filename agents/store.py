@@ -306,6 +306,12 @@ class Usage:
         return self.prompt_tokens + self.completion_tokens
 
 
+def _check_verdicts(trajectories: Sequence[Trajectory]) -> None:
+    unknown = {t.verdict for t in trajectories} - {None, *VERDICTS}
+    if unknown:
+        raise ValueError(f"Verdicts must be one of {VERDICTS} or None, got {sorted(unknown)}.")
+
+
 def _new_run_id() -> str:
     return f"{utcnow():%Y%m%d-%H%M}-{secrets.token_hex(2)}"
 
@@ -499,11 +505,7 @@ class Store:
         without duplicating rows. ``add`` rows are inserted in order (ids are set on return);
         ``update`` rows are merged by primary key.
         """
-        for row in add:
-            if isinstance(row, Trajectory) and row.verdict not in (None, *VERDICTS):
-                raise ValueError(
-                    f"Verdicts must be one of {VERDICTS} or None, got {row.verdict!r}."
-                )
+        _check_verdicts([row for row in add if isinstance(row, Trajectory)])
         with self._session(write=True) as session:
             self._require_run(session, run_id)
             for row in update:
@@ -559,9 +561,7 @@ class Store:
 
     def add_trajectories(self, trajectories: Sequence[Trajectory]) -> list[Trajectory]:
         """Insert trajectories; returns them with ids set."""
-        unknown = {t.verdict for t in trajectories} - {None, *VERDICTS}
-        if unknown:
-            raise ValueError(f"Verdicts must be one of {VERDICTS} or None, got {sorted(unknown)}.")
+        _check_verdicts(trajectories)
         return self._add_all(trajectories)
 
     def trajectories(

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from agents.datasets import iter_jsonl
+
 
 @dataclass(frozen=True)
 class MathTask:
@@ -168,44 +170,37 @@ def read_math_tasks(path: Path, *, limit: int | None = None) -> list[MathTask]:
         raise ValueError(f"Task file {path} does not exist.")
     tasks: list[MathTask] = []
     ids: set[str] = set()
-    with path.open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
-            if limit is not None and len(tasks) >= limit:
-                break
-            if not line.strip():
-                continue
-            where = f"{path}:{lineno}"
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{where} is not valid JSON ({error.msg}).") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{where} must be a JSON object with question and answer.")
-            question, answer = row.get("question"), _answer_text(row.get("answer"))
-            if not isinstance(question, str) or not question.strip():
-                raise ValueError(f"{where} needs a non-empty string 'question'.")
-            if answer is None:
-                raise ValueError(f"{where} needs a non-empty 'answer' (a string or a number).")
-            solution, template = row.get("solution"), row.get("template")
-            if solution is not None and not isinstance(solution, str):
-                raise ValueError(f"{where} has a 'solution' that is not a string.")
-            if template is not None and type(template) is not int:
-                raise ValueError(f"{where} has a 'template' that is not an integer.")
-            task_id = str(row["id"]) if row.get("id") is not None else f"{path.name}:{lineno}"
-            if task_id in ids:
-                raise ValueError(f"{where} repeats the id {task_id!r}.")
-            ids.add(task_id)
-            source = row.get("source")
-            tasks.append(
-                MathTask(
-                    id=task_id,
-                    question=question,
-                    answer=answer,
-                    solution=solution,
-                    template=template,
-                    source=source if isinstance(source, str) and source else path.name,
-                )
+    for lineno, row in iter_jsonl(path):
+        if limit is not None and len(tasks) >= limit:
+            break
+        where = f"{path}:{lineno}"
+        if not isinstance(row, dict):
+            raise ValueError(f"{where} must be a JSON object with question and answer.")
+        question, answer = row.get("question"), _answer_text(row.get("answer"))
+        if not isinstance(question, str) or not question.strip():
+            raise ValueError(f"{where} needs a non-empty string 'question'.")
+        if answer is None:
+            raise ValueError(f"{where} needs a non-empty 'answer' (a string or a number).")
+        solution, template = row.get("solution"), row.get("template")
+        if solution is not None and not isinstance(solution, str):
+            raise ValueError(f"{where} has a 'solution' that is not a string.")
+        if template is not None and type(template) is not int:
+            raise ValueError(f"{where} has a 'template' that is not an integer.")
+        task_id = str(row["id"]) if row.get("id") is not None else f"{path.name}:{lineno}"
+        if task_id in ids:
+            raise ValueError(f"{where} repeats the id {task_id!r}.")
+        ids.add(task_id)
+        source = row.get("source")
+        tasks.append(
+            MathTask(
+                id=task_id,
+                question=question,
+                answer=answer,
+                solution=solution,
+                template=template,
+                source=source if isinstance(source, str) and source else path.name,
             )
+        )
     if not tasks:
         raise ValueError(f"Task file {path} holds no tasks.")
     return tasks

@@ -7,13 +7,13 @@ import random
 
 import pytest
 
+from agents.eval.answers import check_solution
 from agents.schemes.socratic_rules import (
     build_pairs,
     parse_json_object,
     parse_judge,
     parse_problem,
     pick_batch,
-    rule_verdict,
     utility,
     zone_of,
 )
@@ -110,28 +110,28 @@ def test_build_pairs_nothing_without_reference_or_correct_sample() -> None:
 
 
 def test_rule_verdict_boxed_match() -> None:
-    assert rule_verdict("3 + 4 = 7. The answer is \\boxed{7}.", "7") is True
-    assert rule_verdict("\\boxed{1,200}", "1200") is True
-    assert rule_verdict("\\boxed{0.5}", "1/2") is True
+    assert check_solution("3 + 4 = 7. The answer is \\boxed{7}.", "7") is True
+    assert check_solution("\\boxed{1,200}", "1200") is True
+    assert check_solution("\\boxed{0.5}", "1/2") is True
 
 
 def test_rule_verdict_boxed_mismatch() -> None:
-    assert rule_verdict("The answer is \\boxed{8}.", "7") is False
+    assert check_solution("The answer is \\boxed{8}.", "7") is False
 
 
 def test_rule_verdict_without_a_number_is_undecided() -> None:
-    assert rule_verdict("I am not sure.", "7") is None
-    assert rule_verdict("", "7") is None
+    assert check_solution("I am not sure.", "7") is None
+    assert check_solution("", "7") is None
 
 
 def test_rule_verdict_number_against_non_number_is_undecided() -> None:
-    assert rule_verdict("So \\boxed{x = 5}.", "5") is None
-    assert rule_verdict("\\boxed{5}", "x = 5") is None
+    assert check_solution("So \\boxed{x = 5}.", "5") is None
+    assert check_solution("\\boxed{5}", "x = 5") is None
 
 
 def test_rule_verdict_compares_non_numbers_as_text() -> None:
-    assert rule_verdict("\\boxed{Yes}", "yes") is True
-    assert rule_verdict("\\boxed{no}", "yes") is False
+    assert check_solution("\\boxed{Yes}", "yes") is True
+    assert check_solution("\\boxed{no}", "yes") is False
 
 
 # ---------------------------------------------------------------------------- judge replies

@@ -3,8 +3,9 @@
 ``extract_answer`` looks, in order, for the last ``\\boxed{...}``, a "the answer is ..." phrase,
 a GSM8K-style ``#### ...`` line, and finally the last number in the text. ``answers_match``
 compares numerically when both sides parse as numbers (fractions, percentages, thousands
-separators, LaTeX ``\\frac``), otherwise as normalised strings. ``None`` means the rule could not
-decide, which is when a scheme may fall back to a judge model.
+separators, LaTeX ``\\frac``), as normalised strings when neither does. ``None`` means the rule
+could not decide (no answer, or a number against a non-number), which is when a scheme may fall
+back to a judge model.
 """
 
 from __future__ import annotations
@@ -79,15 +80,18 @@ def normalise_text(text: str) -> str:
 
 
 def answers_match(predicted: str | None, reference: str) -> bool | None:
-    """True/False when the rule decides; None when the prediction has no answer at all."""
+    """True/False when the rule decides; None when it cannot: no answer at all, or a number
+    compared with a non-number (``x = 5`` against ``5`` is for a judge, not a string compare)."""
     if predicted is None:
         return None
     a, b = to_number(predicted), to_number(reference)
     if a is not None and b is not None:
         return math.isclose(a, b, rel_tol=1e-6, abs_tol=1e-9)
+    if (a is None) != (b is None):
+        return None
     return normalise_text(predicted) == normalise_text(reference)
 
 
 def check_solution(solution: str, reference: str) -> bool | None:
-    """Whether a full solution text reaches the reference answer (None: no answer found)."""
+    """Whether a full solution text reaches the reference answer (None: the rule cannot tell)."""
     return answers_match(extract_answer(solution), reference)

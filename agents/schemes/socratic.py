@@ -40,7 +40,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
 from agents.config import ConfigError, SampleSettings, SocraticJob
-from agents.eval.answers import answers_match, extract_answer, normalise_text
+from agents.eval.answers import answers_match, check_solution, extract_answer, normalise_text
 from agents.models import load_engine, resolve_local_model
 from agents.models.base import ChatRequest, Engine
 from agents.models.cached import CachedEngine
@@ -61,7 +61,6 @@ from agents.schemes.socratic_rules import (
     parse_judge,
     parse_problem,
     pick_batch,
-    rule_verdict,
     solver_messages,
     utility,
     zone_of,
@@ -125,7 +124,7 @@ class LoopContext:
 
 
 def _question_items(ctx: LoopContext, kind: str = "question") -> list[Item]:
-    return [i for i in ctx.store.items(ctx.run_id, kind=kind)]
+    return ctx.store.items(ctx.run_id, kind=kind)
 
 
 def _stage_trajectories(ctx: LoopContext, rnd: int, stage: str) -> list[Trajectory]:
@@ -163,7 +162,7 @@ def _attempt(
     for item, request, result in zip(items, requests, results, strict=True):
         verdicts = []
         for j, text in enumerate(result.texts):
-            verdict = rule_verdict(text, item.answer or "")
+            verdict = check_solution(text, item.answer or "")
             verdicts.append(verdict is True)
             rows.append(
                 Trajectory(

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import yaml
 
-from agents.eval.answers import answers_match, extract_answer, to_number
+from agents.eval.answers import extract_answer
 from agents.models.base import ChatRequest
 
 ZONES = ("mastered", "learning", "too_hard")
@@ -61,20 +61,6 @@ def zone_of(success: float | None) -> Zone:
 def utility(success: float, center: float = 0.5, sigma: float = 0.2) -> float:
     """Gaussian utility of a new problem: highest when the Solver succeeds half the time."""
     return math.exp(-((success - center) ** 2) / (2 * sigma**2))
-
-
-def rule_verdict(solution: str, reference: str) -> bool | None:
-    """Rule-based check; None when the rule cannot decide and a judge should.
-
-    Undecidable: no answer in the text, or a number compared with a non-number (``x = 5`` vs
-    ``5`` is for a judge, not a string comparison).
-    """
-    predicted = extract_answer(solution)
-    if predicted is None:
-        return None
-    if (to_number(predicted) is None) != (to_number(reference) is None):
-        return None
-    return answers_match(predicted, reference)
 
 
 def build_pairs(
