@@ -109,6 +109,17 @@ RUN_FLAGS = {
     "solver": "solver",
     "generator": "generator",
     "use_generator": "refine.use_generator",
+    # Agent distillation
+    "student": "student",
+    "math": "tasks.math",
+    "factual": "tasks.factual",
+    "heldout_math": "tasks.heldout_math",
+    "heldout_factual": "tasks.heldout_factual",
+    "task_data": "tasks.data",
+    "heldout_data": "tasks.heldout_data",
+    "agent_steps": "student_agent.max_steps",
+    "candidates": "self_consistency.candidates",
+    "first_thought": "first_thought",
 }
 
 
@@ -272,6 +283,25 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_const",
         const=True,
         help="the trained Generator writes new problems instead of the Teacher",
+    )
+    distill = run.add_argument_group("agent-distill")
+    distill.add_argument("--student", help="student model spec (trained)")
+    distill.add_argument("--math", type=int, help="training math problems")
+    distill.add_argument("--factual", type=int, help="training factual questions")
+    distill.add_argument("--heldout-math", type=int, help="held-out math problems")
+    distill.add_argument("--heldout-factual", type=int, help="held-out factual questions")
+    distill.add_argument("--task-data", help="JSONL of training tasks {question, answer, domain}")
+    distill.add_argument("--heldout-data", help="JSONL of held-out tasks")
+    distill.add_argument("--agent-steps", type=int, help="the student agent's step limit")
+    distill.add_argument(
+        "--candidates", type=int, help="self-consistent candidate actions per step"
+    )
+    distill.add_argument(
+        "--no-first-thought",
+        dest="first_thought",
+        action="store_const",
+        const=False,
+        help="do not open the teacher's first Thought with its chain of thought",
     )
     run.add_argument("--resume", metavar="RUN_ID", help="continue a stopped or killed run")
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any setting")

@@ -132,7 +132,7 @@ def _copy_base(base_path: str, target: Path) -> None:
 
 
 #: The role a scheme's run exports by default (its student), when it trains several.
-PRIMARY_ROLE = {"socratic": "solver"}
+PRIMARY_ROLE = {"socratic": "solver", "agent-distill": "student"}
 
 
 def card_for_run(

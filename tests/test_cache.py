@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -168,8 +170,9 @@ def test_partially_cached_batch_sends_only_missing_requests(store: Store) -> Non
             seed=10,
             tools=[{"type": "function", "function": {"name": "calc"}}],
         ),
+        ask("what is 2+2?", n=2, temperature=0.7, seed=10, prefix="Thought:"),  # prefix
     ],
-    ids=["temperature", "seed", "top_p", "max_tokens", "stop", "messages", "tools"],
+    ids=["temperature", "seed", "top_p", "max_tokens", "stop", "messages", "tools", "prefix"],
 )
 def test_different_parameters_miss(store: Store, changed: ChatRequest) -> None:
     inner = ScriptedEngine()
@@ -178,6 +181,41 @@ def test_different_parameters_miss(store: Store, changed: ChatRequest) -> None:
     result = engine.generate([changed])[0]
     assert len(inner.batches) == 2
     assert not any(c.cached for c in result.completions)
+
+
+def test_sample_key_without_prefix_is_unchanged_and_prefixes_differ() -> None:
+    request = ask("what is 2+2?", n=2, temperature=0.7, seed=10, stop=("\n",))
+    # The payload as it was before requests had a prefix: existing cache entries stay valid.
+    payload = {
+        "model": "m",
+        "messages": list(request.messages),
+        "temperature": 0.7,
+        "top_p": 1.0,
+        "max_tokens": 256,
+        "stop": ["\n"],
+        "seed": 10,
+        "tools": None,
+        "index": 1,
+    }
+    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str)
+    assert request.sample_key("m", 1) == hashlib.sha256(blob.encode()).hexdigest()
+
+    keys = {
+        ask("what is 2+2?", prefix=prefix).sample_key("m", 0)
+        for prefix in (None, "", "Thought:", "Thought: 2+2")
+    }
+    assert len(keys) == 4, "an empty prefix, two prefixes and none all differ"
+    assert ask("q", n=3, prefix="P").with_n(5).prefix == "P"
+
+
+def test_missing_samples_are_asked_with_the_prefix(store: Store) -> None:
+    inner = ScriptedEngine()
+    engine = CachedEngine(inner, store)
+    request = ask("what is 2+2?", n=2, temperature=0.7, seed=1, prefix="Thought:")
+    engine.generate([request])
+    engine.generate([request.with_n(3)])
+    assert [r.prefix for batch in inner.batches for r in batch] == ["Thought:", "Thought:"]
+    assert inner.samples_generated == 3
 
 
 def test_different_model_fingerprint_misses(store: Store) -> None:

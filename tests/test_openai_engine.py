@@ -230,6 +230,41 @@ def test_native_n_sends_one_call(stub: tuple[Stub, str]) -> None:
     assert result.completion_tokens == 5
 
 
+def test_prefix_is_a_final_assistant_message_to_continue(stub: tuple[Stub, str]) -> None:
+    server, url = stub
+    server.script = [Reply(body=completion_body(" 4.")), Reply(body=completion_body("plain"))]
+    engine = make_engine(url, max_concurrency=1)  # keeps the script order = request order
+    try:
+        prefixed, plain = engine.generate(
+            [ChatRequest(messages=HI, prefix="Thought: 2+2 is"), ChatRequest(messages=HI)]
+        )
+    finally:
+        engine.close()
+
+    assert prefixed.text == " 4."  # the server's content is the continuation alone
+    assert plain.text == "plain"
+    sent_prefixed, sent_plain = server.bodies
+    assert sent_prefixed["messages"] == [*HI, {"role": "assistant", "content": "Thought: 2+2 is"}]
+    assert sent_prefixed["continue_final_message"] is True
+    assert sent_prefixed["add_generation_prompt"] is False
+    assert sent_plain["messages"] == HI
+    assert "continue_final_message" not in sent_plain
+    assert "add_generation_prompt" not in sent_plain
+
+
+def test_prefix_goes_into_every_per_sample_call(stub: tuple[Stub, str]) -> None:
+    server, url = stub
+    engine = make_engine(url)
+    try:
+        engine.generate([ChatRequest(messages=HI, n=2, seed=1, prefix="")])
+    finally:
+        engine.close()
+    assert len(server.bodies) == 2
+    for body in server.bodies:
+        assert body["messages"][-1] == {"role": "assistant", "content": ""}
+        assert body["continue_final_message"] is True
+
+
 def test_retries_after_429_honouring_retry_after(stub: tuple[Stub, str]) -> None:
     server, url = stub
     server.script = [

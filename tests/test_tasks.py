@@ -1,4 +1,4 @@
-"""Math tasks: gsm_symbolic splits, boxed solutions, and the JSONL task format."""
+"""Tasks: gsm_symbolic splits, boxed solutions, FanOutQA factual tasks, the JSONL task format."""
 
 from __future__ import annotations
 
@@ -8,13 +8,19 @@ from pathlib import Path
 
 import pytest
 
+import tools.retrieval as retrieval_module
+from agents.eval.answers import contains_answer
 from agents.tasks import (
     MathTask,
+    Task,
     boxed_solution,
+    factual_splits,
+    fanoutqa_tasks,
     gsm_symbolic_splits,
     read_math_tasks,
     write_math_tasks,
 )
+from tools.retrieval import CorpusUnavailable, wiki_summaries
 
 
 def test_splits_have_exact_sizes_and_disjoint_templates() -> None:
@@ -144,3 +150,112 @@ def test_missing_empty_file_and_bad_limit(tmp_path: Path) -> None:
         read_math_tasks(empty)
     with pytest.raises(ValueError, match="limit"):
         read_math_tasks(empty, limit=0)
+
+
+# ---------------------------------------------------------------------------- factual tasks
+
+
+def test_math_task_is_the_task_type_with_math_defaults() -> None:
+    assert MathTask is Task
+    task = Task(id="a", question="1+1?", answer="2")
+    assert (task.domain, task.evidence) == ("math", None)
+
+
+def test_fanoutqa_tasks_are_answered_by_their_corpus_article() -> None:
+    tasks = fanoutqa_tasks()
+    assert len(tasks) > 50
+    articles = {doc["title"]: doc["text"] for doc in wiki_summaries()}
+    for task in tasks:
+        assert task.id.startswith("fanoutqa/")
+        assert (task.domain, task.source, task.solution, task.template) == (
+            "factual",
+            "fanoutqa",
+            None,
+            None,
+        )
+        assert task.evidence in articles, task
+        assert contains_answer(articles[task.evidence], task.answer), task
+    assert len({task.id for task in tasks}) == len(tasks)
+    assert len({task.question.lower() for task in tasks}) == len(tasks)
+    japan = next(t for t in tasks if t.question == "What is the capital city of Japan?")
+    assert (japan.answer, japan.evidence) == ("Tokyo", "Japan")
+    assert fanoutqa_tasks() == tasks
+
+
+def test_factual_splits_are_disjoint_by_task_and_article() -> None:
+    total = len(fanoutqa_tasks())
+    train, heldout = factual_splits(total // 2, 15, seed=3)
+    assert (len(train), len(heldout)) == (total // 2, 15)
+    assert not {t.id for t in train} & {t.id for t in heldout}
+    assert not {t.evidence.lower() for t in train} & {t.evidence.lower() for t in heldout}
+    assert all(t.domain == "factual" for t in train + heldout)
+
+
+def test_factual_splits_are_deterministic_and_depend_on_the_seed() -> None:
+    first = factual_splits(30, 10, seed=1)
+    assert factual_splits(30, 10, seed=1) == first
+    assert factual_splits(30, 10, seed=2) != first
+    train, heldout = factual_splits(5, 0)
+    assert len(train) == 5 and heldout == []
+
+
+def test_factual_splits_refuse_more_tasks_than_there_are() -> None:
+    total = len(fanoutqa_tasks())
+    with pytest.raises(ValueError, match=rf"only {total} are available"):
+        factual_splits(total, 1)
+    with pytest.raises(ValueError, match="train"):
+        factual_splits(0, 1)
+    with pytest.raises(ValueError, match="heldout"):
+        factual_splits(1, -1)
+
+
+def test_missing_fanoutqa_package_names_the_pip_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = retrieval_module.importlib.util.find_spec
+    monkeypatch.setattr(
+        retrieval_module.importlib.util,
+        "find_spec",
+        lambda name: None if name == "fanoutqa" else real(name),
+    )
+    with pytest.raises(CorpusUnavailable, match="pip install --no-deps fanoutqa"):
+        fanoutqa_tasks()
+
+
+def test_domain_and_evidence_round_trip(tmp_path: Path) -> None:
+    factual = Task(
+        id="f", question="Capital of Japan?", answer="Tokyo", domain="factual", evidence="Japan"
+    )
+    math_task = MathTask(id="m", question="1+1?", answer="2", source="mine.jsonl")
+    path = tmp_path / "mixed.jsonl"
+    write_math_tasks(path, [factual, math_task])
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    assert (rows[0]["domain"], rows[0]["evidence"]) == ("factual", "Japan")
+    assert "domain" not in rows[1] and "evidence" not in rows[1]
+    assert read_math_tasks(path) == [factual, math_task]
+
+
+def test_read_defaults_to_math_and_takes_a_factual_row(tmp_path: Path) -> None:
+    path = tmp_path / "plain.jsonl"
+    rows = [
+        {"question": "A?", "answer": 1},
+        {"question": "Who?", "answer": "Tokyo", "domain": "factual"},
+    ]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    first, second = read_math_tasks(path)
+    assert (first.domain, first.evidence) == ("math", None)
+    assert (second.domain, second.evidence) == ("factual", None)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        '{"question": "Q?", "answer": "1", "domain": "trivia"}',
+        '{"question": "Q?", "answer": "1", "domain": null}',
+        '{"question": "Q?", "answer": "1", "evidence": 3}',
+        '{"question": "Q?", "answer": "1", "evidence": " "}',
+    ],
+)
+def test_bad_domain_or_evidence_names_file_and_line(tmp_path: Path, line: str) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text(f'{{"question": "Q0", "answer": "1"}}\n{line}\n', encoding="utf-8")
+    with pytest.raises(ValueError, match=r"bad\.jsonl:2\b"):
+        read_math_tasks(path)

@@ -155,6 +155,85 @@ def test_stop_strings_apply_only_to_their_request(engine: TransformersEngine) ->
     assert results[1].text == free
 
 
+# ---------------------------------------------------------------------------- prefix
+
+
+def greedy_prefix(engine: TransformersEngine, request: ChatRequest, tokens: int) -> str:
+    """The text of the first ``tokens`` tokens of the greedy reply to ``request``.
+
+    Checked to tokenize back to those same tokens after the prompt, so a model continuing it is
+    in the state greedy decoding was in after generating them.
+    """
+    free = engine.generate([request])[0].text
+    prompt = engine.render_prompt(request)
+    prompt_ids = engine.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    reply_ids = engine.tokenizer(prompt + free, add_special_tokens=False)["input_ids"]
+    generated = reply_ids[len(prompt_ids) :]
+    prefix = engine.tokenizer.decode(generated[:tokens])
+    assert reply_ids[: len(prompt_ids)] == prompt_ids
+    assert engine.tokenizer(prompt + prefix, add_special_tokens=False)["input_ids"] == (
+        prompt_ids + generated[:tokens]
+    )
+    return prefix
+
+
+def test_prefix_is_continued_and_left_out_of_the_completion(engine: TransformersEngine) -> None:
+    request = ask(PROMPTS[1], max_tokens=16)
+    free = engine.generate([request])[0]
+    prefix = greedy_prefix(engine, request, 3)
+    prefixed = ask(PROMPTS[1], max_tokens=13, prefix=prefix)
+
+    assert engine.render_prompt(prefixed) == engine.render_prompt(request) + prefix
+    result = engine.generate([prefixed])[0]
+    # Greedy decoding continues where it would have been after the prefix's tokens.
+    assert prefix + result.text == free.text
+    assert not result.text.startswith(prefix)
+    assert result.prompt_tokens == free.prompt_tokens + 3
+    assert result.completions[0].completion_tokens == 13
+    # A prefixed request batched with unprefixed ones answers as it does alone.
+    mixed = engine.generate([request, prefixed, ask(PROMPTS[0], max_tokens=5, prefix="")])
+    assert [mixed[0].text, mixed[1].text] == [free.text, result.text]
+
+
+def test_stop_strings_match_the_continuation_only(engine: TransformersEngine) -> None:
+    request = ask(PROMPTS[1], max_tokens=16)
+    free = engine.generate([request])[0].text
+    prefix = greedy_prefix(engine, request, 3)
+    continuation = free[len(prefix) :]
+    assert len(prefix) >= 3 and len(continuation) >= 10
+
+    # A stop string that begins in the prefix and ends in the continuation does not stop it.
+    straddling = prefix[-2:] + continuation[:2]
+    assert straddling not in continuation
+    kept = engine.generate([ask(PROMPTS[1], max_tokens=13, prefix=prefix, stop=(straddling,))])
+    assert kept[0].text == continuation
+    assert kept[0].completions[0].finish_reason == "length"
+
+    # One inside the continuation cuts it there.
+    start = next(
+        i
+        for i in range(3, len(continuation) - 3)
+        if continuation[i : i + 3].strip() and continuation.find(continuation[i : i + 3]) == i
+    )
+    stop = continuation[start : start + 3]
+    cut = engine.generate([ask(PROMPTS[1], max_tokens=13, prefix=prefix, stop=(stop,))])[0]
+    assert cut.text == continuation[:start]
+    assert cut.completions[0].finish_reason == "stop"
+    assert cut.completions[0].completion_tokens < 13
+
+
+def test_tool_calls_are_parsed_from_prefix_and_continuation(engine: TransformersEngine) -> None:
+    schema = {"type": "function", "function": {"name": "calculator", "parameters": {}}}
+    call = '<tool_call>{"name": "calculator", "arguments": {"expression": "3*7"}}</tool_call>'
+    result = engine.generate([ask("What is 3*7?", max_tokens=4, tools=[schema], prefix=call)])
+    completion = result[0].completions[0]
+    assert "calculator" not in completion.text
+    assert completion.finish_reason == "tool_calls"
+    assert completion.tool_calls is not None
+    assert completion.tool_calls[0]["function"]["name"] == "calculator"
+    assert json.loads(completion.tool_calls[0]["function"]["arguments"]) == {"expression": "3*7"}
+
+
 # ---------------------------------------------------------------------------- adapters
 
 

@@ -93,6 +93,18 @@ def test_result_from_output_parses_inline_tool_calls_only_when_asked() -> None:
     assert result_from_output(output, 0.0, "s").prompt_tokens == 0  # missing ids count as 0
 
 
+def test_result_from_output_parses_tool_calls_begun_in_the_prefix() -> None:
+    output = SimpleNamespace(
+        prompt_token_ids=[1], outputs=[sample('"arguments": {"a": 1}}</tool_call>', 5)]
+    )
+    prefix = 'Let me add.<tool_call>{"name": "add", '
+    parsed = result_from_output(output, 0.0, "s", parse_tools=True, prefix=prefix).completions[0]
+    assert parsed.text == '"arguments": {"a": 1}}</tool_call>'  # the continuation alone
+    assert parsed.finish_reason == "tool_calls"
+    assert parsed.tool_calls is not None
+    assert parsed.tool_calls[0]["function"]["name"] == "add"
+
+
 def test_merge_results_counts_the_prompt_once() -> None:
     parts = [
         result_from_output(
@@ -234,6 +246,36 @@ def test_native_tool_templates_get_one_chat_call_per_tool_list(
     assert {json.dumps(c.get("tools")) for c in calls} == {json.dumps([TOOL]), "null"}
     tooled = next(c for c in calls if "tools" in c)
     assert [p.seed for p in tooled["params"]] == [1, 3]
+
+
+def test_prefixed_requests_continue_a_final_assistant_message(
+    fake_vllm: types.ModuleType,
+) -> None:
+    engine = VLLMEngine("m")
+    results = engine.generate(
+        [
+            ChatRequest(messages=HI, seed=1, prefix="Thought: "),
+            ChatRequest(messages=HI, seed=2),
+            ChatRequest(messages=HI, n=2, seed=3, prefix="Thought: "),
+        ]
+    )
+    assert [r.texts for r in results] == [
+        ["seed=1 lora=None #0"],
+        ["seed=2 lora=None #0"],
+        ["seed=3 lora=None #0", "seed=4 lora=None #0"],
+    ]
+    calls = engine.llm.calls
+    assert len(calls) == 2, "prefixed and plain conversations need separate chat calls"
+    prefixed = next(c for c in calls if c.get("continue_final_message"))
+    plain = next(c for c in calls if not c.get("continue_final_message"))
+    assert prefixed["add_generation_prompt"] is False
+    assert [p.seed for p in prefixed["params"]] == [1, 3, 4]
+    assert all(
+        conv == [*HI, {"role": "assistant", "content": "Thought: "}]
+        for conv in prefixed["conversations"]
+    )
+    assert "add_generation_prompt" not in plain and "continue_final_message" not in plain
+    assert plain["conversations"] == [HI]
 
 
 def test_adapters_get_stable_ids_and_change_the_fingerprint(

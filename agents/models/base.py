@@ -35,6 +35,9 @@ class ChatRequest:
         seed: Base seed; sample ``i`` of the request is seeded from ``(seed, i)`` where the engine
             supports it.
         tools: Optional OpenAI-format tool schemas offered to the model.
+        prefix: The start of the assistant's reply ("prefill"): the model continues this text.
+            Completions hold only the continuation, not the prefix; stop strings are matched in
+            the continuation only. ``None`` (the default) lets the model start the reply itself.
     """
 
     messages: tuple[Message, ...] | list[Message]
@@ -45,6 +48,7 @@ class ChatRequest:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     tools: tuple[dict[str, Any], ...] | list[dict[str, Any]] | None = None
+    prefix: str | None = None
 
     def __post_init__(self) -> None:
         if self.n < 1:
@@ -64,7 +68,8 @@ class ChatRequest:
 
         Two calls share a key exactly when they would ask the same model for the same sample
         with the same parameters; ``n`` is not part of the key, so asking for 8 samples after 4
-        reuses the first 4.
+        reuses the first 4. ``prefix`` enters the key only when it is set, so keys of requests
+        without one are the same as before the field existed.
         """
         payload = {
             "model": model_fingerprint,
@@ -77,6 +82,8 @@ class ChatRequest:
             "tools": list(self.tools) if self.tools is not None else None,
             "index": index,
         }
+        if self.prefix is not None:
+            payload["prefix"] = self.prefix
         blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -94,6 +101,7 @@ class ChatRequest:
             "stop": self.stop,
             "seed": self.seed,
             "tools": self.tools,
+            "prefix": self.prefix,
         }
 
 

@@ -11,6 +11,9 @@ async client and adds what batch distillation needs on top of it:
 * portable ``n``: llama.cpp and Ollama ignore ``n``, so by default sample ``i`` is its own call
   (seeded ``seed + i``), which also makes every sample reproducible on its own, matching the
   per-sample response cache.
+* assistant prefixes: a request's ``prefix`` is sent as a final assistant message with
+  ``continue_final_message`` (vLLM's and SGLang's extension of the chat API), so the server
+  continues it. Plain OpenAI endpoints and servers without the extension ignore or reject it.
 
 The async client lives on one private event loop in a daemon thread. That lets the synchronous
 :meth:`OpenAIEngine.generate` work from plain scripts and from inside a running event loop
@@ -52,6 +55,9 @@ OPENAI_BASE_URL = "https://api.openai.com/v1"
 PLACEHOLDER_API_KEY = "not-needed"
 
 _T = TypeVar("_T")
+
+#: Body fields outside OpenAI's chat API; the ``openai`` client sends them through ``extra_body``.
+_EXTENSION_FIELDS = ("continue_final_message", "add_generation_prompt")
 
 _FINISH_REASONS: dict[str, FinishReason] = {
     "stop": "stop",
@@ -388,10 +394,23 @@ class OpenAIEngine(Engine):
             bar.close()
 
     def request_body(self, request: ChatRequest, *, n: int, seed: int | None) -> dict[str, Any]:
-        """The JSON body of one call for ``request`` asking for ``n`` samples with ``seed``."""
+        """The JSON body of one call for ``request`` asking for ``n`` samples with ``seed``.
+
+        A request's ``prefix`` becomes a final ``{"role": "assistant", "content": prefix}``
+        message, with ``continue_final_message: true`` and ``add_generation_prompt: false``:
+        vLLM's and SGLang's OpenAI-compatible servers then render the conversation up to the
+        end of that message and the answer's content is the continuation alone. OpenAI's own
+        API rejects the unknown fields; servers without the extension may ignore them and answer
+        a new turn after the assistant message, so send prefixes to vLLM or SGLang only.
+        Chat templates may trim whitespace around message content, so a prefix ending in
+        whitespace may reach the model without it.
+        """
+        messages = [dict(m) for m in request.messages]
+        if request.prefix is not None:
+            messages.append({"role": "assistant", "content": request.prefix})
         body: dict[str, Any] = {
             "model": self.model,
-            "messages": [dict(m) for m in request.messages],
+            "messages": messages,
             "temperature": request.temperature,
             "top_p": request.top_p,
             self.max_tokens_param: request.max_tokens,
@@ -404,6 +423,9 @@ class OpenAIEngine(Engine):
             body["seed"] = seed
         if request.tools:
             body["tools"] = [dict(t) for t in request.tools]
+        if request.prefix is not None:
+            body["continue_final_message"] = True
+            body["add_generation_prompt"] = False
         return body
 
     async def _run_request(self, request: ChatRequest) -> ChatResult:
@@ -455,6 +477,10 @@ class OpenAIEngine(Engine):
     async def _call(self, body: dict[str, Any], clock: _Clock) -> dict[str, Any]:
         """One chat completion call with the retry policy; returns the decoded body."""
         client, slots = self._resources()
+        params = {k: v for k, v in body.items() if k not in _EXTENSION_FIELDS}
+        extra = {k: body[k] for k in _EXTENSION_FIELDS if k in body}
+        if extra:
+            params["extra_body"] = extra
         attempts = self.max_retries + 1
         reason = ""
         for attempt in range(1, attempts + 1):
@@ -462,7 +488,7 @@ class OpenAIEngine(Engine):
             try:
                 async with slots:
                     clock.start()
-                    raw = await client.chat.completions.with_raw_response.create(**body)
+                    raw = await client.chat.completions.with_raw_response.create(**params)
                     return _parse_body(raw.http_response.text)
             except openai.APIStatusError as err:
                 message = _server_message(err)

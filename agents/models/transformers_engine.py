@@ -4,6 +4,10 @@ How a batch runs: every request is expanded into ``n`` rows (its samples), rows 
 sampling settings are grouped (one ``generate`` call needs one temperature/top-p/stop set),
 sorted by prompt length so padding stays small, left-padded and generated together with the KV
 cache. Each row is then cut at its own ``max_tokens`` and stop strings.
+
+A request with a ``prefix`` has it appended to the rendered prompt, after the generation prompt,
+so the model continues it; its rows are generated apart from unprefixed ones because their stop
+strings are matched in the generated tokens alone (see :func:`continuation_stops`).
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +42,36 @@ def pick_device_and_dtype(device: str | None = None) -> tuple[str, Any]:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
     return device, dtype
+
+
+def continuation_stops(tokenizer: Any, stop: Sequence[str], prompt_width: int) -> Any:
+    """A ``StoppingCriteria`` ending a row once one of ``stop`` appears in its generated text.
+
+    transformers' own ``stop_strings`` also match a string that begins in the prompt. A prompt
+    that ends with an assistant prefix ends in free text, and a stop string straddling prefix
+    and continuation must not end the reply: vLLM and OpenAI-compatible servers match stop
+    strings in the generated text only, and so does this criterion.
+
+    Args:
+        tokenizer: Decodes the generated tokens.
+        stop: The stop strings (at least one).
+        prompt_width: Width of the left-padded prompt block; later positions are generated.
+    """
+    import torch
+    from transformers import StoppingCriteria
+
+    # A new match ends in the newest token (earlier ones were checked at earlier steps) and a
+    # token decodes to at least one byte, so the last (longest stop in bytes + 1) tokens hold it.
+    window = max(len(s.encode()) for s in stop) + 1
+
+    class _ContinuationStops(StoppingCriteria):
+        def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
+            start = max(prompt_width, input_ids.shape[1] - window)
+            tails = tokenizer.batch_decode(input_ids[:, start:], skip_special_tokens=True)
+            hits = [any(s in tail for s in stop) for tail in tails]
+            return torch.tensor(hits, dtype=torch.bool, device=input_ids.device)
+
+    return _ContinuationStops()
 
 
 class TransformersEngine(Engine):
@@ -143,15 +178,20 @@ class TransformersEngine(Engine):
         return sorted(ids)
 
     def render_prompt(self, request: ChatRequest) -> str:
-        """The exact prompt text the model sees for a request."""
+        """The exact prompt text the model sees for a request.
+
+        The conversation is rendered with the generation prompt; a request's ``prefix`` follows
+        it verbatim, so the model's reply continues the prefix.
+        """
         template = self.tokenizer.chat_template
         messages = prepare_messages(request.messages, template, request.tools)
         kwargs: dict[str, Any] = {}
         if request.tools and template_supports_tools(template):
             kwargs["tools"] = list(request.tools)
-        return self.tokenizer.apply_chat_template(
+        prompt = self.tokenizer.apply_chat_template(
             messages, tokenize=False, add_generation_prompt=True, **kwargs
         )
+        return prompt + (request.prefix or "")
 
     def _generate(self, requests: list[ChatRequest], *, progress: bool) -> list[ChatResult]:
         import torch
@@ -159,19 +199,21 @@ class TransformersEngine(Engine):
         prompts = [self.render_prompt(r) for r in requests]
         prompt_ids = [self.tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
 
-        # rows: (request index, sample index); grouped by what one generate() call must share
-        groups: dict[tuple[float, float, tuple[str, ...]], list[tuple[int, int]]] = defaultdict(
-            list
+        # rows: (request index, sample index); grouped by what one generate() call must share:
+        # sampling settings, stop strings and whether stop strings may begin in the prompt
+        groups: dict[tuple[float, float, tuple[str, ...], bool], list[tuple[int, int]]] = (
+            defaultdict(list)
         )
         for i, request in enumerate(requests):
+            key = (request.temperature, request.top_p, request.stop, request.prefix is not None)
             for j in range(request.n):
-                groups[(request.temperature, request.top_p, request.stop)].append((i, j))
+                groups[key].append((i, j))
 
         samples: dict[tuple[int, int], Completion] = {}
         seconds = [0.0] * len(requests)
         total_rows = sum(r.n for r in requests)
         bar = tqdm(total=total_rows, desc=f"generate {self.spec}", unit="seq", disable=not progress)
-        for (temperature, top_p, stop), rows in groups.items():
+        for (temperature, top_p, stop, prefixed), rows in groups.items():
             rows.sort(key=lambda row: len(prompt_ids[row[0]]))
             for start in range(0, len(rows), self.batch_size):
                 chunk = rows[start : start + self.batch_size]
@@ -182,6 +224,7 @@ class TransformersEngine(Engine):
                     temperature=temperature,
                     top_p=top_p,
                     stop=stop,
+                    prefixed=prefixed,
                     torch=torch,
                 )
                 elapsed = time.perf_counter() - began
@@ -213,6 +256,7 @@ class TransformersEngine(Engine):
         temperature: float,
         top_p: float,
         stop: tuple[str, ...],
+        prefixed: bool,
         torch: Any,
     ) -> list[Completion]:
         pad_id = self.tokenizer.pad_token_id
@@ -233,7 +277,12 @@ class TransformersEngine(Engine):
         }
         if temperature > 0:
             kwargs.update(temperature=temperature, top_p=top_p, top_k=0)
-        if stop:
+        if stop and prefixed:
+            from transformers import StoppingCriteriaList
+
+            criteria = continuation_stops(self.tokenizer, stop, width)
+            kwargs["stopping_criteria"] = StoppingCriteriaList([criteria])
+        elif stop:
             kwargs.update(stop_strings=list(stop), tokenizer=self.tokenizer)
         # One RNG stream per seeded batch (reproducible for the same batch composition), forked so
         # the caller's global random state is left as it was.
@@ -253,7 +302,11 @@ class TransformersEngine(Engine):
         ]
 
     def _finish(self, tokens: list[int], request: ChatRequest, stop: tuple[str, ...]) -> Completion:
-        """Cut one row at end-of-turn, its own max_tokens and stop strings."""
+        """Cut one row at end-of-turn, its own max_tokens and stop strings.
+
+        The text is the generated continuation alone; tool calls are parsed from the request's
+        prefix followed by it, since a call may begin inside the prefix.
+        """
         finish = "length"
         kept: list[int] = []
         for token in tokens[: request.max_tokens]:
@@ -268,7 +321,7 @@ class TransformersEngine(Engine):
             count = len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
         else:
             count = len(kept) + (1 if finish == "stop" else 0)
-        calls = parse_tool_calls(text) if request.tools else []
+        calls = parse_tool_calls((request.prefix or "") + text) if request.tools else []
         return Completion(
             text=text,
             finish_reason="tool_calls" if calls else finish,  # type: ignore[arg-type]

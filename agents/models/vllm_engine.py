@@ -6,10 +6,14 @@ importing the module (and testing its request/response mapping) works everywhere
 How a batch runs: conversations are rendered the same way as for the transformers engine (tool
 calls folded to text when the chat template cannot render them), then handed to
 ``LLM.chat`` in one call per distinct tool list (``chat`` takes one ``tools`` argument for all
-its conversations). A request with a seed and ``n > 1`` is expanded into ``n`` single-sample rows
-seeded ``seed + i``, so each sample is reproducible on its own and a later, larger ``n`` extends
-the cached samples instead of replacing them; other requests keep vLLM's native ``n``, which
-shares the prompt's prefill across samples.
+its conversations), and apart for requests with an assistant ``prefix``: those end with an
+assistant message holding the prefix and are rendered with ``continue_final_message=True`` and
+no generation prompt, so the model continues the prefix.
+
+A request with a seed and ``n > 1`` is expanded into ``n`` single-sample rows seeded
+``seed + i``, so each sample is reproducible on its own and a later, larger ``n`` extends the
+cached samples instead of replacing them; other requests keep vLLM's native ``n``, which shares
+the prompt's prefill across samples.
 """
 
 from __future__ import annotations
@@ -71,7 +75,7 @@ def finish_reason(raw: str | None) -> FinishReason:
 
 
 def result_from_output(
-    output: Any, latency_s: float, spec: str, *, parse_tools: bool = False
+    output: Any, latency_s: float, spec: str, *, parse_tools: bool = False, prefix: str = ""
 ) -> ChatResult:
     """A vLLM ``RequestOutput`` → :class:`ChatResult`.
 
@@ -84,11 +88,14 @@ def result_from_output(
         spec: Model spec recorded in the result.
         parse_tools: Parse inline ``<tool_call>`` blocks into structured tool calls (set when
             the request offered tools).
+        prefix: The assistant prefix the samples continue. Texts stay the continuation alone;
+            tool calls are parsed from the prefix followed by the text, since a call may begin
+            inside the prefix.
     """
     completions = []
     for sample in sorted(output.outputs, key=lambda o: getattr(o, "index", 0) or 0):
         text = sample.text or ""
-        calls = parse_tool_calls(text) if parse_tools else []
+        calls = parse_tool_calls(prefix + text) if parse_tools else []
         completions.append(
             Completion(
                 text=text,
@@ -233,8 +240,13 @@ class VLLMEngine(Engine):
     def _render(
         request: ChatRequest, template: str | None
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
-        """Messages for ``LLM.chat`` and the tools for its chat template (if it renders them)."""
+        """Messages for ``LLM.chat`` and the tools for its chat template (if it renders them).
+
+        A request's ``prefix`` is appended as a final assistant message, to be continued.
+        """
         messages = prepare_messages(request.messages, template, request.tools)
+        if request.prefix is not None:
+            messages = [*messages, {"role": "assistant", "content": request.prefix}]
         native_tools = bool(request.tools) and template_supports_tools(template)
         tools = [dict(t) for t in request.tools or ()] if native_tools else None
         return messages, tools
@@ -242,29 +254,36 @@ class VLLMEngine(Engine):
     def _generate(self, requests: list[ChatRequest], *, progress: bool) -> list[ChatResult]:
         lora = self._lora_request()
         # rows: (request index, sample index or None for "all n at once"), grouped by tool list
-        groups: dict[str, list[tuple[int, int | None]]] = defaultdict(list)
+        # and by whether the conversation ends in an assistant prefix to continue
+        groups: dict[tuple[str, bool], list[tuple[int, int | None]]] = defaultdict(list)
         template = getattr(self.llm.get_tokenizer(), "chat_template", None)
         rendered = [self._render(r, template) for r in requests]
         for i, request in enumerate(requests):
-            key = json.dumps(rendered[i][1], sort_keys=True)
+            key = (json.dumps(rendered[i][1], sort_keys=True), request.prefix is not None)
             if request.seed is not None and request.n > 1:
                 groups[key].extend((i, j) for j in range(request.n))
             else:
                 groups[key].append((i, None))
 
         parts: dict[int, list[tuple[int, ChatResult]]] = defaultdict(list)
-        for rows in groups.values():
+        for (_, prefixed), rows in groups.items():
             tools = rendered[rows[0][0]][1]
             params = [self._sampling_params_cls(**sampling_kwargs(requests[i], j)) for i, j in rows]
             kwargs: dict[str, Any] = {"use_tqdm": progress, "lora_request": lora}
             if tools is not None:
                 kwargs["tools"] = tools
+            if prefixed:
+                kwargs.update(continue_final_message=True, add_generation_prompt=False)
             began = time.perf_counter()
             outputs = self.llm.chat([rendered[i][0] for i, _ in rows], params, **kwargs)
             share = (time.perf_counter() - began) / len(rows)
             for (i, j), output in zip(rows, outputs, strict=True):
                 result = result_from_output(
-                    output, share, self.spec, parse_tools=bool(requests[i].tools)
+                    output,
+                    share,
+                    self.spec,
+                    parse_tools=bool(requests[i].tools),
+                    prefix=requests[i].prefix or "",
                 )
                 parts[i].append((j or 0, result))
 

@@ -1,0 +1,702 @@
+"""Agent distillation (arXiv 2505.17612) as a LangGraph graph: a teacher's tool use → a small agent.
+
+A teacher agent solves math word problems and factual questions with tools (``python_exec`` in
+the sandbox, ``retrieve`` over the Wikipedia-summaries corpus, ``final_answer``); its good
+trajectories teach a small student to do the same. The stages, each committed atomically:
+
+1. **setup**: training and held-out tasks (math: template-disjoint gsm_symbolic; factual:
+   fanoutqa questions the corpus answers; or the user's JSONL).
+2. **teacher_cot**: the teacher answers every training task with plain chain of thought. Its
+   first paragraph becomes the first-thought prefix; its correct answers are the CoT baseline's
+   training data.
+3. **teacher_agent**: the teacher runs the agent loop on every training task, its first Thought
+   starting with the prefix.
+4. **filter**: keep trajectories whose final answer is right (math: numeric match; factual:
+   normalised match, else the teacher judges), with no parse error, not stopped by the step
+   limit. Execution errors stay in: the student learns to recover from them.
+5. **train_student**: LoRA SFT on the kept conversations, loss on assistant turns only.
+6. **train_cot**: the CoT baseline: the same student fine-tuned on the teacher's correct CoT
+   answers, without tools.
+7. **eval_***: on the held-out tasks: the student before training, the teacher, the student
+   after, the student after with self-consistent action generation, and the CoT baseline.
+
+The graph checkpoints after every stage (LangGraph's SQLite saver) and a finished stage is never
+redone, so a killed run resumes where it stopped; model calls come back from the cache.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypedDict
+
+from langgraph.graph import END, START, StateGraph
+
+from agents.agent_loop import AGENT_SYSTEM_PROMPT, Episode, LoopSettings, first_paragraph, run_agent
+from agents.config import AgentDistillJob, AgentRunSettings, ConfigError
+from agents.eval.answers import check_answer, extract_answer
+from agents.models import load_engine, resolve_local_model
+from agents.models.base import ChatRequest, Engine
+from agents.models.cached import CachedEngine
+from agents.schemes.base import GraphRun, StageOutput, ask_parsed, stage_node, train_role
+from agents.schemes.socratic_rules import parse_judge
+from agents.store import Item, Run, Store, Trajectory, Workspace
+from agents.tasks import Task, factual_splits, gsm_symbolic_splits, read_math_tasks
+from tools import DEFAULT_TOOLS, tool_schemas
+from tools.retrieval import Corpus
+
+log = logging.getLogger(__name__)
+
+COT_SYSTEM_PROMPT = (
+    "Think step by step, then give the final answer in \\boxed{}: a number for a math problem, "
+    "a short phrase for a question."
+)
+JUDGE_PROMPT = """\
+Question: {question}
+Reference answer: {reference}
+Proposed answer: {answer}
+
+Does the proposed answer say the same as the reference answer? Reply with JSON only: \
+{{"correct": true}} or {{"correct": false}}."""
+
+#: Held-out evaluations: stage name → (trajectory role, what is evaluated).
+EVALS: dict[str, tuple[str, str]] = {
+    "eval_student_base": ("student_base", "student before training (agent)"),
+    "eval_teacher": ("teacher", "teacher (agent)"),
+    "eval_student": ("student", "student after agent distillation"),
+    "eval_student_sc": ("student_sc", "student after + self-consistent actions"),
+    "eval_cot": ("student_cot", "student after CoT distillation (no tools)"),
+}
+
+
+# ---------------------------------------------------------------------------- state and context
+
+
+class DistillState(TypedDict, total=False):
+    student_adapter: str | None
+    cot_adapter: str | None
+
+
+@dataclass
+class DistillContext:
+    """Runtime context: config, store, the two engines and the corpus (all opened lazily)."""
+
+    config: AgentDistillJob
+    store: Store
+    workspace: Workspace
+    run_id: str
+    progress: bool = True
+    engines: dict[str, CachedEngine] = field(default_factory=dict)
+    loader: Callable[[str], Engine] | None = None  # role -> engine; tests inject scripted ones
+    corpus_factory: Callable[[], Corpus | None] | None = None
+    _corpus: Corpus | None = None
+
+    def engine(self, role: str, adapter: str | None = None) -> CachedEngine:
+        """The ``teacher`` or ``student`` engine; the student with ``adapter`` loaded."""
+        if role not in self.engines:
+            spec = getattr(self.config, role)
+            inner = (
+                self.loader(role)
+                if self.loader
+                else load_engine(spec, **self.config.engine.get(role, {}))
+            )
+            self.engines[role] = CachedEngine(inner, self.store, run_id=self.run_id, role=role)
+        engine = self.engines[role]
+        if role == "student":
+            current = getattr(engine.inner, "adapter", None)
+            if (str(current) if current else None) != adapter:
+                engine.set_adapter(adapter)
+        return engine
+
+    def corpus(self) -> Corpus | None:
+        """The retrieval corpus, built into the workspace on first use (then reused)."""
+        if self._corpus is None:
+            if self.corpus_factory is not None:
+                self._corpus = self.corpus_factory()
+            else:
+                self._corpus = open_corpus(self.workspace, self.config, self.tasks(None))
+        return self._corpus
+
+    def tasks(self, kind: str | None) -> list[Item]:
+        return [i for i in self.store.items(self.run_id) if kind is None or i.kind == kind]
+
+    def close(self) -> None:
+        for engine in self.engines.values():
+            engine.close()
+        self.engines.clear()
+
+
+def open_corpus(workspace: Workspace, config: AgentDistillJob, items: list[Item]) -> Corpus:
+    """The Wikipedia-summaries corpus in the workspace, holding at least every task's article."""
+    from tools.retrieval import build_default_corpus, wiki_summaries
+
+    corpus = build_default_corpus(workspace.chroma_dir, limit=config.corpus.limit)
+    needed = {i.meta.get("evidence") for i in items} - {None}
+    if needed and config.corpus.limit is not None:
+        corpus.add_documents(d for d in wiki_summaries() if d["title"] in needed)
+    return corpus
+
+
+def _loop_settings(cfg: AgentRunSettings, seed: int, **extra: Any) -> LoopSettings:
+    return LoopSettings(
+        max_steps=cfg.max_steps,
+        temperature=cfg.temperature,
+        max_tokens=cfg.max_tokens,
+        observation_chars=cfg.observation_chars,
+        sandbox_timeout=cfg.sandbox_timeout,
+        seed=seed,
+        **extra,
+    )
+
+
+def _domain(item: Item) -> str:
+    return str(item.content.get("domain") or "math")
+
+
+def _episode_row(
+    ctx: DistillContext, item: Item, episode: Episode, role: str, stage: str, model: str
+) -> Trajectory:
+    ok = check_answer(episode.answer, item.answer or "", _domain(item)) is True
+    return Trajectory(
+        run_id=ctx.run_id,
+        item_id=item.id,
+        role=role,
+        model=model,
+        messages=episode.messages,
+        tools=tool_schemas(DEFAULT_TOOLS),
+        final_answer=episode.answer,
+        verdict="correct" if ok else "incorrect",
+        reward=float(ok),
+        meta={"stage": stage, "domain": _domain(item), **episode.summary()},
+    )
+
+
+def _accuracy(rows: list[Trajectory]) -> dict[str, Any]:
+    """Accuracy overall and per domain, plus how the episodes ended."""
+    metrics: dict[str, Any] = {"items": len(rows)}
+    if not rows:
+        return metrics
+    metrics["accuracy"] = sum(r.verdict == "correct" for r in rows) / len(rows)
+    for domain in sorted({r.meta.get("domain", "math") for r in rows}):
+        part = [r for r in rows if r.meta.get("domain", "math") == domain]
+        metrics[f"accuracy_{domain}"] = sum(r.verdict == "correct" for r in part) / len(part)
+    if any("steps" in r.meta for r in rows):
+        metrics["answered"] = sum(r.meta.get("status") == "answered" for r in rows) / len(rows)
+        metrics["mean_steps"] = sum(r.meta.get("steps", 0) for r in rows) / len(rows)
+        metrics["parse_errors"] = sum(r.meta.get("parse_errors", 0) for r in rows)
+        metrics["exec_errors"] = sum(r.meta.get("exec_errors", 0) for r in rows)
+    return metrics
+
+
+# ---------------------------------------------------------------------------- stages
+
+
+def setup(state: DistillState, ctx: DistillContext, rnd: int) -> StageOutput:
+    """Store the training and held-out tasks."""
+    train, heldout = load_tasks(ctx.config)
+    rows = [
+        Item(
+            run_id=ctx.run_id,
+            kind=kind,
+            content={"question": t.question, "domain": t.domain, "task": t.id},
+            answer=t.answer,
+            source=t.source,
+            status="active",
+            meta={"evidence": t.evidence, "template": t.template},
+        )
+        for kind, tasks in (("task", train), ("heldout", heldout))
+        for t in tasks
+    ]
+    metrics = {
+        "tasks": len(train),
+        "heldout": len(heldout),
+        **{f"tasks_{d}": sum(t.domain == d for t in train) for d in ("math", "factual")},
+        **{f"heldout_{d}": sum(t.domain == d for t in heldout) for d in ("math", "factual")},
+    }
+    return StageOutput(metrics, {"student_adapter": None, "cot_adapter": None}, add=rows)
+
+
+def _cot_requests(items: list[Item], cfg: Any, seed: int) -> list[ChatRequest]:
+    return [
+        ChatRequest(
+            messages=[
+                {"role": "system", "content": COT_SYSTEM_PROMPT},
+                {"role": "user", "content": i.content["question"]},
+            ],
+            n=cfg.samples,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            max_tokens=cfg.max_tokens,
+            seed=seed,
+        )
+        for i in items
+    ]
+
+
+def _cot_rows(
+    ctx: DistillContext, engine: Engine, items: list[Item], role: str, stage: str
+) -> list[Trajectory]:
+    requests = _cot_requests(items, ctx.config.cot, ctx.config.seed)
+    results = engine.generate(requests, progress=ctx.progress) if requests else []
+    rows = []
+    for item, request, result in zip(items, requests, results, strict=True):
+        for j, text in enumerate(result.texts):
+            answer = extract_answer(text)
+            ok = check_answer(answer, item.answer or "", _domain(item)) is True
+            rows.append(
+                Trajectory(
+                    run_id=ctx.run_id,
+                    item_id=item.id,
+                    role=role,
+                    model=engine.fingerprint,
+                    messages=[*request.messages, {"role": "assistant", "content": text}],
+                    final_answer=answer,
+                    verdict="correct" if ok else "incorrect",
+                    reward=float(ok),
+                    meta={"stage": stage, "domain": _domain(item), "sample": j},
+                )
+            )
+    return rows
+
+
+def teacher_cot(state: DistillState, ctx: DistillContext, rnd: int) -> StageOutput:
+    """The teacher's chain-of-thought answers to the training tasks."""
+    cfg = ctx.config
+    if not (cfg.first_thought or cfg.cot_baseline):
+        return StageOutput({"skipped": "first_thought and cot_baseline are off"})
+    rows = _cot_rows(ctx, ctx.engine("teacher"), ctx.tasks("task"), "teacher", "cot")
+    return StageOutput({"answers": len(rows), **_accuracy(rows)}, add=rows)
+
+
+def _stage_rows(ctx: DistillContext, role: str, stage: str) -> list[Trajectory]:
+    return [
+        t for t in ctx.store.trajectories(ctx.run_id, role=role) if t.meta.get("stage") == stage
+    ]
+
+
+def teacher_agent(state: DistillState, ctx: DistillContext, rnd: int) -> StageOutput:
+    """The teacher agent on every training task, its first Thought opened by its CoT."""
+    cfg = ctx.config
+    items = ctx.tasks("task")
+    prefixes: list[str | None] = [None] * len(items)
+    if cfg.first_thought:
+        cot = {t.item_id: t for t in _stage_rows(ctx, "teacher", "cot") if t.meta["sample"] == 0}
+        for k, item in enumerate(items):
+            paragraph = (
+                first_paragraph(cot[item.id].messages[-1]["content"]) if item.id in cot else ""
+            )
+            prefixes[k] = f"Thought: {paragraph}" if paragraph else None
+    engine = ctx.engine("teacher")
+    episodes = run_agent(
+        engine,
+        [i.content["question"] for i in items],
+        settings=_loop_settings(cfg.teacher_agent, cfg.seed),
+        corpus=ctx.corpus(),
+        prefixes=prefixes,
+        progress=ctx.progress,
+        desc="teacher agent",
+    )
+    rows = [
+        _episode_row(ctx, item, ep, "teacher", "agent", engine.fingerprint)
+        for item, ep in zip(items, episodes, strict=True)
+    ]
+    metrics = {
+        "trajectories": len(rows),
+        "with_prefix": sum(p is not None for p in prefixes),
+        **_accuracy(rows),
+    }
+    return StageOutput(metrics, add=rows)
+
+
+def _judge(ctx: DistillContext, pending: list[tuple[Trajectory, Item]]) -> dict[int, bool]:
+    """The teacher's verdict on factual answers the normalised match rejected."""
+    requests = [
+        ChatRequest(
+            messages=[
+                {
+                    "role": "user",
+                    "content": JUDGE_PROMPT.format(
+                        question=item.content["question"],
+                        reference=item.answer,
+                        answer=row.final_answer,
+                    ),
+                }
+            ],
+            temperature=0.0,
+            max_tokens=64,
+            seed=ctx.config.seed,
+        )
+        for row, item in pending
+    ]
+    parsed, _, _ = ask_parsed(ctx.engine("teacher"), requests, parse_judge, 1, ctx.progress)
+    return {row.id: bool(p and p[0]) for (row, _), p in zip(pending, parsed, strict=True)}
+
+
+def filter_trajectories(state: DistillState, ctx: DistillContext, rnd: int) -> StageOutput:
+    """Keep correct trajectories with no parse error that ended with a final answer."""
+    rows = _stage_rows(ctx, "teacher", "agent")
+    items = ctx.store.items_by_id([r.item_id for r in rows if r.item_id is not None])
+    judged: dict[int, bool] = {}
+    if ctx.config.judge:
+        pending = [
+            (r, items[r.item_id])
+            for r in rows
+            if r.verdict != "correct"
+            and r.final_answer
+            and r.meta.get("domain") == "factual"
+            and r.meta.get("status") == "answered"
+        ]
+        judged = _judge(ctx, pending) if pending else {}
+    reasons: dict[str, int] = {"wrong_answer": 0, "parse_error": 0, "step_limit": 0}
+    kept = 0
+    for r in rows:
+        correct = r.verdict == "correct" or judged.get(r.id, False)
+        if judged.get(r.id):
+            r.verdict, r.reward = "correct", 1.0
+        why = (
+            "step_limit"
+            if r.meta.get("status") != "answered"
+            else "parse_error"
+            if r.meta.get("parse_errors")
+            else None
+            if correct
+            else "wrong_answer"
+        )
+        r.meta = {**r.meta, "kept": why is None, "dropped": why, "judged": r.id in judged}
+        if why is None:
+            kept += 1
+        else:
+            reasons[why] += 1
+    metrics = {
+        "trajectories": len(rows),
+        "kept": kept,
+        "keep_rate": kept / len(rows) if rows else 0.0,
+        "judged": len(judged),
+        "judged_correct": sum(judged.values()),
+        **{f"dropped_{k}": v for k, v in reasons.items()},
+        "kept_with_exec_errors": sum(
+            1 for r in rows if r.meta["kept"] and r.meta.get("exec_errors")
+        ),
+    }
+    return StageOutput(metrics, update=rows)
+
+
+def _train_student(
+    ctx: DistillContext, role: str, records: list[dict[str, Any]], system_prompt: str
+) -> StageOutput:
+    cfg = ctx.config
+    out = train_role(
+        ctx,
+        role,
+        0,
+        records,
+        base=cfg.student,
+        method="sft",
+        settings=cfg.training,
+        lora=cfg.lora,
+        previous=None,
+        system_prompt=system_prompt,
+    )
+    for checkpoint in out.add:  # the exported agent's card lists its tools
+        checkpoint.metrics = {**checkpoint.metrics, "tools": records[0].get("tools") or []}
+    return out
+
+
+def train_student(state: DistillState, ctx: DistillContext, rnd: int) -> StageOutput:
+    """LoRA SFT of the student on the kept trajectories (loss on assistant turns only)."""
+    kept = [r for r in _stage_rows(ctx, "teacher", "agent") if r.meta.get("kept")]
+    if not kept:
+        return StageOutput({"skipped": "the filter kept no trajectory"}, {"student_adapter": None})
+    records = [{"messages": r.messages, "tools": r.tools} for r in kept]
+    out = _train_student(ctx, "student", records, AGENT_SYSTEM_PROMPT)
+    out.state = {"student_adapter": out.state["student_adapter"]}
+    return out
+
+
+def train_cot(state: DistillState, ctx: DistillContext, rnd: int) -> StageOutput:
+    """The CoT baseline: SFT of the student on the teacher's correct CoT answers, no tools."""
+    if not ctx.config.cot_baseline:
+        return StageOutput({"skipped": "cot_baseline is off"}, {"cot_adapter": None})
+    correct = [r for r in _stage_rows(ctx, "teacher", "cot") if r.verdict == "correct"]
+    if not correct:
+        return StageOutput({"skipped": "no correct teacher CoT answer"}, {"cot_adapter": None})
+    out = _train_student(
+        ctx, "student_cot", [{"messages": r.messages} for r in correct], COT_SYSTEM_PROMPT
+    )
+    out.state = {"cot_adapter": out.state["student_cot_adapter"]}
+    return out
+
+
+def _eval_agent(
+    ctx: DistillContext, role: str, engine: Engine, candidates: int = 1, stage: str = "eval"
+) -> StageOutput:
+    cfg = ctx.config
+    items = ctx.tasks("heldout")
+    run_cfg = cfg.teacher_agent if role == "teacher" else cfg.student_agent
+    extra = {}
+    if candidates > 1:
+        extra = {
+            "candidates": candidates,
+            "candidate_temperature": cfg.self_consistency.temperature,
+        }
+    episodes = run_agent(
+        engine,
+        [i.content["question"] for i in items],
+        settings=_loop_settings(run_cfg, cfg.seed + 1, **extra),
+        corpus=ctx.corpus(),
+        progress=ctx.progress,
+        desc=f"eval {role}",
+    )
+    rows = [
+        _episode_row(ctx, item, ep, role, stage, engine.fingerprint)
+        for item, ep in zip(items, episodes, strict=True)
+    ]
+    return StageOutput({"label": EVALS[stage][1], **_accuracy(rows)}, add=rows)
+
+
+def eval_student_base(state: DistillState, ctx: DistillContext, rnd: int) -> StageOutput:
+    """The student agent before any training."""
+    return _eval_agent(ctx, "student_base", ctx.engine("student", None), stage="eval_student_base")
+
+
+def eval_teacher(state: DistillState, ctx: DistillContext, rnd: int) -> StageOutput:
+    """The teacher agent (no prefix: the same loop the student runs)."""
+    if not ctx.config.eval_teacher:
+        return StageOutput({"skipped": "eval_teacher is off"})
+    return _eval_agent(ctx, "teacher", ctx.engine("teacher"), stage="eval_teacher")
+
+
+def eval_student(state: DistillState, ctx: DistillContext, rnd: int) -> StageOutput:
+    """The distilled student agent."""
+    adapter = state.get("student_adapter")
+    if adapter is None:
+        return StageOutput({"skipped": "the student was not trained"})
+    return _eval_agent(ctx, "student", ctx.engine("student", adapter), stage="eval_student")
+
+
+def eval_student_sc(state: DistillState, ctx: DistillContext, rnd: int) -> StageOutput:
+    """The distilled student with self-consistent action generation."""
+    adapter = state.get("student_adapter")
+    if adapter is None:
+        return StageOutput({"skipped": "the student was not trained"})
+    engine = ctx.engine("student", adapter)
+    n = ctx.config.self_consistency.candidates
+    return _eval_agent(ctx, "student_sc", engine, candidates=n, stage="eval_student_sc")
+
+
+def eval_cot(state: DistillState, ctx: DistillContext, rnd: int) -> StageOutput:
+    """The CoT-distilled student, answering without tools."""
+    adapter = state.get("cot_adapter")
+    if adapter is None:
+        return StageOutput({"skipped": "no CoT baseline was trained"})
+    engine = ctx.engine("student", adapter)
+    rows = _cot_rows(ctx, engine, ctx.tasks("heldout"), "student_cot", "eval_cot")
+    return StageOutput({"label": EVALS["eval_cot"][1], **_accuracy(rows)}, add=rows)
+
+
+#: The stages, in order.
+STAGES = [
+    ("setup", setup),
+    ("teacher_cot", teacher_cot),
+    ("teacher_agent", teacher_agent),
+    ("filter", filter_trajectories),
+    ("train_student", train_student),
+    ("train_cot", train_cot),
+    ("eval_student_base", eval_student_base),
+    ("eval_teacher", eval_teacher),
+    ("eval_student", eval_student),
+    ("eval_student_sc", eval_student_sc),
+    ("eval_cot", eval_cot),
+]
+
+
+def build_graph() -> StateGraph:
+    """The distillation graph (uncompiled): the stages in a line."""
+    graph = StateGraph(DistillState, context_schema=DistillContext)
+    for name, work in STAGES:
+        graph.add_node(name, stage_node(name, work))
+    graph.add_edge(START, STAGES[0][0])
+    for (before, _), (after, _) in zip(STAGES, STAGES[1:], strict=False):
+        graph.add_edge(before, after)
+    graph.add_edge(STAGES[-1][0], END)
+    return graph
+
+
+# ---------------------------------------------------------------------------- data
+
+
+def load_tasks(config: AgentDistillJob) -> tuple[list[Task], list[Task]]:
+    """Training and held-out tasks of a config; a bad file or count is a :class:`ConfigError`."""
+    cfg = config.tasks
+    try:
+        math_train: list[Task] = []
+        math_heldout: list[Task] = []
+        if cfg.math or cfg.heldout_math:
+            math_train, math_heldout = gsm_symbolic_splits(
+                max(cfg.math, 1),
+                cfg.heldout_math,
+                seed=config.seed,
+                heldout_share=cfg.heldout_share,
+            )
+            math_train = math_train[: cfg.math]
+        fact_train, fact_heldout = [], []
+        if cfg.factual or cfg.heldout_factual:
+            fact_train, fact_heldout = factual_splits(
+                cfg.factual, cfg.heldout_factual, seed=config.seed
+            )
+        train = read_math_tasks(Path(cfg.data)) if cfg.data else math_train + fact_train
+        heldout = (
+            read_math_tasks(Path(cfg.heldout_data))
+            if cfg.heldout_data
+            else math_heldout + fact_heldout
+        )
+    except (ValueError, FileNotFoundError) as err:
+        raise ConfigError(str(err)) from None
+    if not train:
+        raise ConfigError(
+            "no training tasks: set tasks.math or tasks.factual above 0, or tasks.data"
+        )
+    if not heldout:
+        raise ConfigError(
+            "no held-out tasks: set tasks.heldout_math or tasks.heldout_factual above 0, "
+            "or tasks.heldout_data"
+        )
+    return train, heldout
+
+
+# ---------------------------------------------------------------------------- running
+
+
+class AgentDistillation:
+    """An agent-distillation run: create, run (resumably), inspect.
+
+    Example:
+        >>> run = AgentDistillation.create(AgentDistillJob(), Workspace.resolve("ws"))
+        >>> run.run()
+        >>> run.scores()   # {"student_base": 0.0, "teacher": 0.3, "student": 0.1, ...}
+        >>> run.kept()     # the teacher trajectories the student was trained on
+    """
+
+    def __init__(
+        self,
+        config: AgentDistillJob,
+        store: Store,
+        workspace: Workspace,
+        run_id: str,
+        *,
+        progress: bool = True,
+        loader: Callable[[str], Engine] | None = None,
+        corpus: Callable[[], Corpus | None] | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.workspace = workspace.ensure()
+        self.run_id = run_id
+        self.context = DistillContext(
+            config,
+            store,
+            self.workspace,
+            run_id,
+            progress=progress,
+            loader=loader,
+            corpus_factory=corpus,
+        )
+        self.runner = GraphRun(
+            build_graph(), self.context, self.workspace, total_stages=len(STAGES), progress=progress
+        )
+        self.graph = self.runner.graph
+
+    @classmethod
+    def create(
+        cls,
+        config: AgentDistillJob,
+        workspace: Workspace | None = None,
+        store: Store | None = None,
+        **options: Any,
+    ) -> AgentDistillation:
+        """Validate the config, then open a new run."""
+        workspace = (workspace or Workspace.resolve()).ensure()
+        store = store or Store.open(workspace)
+        if options.get("loader") is None:
+            try:
+                resolve_local_model(config.student)
+            except Exception as err:
+                raise ConfigError(
+                    "the student is trained, so it must be a local model (builtin:, hf: or a "
+                    f"directory): {err}"
+                ) from None
+        load_tasks(config)  # bad task files fail here, before a run exists
+        run = store.create_run("agent-distill", config.model_dump(mode="json"), name=config.name)
+        return cls(config, store, workspace, run.id, **options)
+
+    @classmethod
+    def resume(
+        cls,
+        run_id: str,
+        workspace: Workspace | None = None,
+        store: Store | None = None,
+        **options: Any,
+    ) -> AgentDistillation:
+        """Reopen a stored run with the config it was started with."""
+        workspace = (workspace or Workspace.resolve()).ensure()
+        store = store or Store.open(workspace)
+        run = store.get_run(run_id)
+        if run.scheme != "agent-distill":
+            raise ConfigError(f"run {run_id} is a {run.scheme} run, not an agent-distill one")
+        config = AgentDistillJob.model_validate(run.config)
+        return cls(config, store, workspace, run.id, **options)
+
+    def run(self, until: str | None = None) -> Run:
+        """Run to the end, or pause after stage ``until``; resumes where it stopped."""
+        if until is not None and until not in dict(STAGES):
+            raise ConfigError(f"unknown stage {until!r}; stages: {', '.join(n for n, _ in STAGES)}")
+        try:
+            return self.runner.run(lambda node, _state: node == until)
+        finally:
+            self.report()
+
+    def report(self) -> Path:
+        """Write the run report (markdown + PNG) under ``reports/RUN_ID``; returns the markdown."""
+        from agents.report import write_report
+
+        return write_report(
+            self.store, self.run_id, self.workspace.reports_dir / self.run_id
+        ).markdown
+
+    def scores(self) -> dict[str, float]:
+        """Held-out accuracy per evaluated agent (``student_base``, ``teacher``, ``student``...)."""
+        found = {}
+        for stage in self.store.stages(self.run_id):
+            accuracy = (stage.metrics or {}).get("accuracy")
+            if stage.name in EVALS and stage.status == "finished" and accuracy is not None:
+                found[EVALS[stage.name][0]] = accuracy
+        return found
+
+    def kept(self) -> list[Trajectory]:
+        """The teacher trajectories the filter kept (the student's training data)."""
+        return [r for r in _stage_rows(self.context, "teacher", "agent") if r.meta.get("kept")]
+
+    def close(self) -> None:
+        self.context.close()
+        self.runner.close()
+
+
+def run_agent_distill(
+    config: AgentDistillJob,
+    store: Store,
+    workspace: Workspace,
+    *,
+    progress: bool = True,
+    resume: str | None = None,
+) -> Run:
+    """``agents run agent-distill``: a new run from ``config``, or the stored run ``resume``."""
+    if resume:
+        run = AgentDistillation.resume(resume, workspace, store, progress=progress)
+    else:
+        run = AgentDistillation.create(config, workspace, store, progress=progress)
+    try:
+        return run.run()
+    finally:
+        run.close()
