@@ -421,7 +421,13 @@ def act(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
         actions = [parse_action(text, call_id) for text in texts]
         chosen = 0
         if len(actions) > 1:
-            outcomes = [_trial(ctx, i, a) for a in actions]
+            tried: dict[str, tuple[bool, str]] = {}  # identical candidates run once
+            outcomes = []
+            for a in actions:
+                key = json.dumps(a.call["function"], sort_keys=True) if a.call else a.text
+                if key not in tried:
+                    tried[key] = _trial(ctx, i, a)
+                outcomes.append(tried[key])
             chosen = choose_action(outcomes)
             valid = sum(ok for ok, _ in outcomes)
             episode.candidates.append({"step": episode.steps, "valid": valid, "chosen": chosen})
@@ -504,6 +510,7 @@ def run_agent(
     corpus: Corpus | None = None,
     prefixes: Sequence[str | None] | None = None,
     system_prompt: str = AGENT_SYSTEM_PROMPT,
+    demonstrations: Sequence[Message] = DEMONSTRATIONS,
     progress: bool = False,
     desc: str = "agent",
 ) -> list[Episode]:
@@ -517,6 +524,7 @@ def run_agent(
         corpus: What ``retrieve`` searches; without one it answers with an error.
         prefixes: Per question, a forced start of its first reply (or None).
         system_prompt: The agent's system message.
+        demonstrations: Worked-example turns put before every task (empty for none).
         progress: Show a progress bar over finished episodes.
         desc: The progress bar's label.
 
@@ -527,7 +535,10 @@ def run_agent(
     if prefixes is not None and len(prefixes) != len(questions):
         raise ValueError(f"{len(questions)} questions but {len(prefixes)} prefixes")
     episodes = [
-        Episode(start_messages(q, system_prompt), prefix=(prefixes[i] if prefixes else None))
+        Episode(
+            start_messages(q, system_prompt, demonstrations),
+            prefix=prefixes[i] if prefixes else None,
+        )
         for i, q in enumerate(questions)
     ]
     if not episodes:

@@ -4,20 +4,35 @@ The export directory is a plain HF model directory, so anything that loads model
 vLLM, ``load_engine(path)``) can serve it; ``agent_card.json`` says where it came from and how to
 prompt it. Exports are written to a staging directory and renamed into place, so a failed export
 leaves nothing half-written.
+
+A card that lists tools (an agent-distill student) is a tool-using agent:
+``load_agent(dir).run("question")`` runs the same Thought → tool call → observation loop it was
+trained in (:func:`agents.agent_loop.run_agent`), with the card's system prompt, worked examples
+and tools.
 """
 
 from __future__ import annotations
 
+import copy
 import json
+import logging
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, overload
 
 from agents.models import load_engine, resolve_local_model
 from agents.models.base import Engine
+
+if TYPE_CHECKING:
+    from agents.agent_loop import Episode
+    from tools import Tool
+    from tools.retrieval import Corpus
+
+log = logging.getLogger(__name__)
 
 CARD_FILE = "agent_card.json"
 
@@ -28,13 +43,31 @@ class ExportError(RuntimeError):
 
 @dataclass
 class AgentCard:
-    """What a user needs to know to run and trust an exported agent."""
+    """What a user needs to know to run and trust an exported agent.
+
+    Attributes:
+        name: The agent's name (scheme, role and run).
+        base_model: The model spec the adapters were trained on.
+        adapter_lineage: The merged adapters, oldest first, with their training metrics.
+        system_prompt: The system message the agent was trained with.
+        tools: OpenAI schemas of the tools it calls (empty for a plain chat model).
+        demonstrations: The worked-example turns (OpenAI messages) put before every task when
+            it was trained; None when the card does not record any.
+        strategies: Strategy records, for schemes that learn them.
+        training_data: Training examples per adapter.
+        eval_scores: Accuracy per evaluation stage of the run.
+        run_id: The run it was exported from.
+        scheme: That run's scheme.
+        created_at: When the card was written (UTC, ISO 8601).
+        format_version: Version of the card format.
+    """
 
     name: str
     base_model: str
     adapter_lineage: list[dict[str, Any]] = field(default_factory=list)
     system_prompt: str | None = None
     tools: list[dict[str, Any]] = field(default_factory=list)
+    demonstrations: list[dict[str, Any]] | None = None
     strategies: list[dict[str, Any]] | None = None
     training_data: dict[str, int] = field(default_factory=dict)
     eval_scores: dict[str, float] = field(default_factory=dict)
@@ -43,12 +76,31 @@ class AgentCard:
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     format_version: int = 1
 
+    @property
+    def tool_names(self) -> list[str]:
+        """The names of the card's tools, in card order."""
+        return [str(t.get("function", {}).get("name", "?")) for t in self.tools]
+
     @classmethod
     def read(cls, directory: Path) -> AgentCard:
+        """Read ``agent_card.json``; fields this version does not know are ignored (logged)."""
         path = Path(directory) / CARD_FILE
         if not path.exists():
             raise ExportError(f"{directory} is not an exported agent (no {CARD_FILE})")
-        return cls(**json.loads(path.read_text()))
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError as err:
+            raise ExportError(f"{path} is not valid JSON ({err.msg})") from None
+        if not isinstance(data, dict):
+            raise ExportError(f"{path} does not hold a JSON object")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            log.info("%s: ignoring unknown card fields %s", path, ", ".join(unknown))
+        missing = sorted(k for k in ("name", "base_model") if k not in data)
+        if missing:
+            raise ExportError(f"{path} lacks {', '.join(missing)}")
+        return cls(**{k: v for k, v in data.items() if k in known})
 
     def write(self, directory: Path) -> None:
         (Path(directory) / CARD_FILE).write_text(json.dumps(asdict(self), indent=2) + "\n")
@@ -62,9 +114,23 @@ def _readme(card: AgentCard, directory: Path) -> str:
         )
         or "- none (base weights)"
     )
-    tools = ", ".join(t.get("function", {}).get("name", "?") for t in card.tools) or "none"
+    tools = ", ".join(card.tool_names) or "none"
     scores = ", ".join(f"{k} = {v:.3f}" for k, v in card.eval_scores.items()) or "not evaluated"
     data = ", ".join(f"{k}: {v}" for k, v in card.training_data.items()) or "none recorded"
+    stored = "System prompt, worked examples and tool schemas"
+    if not card.demonstrations:
+        stored = "System prompt and tool schemas"
+    if card.tools:
+        usage = _tool_usage(card, directory)
+    else:
+        usage = f"""```python
+from agents.export import load_agent
+
+agent = load_agent("{directory}")
+print(agent.ask("What is 12 * 7?"))
+```
+
+or as any other model spec: `agents eval --model {directory} ...`."""
     return f"""# {card.name}
 
 A small agent exported from {card.scheme or "a fine-tuning"} run `{card.run_id or "-"}`.
@@ -72,22 +138,55 @@ Base model: `{card.base_model}`; LoRA adapters merged into the weights (safetens
 
 ## Load it
 
-```python
-from agents.export import load_agent
-
-agent = load_agent("{directory}")
-print(agent.ask("What is 12 * 7?"))
-```
-
-or as any other model spec: `agents eval --model {directory} ...`.
+{usage}
 
 ## Provenance
 Adapter lineage:
 {lineage}
 
 Training data: {data}. Evaluation: {scores}. Tools: {tools}.
-System prompt and tool schemas are in `{CARD_FILE}`.
+{stored} are in `{CARD_FILE}`.
 """
+
+
+def _tool_usage(card: AgentCard, directory: Path) -> str:
+    """The README's "Load it" text for a tool-using agent: a ``run`` snippet and the tools."""
+    listed = []
+    for schema in card.tools:
+        function = schema.get("function", {})
+        description = str(function.get("description") or "").strip().split("\n", 1)[0]
+        listed.append(f"- `{function.get('name', '?')}`: {description or 'no description'}")
+    demos = card.demonstrations or []
+    turns = sum(m.get("role") == "user" for m in demos)
+    shown = (
+        f"{turns} worked example{'s' if turns != 1 else ''} ({len(demos)} turns) before every task"
+        if demos
+        else "no worked examples"
+    )
+    notes = ["`python_exec` runs the agent's code in the isolated sandbox, a session per task."]
+    if "retrieve" in card.tool_names:
+        notes.append(
+            "`retrieve` searches `corpus=` if you pass one to `run`, else the Wikipedia-summaries "
+            "corpus of the workspace (`$AGENTS_WORKSPACE`, default `./workspace`); the first use "
+            "in a workspace embeds its 10,033 summaries (about 9 minutes on 2 CPU cores)."
+        )
+    notes.append("`agent.ask(question)` gives a single reply instead, without running any tool.")
+    paragraphs = "\n\n".join(notes)
+    return f"""A tool-using agent: each step it writes a Thought and calls one tool, then sees the
+result. `run` runs that loop with the system prompt, {shown} and the tools it was trained with:
+
+```python
+from agents.export import load_agent
+
+agent = load_agent("{directory}")
+episode = agent.run("A shop sells 12 boxes of 18 pens. How many pens is that?")
+print(episode.answer)  # the final answer; episode.messages holds every step
+```
+
+Tools:
+{chr(10).join(listed)}
+
+{paragraphs}"""
 
 
 def export_agent(
@@ -129,6 +228,15 @@ def _copy_base(base_path: str, target: Path) -> None:
 
     AutoModelForCausalLM.from_pretrained(base_path).save_pretrained(target)
     AutoTokenizer.from_pretrained(base_path).save_pretrained(target)
+
+
+def _demonstrations(scheme: str | None) -> list[dict[str, Any]] | None:
+    """The worked-example turns a scheme's agent is trained and run with (None if it has none)."""
+    if scheme != "agent-distill":
+        return None
+    from agents.agent_loop import DEMONSTRATIONS
+
+    return copy.deepcopy([dict(m) for m in DEMONSTRATIONS])
 
 
 #: The role a scheme's run exports by default (its student), when it trains several.
@@ -179,6 +287,7 @@ def card_for_run(
         ],
         system_prompt=metrics.get("system_prompt") or config.get("system_prompt"),
         tools=metrics.get("tools") or [],
+        demonstrations=_demonstrations(run.scheme),
         strategies=metrics.get("strategies"),
         training_data={
             f"{c.role} round {c.round}": int((c.metrics or {}).get("examples", 0)) for c in lineage
@@ -196,11 +305,134 @@ def card_for_run(
 
 @dataclass
 class ExportedAgent:
-    """An exported agent loaded back: its engine and its card."""
+    """An exported agent loaded back: its engine and its card.
+
+    ``ask`` gets one reply; ``run`` runs the tool loop (for a card with tools).
+    """
 
     engine: Engine
     card: AgentCard
     path: Path
+    _corpus: Corpus | None = field(default=None, init=False, repr=False)
+
+    def tools(self) -> list[Tool]:
+        """The card's tools as callable :class:`tools.Tool` objects (matched by name).
+
+        ``final_answer`` is added when the card lacks it: it is how an episode ends.
+
+        Raises:
+            ExportError: The card lists no tools, or tools this version does not have.
+        """
+        from tools import DEFAULT_TOOLS, FINAL_ANSWER
+
+        if not self.card.tools:
+            raise ExportError(
+                f"{self.card.name} was not trained with tools; use ask() for a plain reply"
+            )
+        known = {t.name: t for t in DEFAULT_TOOLS}
+        unknown = [name for name in self.card.tool_names if name not in known]
+        if unknown:
+            raise ExportError(
+                f"the agent card lists unknown tools: {', '.join(unknown)} "
+                f"(known: {', '.join(known)})"
+            )
+        chosen = [known[name] for name in self.card.tool_names]
+        if FINAL_ANSWER not in self.card.tool_names:  # the loop's only way to end an episode
+            chosen.append(known[FINAL_ANSWER])
+        return chosen
+
+    def corpus(self) -> Corpus:
+        """The default retrieval corpus, opened on first use and then kept.
+
+        It lives under the workspace (``Workspace.resolve()``: ``$AGENTS_WORKSPACE`` or
+        ``./workspace``); the first use there embeds the 10,033 Wikipedia summaries, which
+        takes minutes (about 9 on 2 CPU cores); later uses open it in seconds.
+        """
+        if self._corpus is None:
+            from agents.store import Workspace
+            from tools.retrieval import build_default_corpus
+
+            self._corpus = build_default_corpus(Workspace.resolve().chroma_dir)
+        return self._corpus
+
+    @overload
+    def run(
+        self,
+        question: str,
+        *,
+        corpus: Corpus | None = ...,
+        max_steps: int = ...,
+        candidates: int = ...,
+        **settings: Any,
+    ) -> Episode: ...
+
+    @overload
+    def run(
+        self,
+        question: Sequence[str],
+        *,
+        corpus: Corpus | None = ...,
+        max_steps: int = ...,
+        candidates: int = ...,
+        **settings: Any,
+    ) -> list[Episode]: ...
+
+    def run(
+        self,
+        question: str | Sequence[str],
+        *,
+        corpus: Corpus | None = None,
+        max_steps: int = 5,
+        candidates: int = 1,
+        **settings: Any,
+    ) -> Episode | list[Episode]:
+        """Run the agent's tool loop on a question (or a batch, run in lockstep).
+
+        Each step the model writes a Thought and calls one of the card's tools; ``python_exec``
+        runs in a sandbox session per episode, ``retrieve`` searches ``corpus``; the episode
+        ends at ``final_answer`` or after ``max_steps`` replies. The card's system prompt and
+        worked examples open every episode, as in training.
+
+        Args:
+            question: One task, or a list of tasks.
+            corpus: What ``retrieve`` searches. Default: when the agent has ``retrieve``, the
+                Wikipedia-summaries corpus of the workspace (see :meth:`corpus`; its first
+                use embeds the corpus, which takes minutes).
+            max_steps: Replies per episode.
+            candidates: Candidate actions per step; above 1, self-consistent action generation.
+            **settings: Other :class:`agents.agent_loop.LoopSettings` fields (``temperature``,
+                ``max_tokens``, ``sandbox_timeout``, ``seed``...).
+
+        Returns:
+            The finished :class:`agents.agent_loop.Episode` (``.answer``, ``.status``,
+            ``.messages``), or a list of them for a list of questions.
+
+        Raises:
+            ExportError: The card has no tools or unknown ones, or a setting is unknown.
+        """
+        from agents.agent_loop import AGENT_SYSTEM_PROMPT, LoopSettings, run_agent
+
+        tools = self.tools()
+        allowed = {f.name for f in fields(LoopSettings)} - {"max_steps", "candidates"}
+        unknown = sorted(set(settings) - allowed)
+        if unknown:
+            known = ", ".join(sorted(allowed))
+            raise ExportError(f"unknown agent settings: {', '.join(unknown)} (known: {known})")
+        loop = LoopSettings(max_steps=max_steps, candidates=candidates, **settings)
+        if corpus is None and any(t.name == "retrieve" for t in tools):
+            corpus = self.corpus()
+        single = isinstance(question, str)
+        questions = [question] if isinstance(question, str) else list(question)
+        episodes = run_agent(
+            self.engine,
+            questions,
+            settings=loop,
+            tools=tools,
+            corpus=corpus,
+            system_prompt=self.card.system_prompt or AGENT_SYSTEM_PROMPT,
+            demonstrations=self.card.demonstrations or [],
+        )
+        return episodes[0] if single else episodes
 
     def ask(self, question: str, **params: Any) -> str:
         """One user question answered with the card's system prompt."""

@@ -5,6 +5,12 @@ The Socratic scheme's stages (``eval_base``, ``eval``, ``warmup`` and, per round
 ``train_generator``, ``curriculum``) get their own tables and panels. Any other stage still shows
 up with its metrics and its time, so SFT, DPO and eval runs get a report too. A missing stage or
 metric is left out (a dash in a table, a "no data" panel), never guessed.
+
+An agent-distill run gets an "Agent distillation" section instead: its held-out evaluations
+(``eval_student_base``, ``eval_teacher``, ``eval_student``, ``eval_student_sc``, ``eval_cot``),
+what became of the teacher's training trajectories (``teacher_cot``, ``teacher_agent``,
+``filter``) and how much of the teacher–student gap training closed; its figure shows accuracy
+per agent, the filter's outcome and the teacher's episodes.
 """
 
 from __future__ import annotations
@@ -25,6 +31,24 @@ PLOT_NAME = "report.png"
 LOOP_STAGES = ("solve", "verify", "pairs", "zones", "refine", "quality", "utility", "curriculum")
 ZONES = ("mastered", "learning", "too_hard", "unseen")
 _DASH = "—"
+
+AGENT_DISTILL = "agent-distill"
+#: Agent-distill evaluations in report order: stage → (short name for plots, label if unrecorded).
+AGENT_EVALS = {
+    "eval_student_base": ("student before", "student before training (agent)"),
+    "eval_teacher": ("teacher", "teacher (agent)"),
+    "eval_student": ("student after", "student after agent distillation"),
+    "eval_student_sc": ("student after + SC", "student after + self-consistent actions"),
+    "eval_cot": ("CoT student", "student after CoT distillation (no tools)"),
+}
+#: Agent-distill stages with a table of their own (kept out of "Stage metrics").
+AGENT_STAGES = (*AGENT_EVALS, "teacher_cot", "teacher_agent", "filter")
+#: Why the filter dropped a trajectory: metric key → label.
+DROP_REASONS = {
+    "dropped_wrong_answer": "wrong answer",
+    "dropped_parse_error": "parse error",
+    "dropped_step_limit": "step limit",
+}
 
 
 @dataclass
@@ -181,6 +205,110 @@ def _round_row(data: _RunData, t: int) -> list[str]:
     return [str(t), solved, verdicts, _num(_pairs(data, t)), zones, new, utility_text, size]
 
 
+def _latest(data: _RunData, name: str) -> Stage | None:
+    """The stage ``name`` of the highest round, if any."""
+    found = [s for s in data.stages if s.name == name]
+    return max(found, key=lambda s: s.round) if found else None
+
+
+def _finished(data: _RunData, name: str) -> dict[str, Any]:
+    """The metrics of a finished stage that was not skipped (else empty)."""
+    stage = _latest(data, name)
+    if stage is None or stage.status != "finished":
+        return {}
+    metrics = dict(stage.metrics or {})
+    return {} if "skipped" in metrics else metrics
+
+
+def _agent_evals(data: _RunData) -> list[tuple[str, str, dict[str, Any]]]:
+    """(stage, label, metrics) of each finished agent-distill evaluation with an accuracy."""
+    rows = []
+    for name, (_, label) in AGENT_EVALS.items():
+        metrics = _finished(data, name)
+        if _is_num(metrics.get("accuracy")):
+            rows.append((name, str(metrics.get("label") or label), metrics))
+    return rows
+
+
+def _gap_closed(data: _RunData) -> float | None:
+    """(student after − student before) / (teacher − student before), if the teacher is ahead."""
+    before = _finished(data, "eval_student_base").get("accuracy")
+    after = _finished(data, "eval_student").get("accuracy")
+    teacher = _finished(data, "eval_teacher").get("accuracy")
+    if not (_is_num(before) and _is_num(after) and _is_num(teacher)) or teacher <= before:
+        return None
+    return (after - before) / (teacher - before)
+
+
+def _share(part: Any, whole: Any) -> str:
+    if _is_num(part) and _is_num(whole) and whole:
+        return f"{_num(part)} / {_num(whole)} ({part / whole:.1%})"
+    return f"{_num(part)} / {_num(whole)}"
+
+
+def _agent_section(data: _RunData) -> list[str]:
+    """The "Agent distillation" section: evaluations, training trajectories, gap closed."""
+    lines = ["", "## Agent distillation", ""]
+    evals = _agent_evals(data)
+    headers = ["agent", "items", "accuracy", "math", "factual", "answered", "mean steps"]
+    headers.append("parse errors")
+    keys = ("items", "accuracy", "accuracy_math", "accuracy_factual", "answered", "mean_steps")
+    rows = [
+        [label, *(_num(m.get(k)) for k in keys), _num(m.get("parse_errors"))]
+        for _, label, m in evals
+    ]
+    if rows:
+        lines += ["Held-out evaluations:", "", *_table(headers, rows), ""]
+    else:
+        lines += ["No held-out evaluation has finished yet.", ""]
+
+    cot, agent, kept = (_finished(data, n) for n in ("teacher_cot", "teacher_agent", "filter"))
+    bullets = []
+    if _is_num(cot.get("accuracy")):
+        bullets.append(f"- teacher chain of thought: {_num(cot['accuracy'])} correct")
+    if _is_num(agent.get("accuracy")):
+        tasks = agent.get("trajectories", agent.get("items"))
+        bullets.append(f"- teacher agent: {_num(agent['accuracy'])} correct on {_num(tasks)} tasks")
+    if kept:
+        text = f"- filter: kept {_share(kept.get('kept'), kept.get('trajectories'))}"
+        dropped = [f"{label} {_num(kept[k])}" for k, label in DROP_REASONS.items() if k in kept]
+        if dropped:
+            text += "; dropped: " + ", ".join(dropped)
+        if "kept_with_exec_errors" in kept:
+            text += f"; kept with execution errors: {_num(kept['kept_with_exec_errors'])}"
+        if kept.get("judged"):
+            text += f"; judged by the teacher: {_num(kept['judged'])}"
+            text += f", {_num(kept.get('judged_correct'))} correct"
+        bullets.append(text)
+    if bullets:
+        lines += ["Teacher's training trajectories:", "", *bullets, ""]
+
+    gap = _gap_closed(data)
+    before = _finished(data, "eval_student_base").get("accuracy")
+    after = _finished(data, "eval_student").get("accuracy")
+    teacher = _finished(data, "eval_teacher").get("accuracy")
+    if gap is not None:
+        lines.append(
+            f"Gap closed: **{gap:.3f}** = (student after {after:.3f} − before {before:.3f}) / "
+            f"(teacher {teacher:.3f} − before {before:.3f})"
+        )
+    elif _is_num(before) and _is_num(teacher) and teacher <= before:
+        lines.append(f"Gap closed: {_DASH} (the teacher does not beat the student before training)")
+    else:
+        lines.append(
+            f"Gap closed: {_DASH} (needs the student before, the student after and the teacher)"
+        )
+
+    skipped = []
+    for name in AGENT_STAGES:
+        stage = _latest(data, name)
+        if stage is not None and stage.status == "finished" and "skipped" in (stage.metrics or {}):
+            skipped.append(f"`{name}` ({stage.metrics['skipped']})")
+    if skipped:
+        lines += ["", "Skipped: " + ", ".join(skipped) + "."]
+    return lines
+
+
 def _header(run: Run, plot_name: str | None, has_stages: bool) -> list[str]:
     lines = [f"# Run {run.id}", "", f"- scheme: `{run.scheme}`", f"- status: **{run.status}**"]
     if run.name:
@@ -219,8 +347,12 @@ def _markdown(data: _RunData, plot_name: str | None) -> str:
     headers += ["zones m / l / h", "proposed → accepted (dropped)", "mean utility", "curriculum"]
     lines += _section("Rounds", headers, [_round_row(data, t) for t in _loop_rounds(data)])
 
+    agent_distill = data.run.scheme == AGENT_DISTILL
+    if agent_distill and data.stages:
+        lines += _agent_section(data)
+
     # Everything without a table of its own (training stages included): its metrics, as recorded.
-    covered = {"eval_base", "eval", *LOOP_STAGES}
+    covered = {"eval_base", "eval", *LOOP_STAGES, *(AGENT_STAGES if agent_distill else ())}
     other = [s for s in data.stages if s.name not in covered]
     metrics = [
         {k: v for k, v in (s.metrics or {}).items() if k != "seconds" and not k.startswith("_")}
@@ -281,6 +413,98 @@ def _usage_note(usage: dict[tuple[str | None, str], Usage]) -> str:
     return "\n".join(f"{r}: {calls[r]:,} batches, {tokens[r]:,} tokens" for r in order)
 
 
+def _teacher_outcomes(metrics: dict[str, Any]) -> dict[str, float]:
+    """How the teacher's training episodes ended: correct, wrong answer, no final answer."""
+    total = metrics.get("trajectories", metrics.get("items"))
+    accuracy, answered = metrics.get("accuracy"), metrics.get("answered")
+    if not (_is_num(total) and _is_num(accuracy)):
+        return {}
+    correct = accuracy * total
+    if not _is_num(answered):
+        return {"correct": correct, "incorrect": total - correct}
+    return {
+        "correct": correct,
+        "wrong answer": answered * total - correct,
+        "no final answer": (1 - answered) * total,
+    }
+
+
+def _plot_agent_distill(data: _RunData, ax_acc: Any, ax_filter: Any, ax_teacher: Any) -> None:
+    """Panels (a) to (c) of an agent-distill run."""
+    ax_acc.set_title("(a) held-out accuracy per agent")
+    evals = _agent_evals(data)
+    if evals:
+        groups = [
+            ("overall", "accuracy"),
+            ("math", "accuracy_math"),
+            ("factual", "accuracy_factual"),
+        ]
+        groups = [(g, k) for g, k in groups if any(_is_num(m.get(k)) for _, _, m in evals)]
+        width = 0.8 / len(groups)
+        xs = range(len(evals))
+        for j, (group, key) in enumerate(groups):
+            heights = [float(m[key]) if _is_num(m.get(key)) else 0.0 for _, _, m in evals]
+            offset = (j - (len(groups) - 1) / 2) * width
+            bars = ax_acc.bar([x + offset for x in xs], heights, width=width, label=group)
+            ax_acc.bar_label(bars, fmt="%.2f", fontsize=7)
+        ax_acc.set_xticks(list(xs), [AGENT_EVALS[name][0] for name, _, _ in evals], fontsize=8)
+        ax_acc.set(ylabel="accuracy", ylim=(0, 1.1))
+        ax_acc.legend(loc="upper left", fontsize=8, ncols=len(groups))
+    else:
+        _no_data(ax_acc)
+
+    ax_filter.set_title("(b) teacher trajectories: kept and dropped")
+    kept = _finished(data, "filter")
+    outcome = {"kept": kept.get("kept")} | {
+        label: kept.get(key) for key, label in DROP_REASONS.items()
+    }
+    outcome = {k: float(v) for k, v in outcome.items() if _is_num(v)}
+    if outcome:
+        colors = ["tab:green", "tab:red", "tab:orange", "tab:grey"][: len(outcome)]
+        bars = ax_filter.bar(list(outcome), list(outcome.values()), color=colors)
+        ax_filter.bar_label(bars, fmt="%g", fontsize=8)
+        ax_filter.set_ylabel("trajectories")
+        ax_filter.margins(y=0.15)
+        if _is_num(kept.get("kept_with_exec_errors")):
+            note = f"kept with execution errors: {kept['kept_with_exec_errors']:,}"
+            ax_filter.text(0.98, 0.95, note, transform=ax_filter.transAxes, ha="right", fontsize=8)
+    else:
+        _no_data(ax_filter)
+
+    ax_teacher.set_title("(c) teacher agent on the training tasks")
+    agent = _finished(data, "teacher_agent")
+    ends = _teacher_outcomes(agent)
+    if ends:
+        colors = ["tab:green", "tab:red", "tab:grey"][: len(ends)]
+        bars = ax_teacher.bar(list(ends), list(ends.values()), color=colors)
+        ax_teacher.bar_label(bars, fmt="%.0f", fontsize=8)
+        ax_teacher.set_ylabel("episodes")
+        ax_teacher.margins(y=0.15)
+        notes = [
+            f"{label}: {_num(agent[key])}"
+            for key, label in (
+                ("mean_steps", "mean steps"),
+                ("parse_errors", "parse errors"),
+                ("exec_errors", "execution errors"),
+            )
+            if _is_num(agent.get(key))
+        ]
+        if notes:
+            box = {"boxstyle": "round", "facecolor": "white", "alpha": 0.85}
+            ax_teacher.text(
+                0.98,
+                0.95,
+                "\n".join(notes),
+                transform=ax_teacher.transAxes,
+                ha="right",
+                va="top",
+                fontsize=8,
+                bbox=box,
+            )
+    else:
+        _no_data(ax_teacher)
+
+
 def _plot(data: _RunData, path: Path) -> bool:
     """Draw the 2x2 figure to ``path``; False (nothing written) when there is nothing to plot."""
     acc = _accuracy_rows(data)
@@ -291,7 +515,11 @@ def _plot(data: _RunData, path: Path) -> bool:
     pairs = {t: p for t in rounds if _is_num(p := _pairs(data, t))}
     accepted = {t: a for t in rounds if _is_num(a := data.metrics(t, "quality").get("accepted"))}
     times = _stage_times(data)
-    if not (acc or zones or pairs or accepted or times):
+    agent_distill = data.run.scheme == AGENT_DISTILL
+    agent_data = agent_distill and any(
+        _finished(data, name) for name in (*AGENT_EVALS, "filter", "teacher_agent")
+    )
+    if not (acc or zones or pairs or accepted or times or agent_data):
         return False
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -301,7 +529,38 @@ def _plot(data: _RunData, path: Path) -> bool:
     FigureCanvasAgg(fig)
     (ax_acc, ax_zone), (ax_pairs, ax_time) = fig.subplots(2, 2)
     fig.suptitle(f"Run {data.run.id} ({data.run.scheme}, {data.run.status})")
+    if agent_distill:
+        _plot_agent_distill(data, ax_acc, ax_zone, ax_pairs)
+    else:
+        _plot_rounds(acc, zones, pairs, accepted, ax_acc, ax_zone, ax_pairs)
 
+    ax_time.set_title("(d) time per stage (s)")
+    if times:
+        ax_time.barh([n for n, _, _ in times], [s for _, s, _ in times])
+        ax_time.invert_yaxis()
+    else:
+        _no_data(ax_time)
+    if data.usage:
+        box = {"boxstyle": "round", "facecolor": "white", "alpha": 0.85}
+        style = {"ha": "right", "va": "bottom", "fontsize": 8, "bbox": box}
+        ax_time.text(0.98, 0.02, _usage_note(data.usage), transform=ax_time.transAxes, **style)
+
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, format="png", dpi=100)
+    os.replace(tmp, path)
+    return True
+
+
+def _plot_rounds(
+    acc: list[tuple[str, int | None, float, dict[str, Any]]],
+    zones: dict[int, dict[str, Any]],
+    pairs: dict[int, Any],
+    accepted: dict[int, Any],
+    ax_acc: Any,
+    ax_zone: Any,
+    ax_pairs: Any,
+) -> None:
+    """Panels (a) to (c) of every other run: accuracy per round, zones, pairs and problems."""
     ax_acc.set_title("(a) held-out accuracy")
     points = [(r, a) for _, r, a, _ in acc if r is not None]
     if points:
@@ -342,22 +601,6 @@ def _plot(data: _RunData, path: Path) -> bool:
         ax_pairs.legend(loc="upper left", fontsize=8, ncols=2)
     else:
         _no_data(ax_pairs)
-
-    ax_time.set_title("(d) time per stage (s)")
-    if times:
-        ax_time.barh([n for n, _, _ in times], [s for _, s, _ in times])
-        ax_time.invert_yaxis()
-    else:
-        _no_data(ax_time)
-    if data.usage:
-        box = {"boxstyle": "round", "facecolor": "white", "alpha": 0.85}
-        style = {"ha": "right", "va": "bottom", "fontsize": 8, "bbox": box}
-        ax_time.text(0.98, 0.02, _usage_note(data.usage), transform=ax_time.transAxes, **style)
-
-    tmp = path.with_name(f".{path.name}.tmp")
-    fig.savefig(tmp, format="png", dpi=100)
-    os.replace(tmp, path)
-    return True
 
 
 def write_report(store: Store, run_id: str, out_dir: Path) -> ReportFiles:

@@ -171,3 +171,96 @@ def test_failed_and_running_stages_are_shown(store: Store) -> None:
     assert "- round 1 `solve`: **failed**" in markdown
     assert "- round 1 `verify`: **running**" in markdown
     assert _row(markdown, "1")[:2] == ["1", "3"]
+
+
+def _agent_eval(label: str, accuracy: float, math: float, factual: float) -> dict[str, Any]:
+    return {
+        "label": label,
+        "items": 30,
+        "accuracy": accuracy,
+        "accuracy_math": math,
+        "accuracy_factual": factual,
+        "answered": 0.9,
+        "mean_steps": 2.5,
+        "parse_errors": 3,
+        "exec_errors": 1,
+        "seconds": 40.0,
+    }
+
+
+def _agent_distill_run(store: Store, *, teacher: float = 0.7) -> str:
+    run = store.create_run("agent-distill", {})
+    store.set_run_status(run.id, "finished")
+    _stage(store, run.id, 0, "setup", {"tasks": 60, "heldout": 30})
+    cot = {"answers": 60, "items": 60, "accuracy": 0.6, "accuracy_math": 0.7, "seconds": 90.0}
+    _stage(store, run.id, 0, "teacher_cot", cot)
+    agent = {"trajectories": 60, "with_prefix": 58, "items": 60, "accuracy": 0.55}
+    agent |= {"answered": 0.8, "mean_steps": 3.1, "parse_errors": 7, "exec_errors": 9}
+    _stage(store, run.id, 0, "teacher_agent", {**agent, "seconds": 600.0})
+    kept = {"trajectories": 60, "kept": 30, "keep_rate": 0.5, "judged": 4, "judged_correct": 1}
+    kept |= {"dropped_wrong_answer": 18, "dropped_parse_error": 5, "dropped_step_limit": 7}
+    _stage(store, run.id, 0, "filter", {**kept, "kept_with_exec_errors": 6})
+    train = {"examples": 30, "steps": 8, "first_loss": 1.5, "last_loss": 0.5, "seconds": 300}
+    _stage(store, run.id, 0, "train_student", train)
+    _stage(store, run.id, 0, "train_cot", {"skipped": "cot_baseline is off"})
+    _stage(store, run.id, 0, "eval_student_base", _agent_eval("student before", 0.1, 0.15, 0.0))
+    _stage(store, run.id, 0, "eval_teacher", _agent_eval("teacher (agent)", teacher, 0.8, 0.5))
+    _stage(store, run.id, 0, "eval_student", _agent_eval("student after", 0.3, 0.35, 0.2))
+    _stage(store, run.id, 0, "eval_student_sc", _agent_eval("student + SC", 0.35, 0.4, 0.25))
+    _stage(store, run.id, 0, "eval_cot", {"skipped": "no CoT baseline was trained"})
+    return run.id
+
+
+def test_agent_distill_section_has_evals_trajectories_and_gap_closed(store: Store) -> None:
+    markdown = render_markdown(store, _agent_distill_run(store), None)
+    section = markdown.split("## Agent distillation", 1)[1].split("\n## ", 1)[0]
+    # agent, items, accuracy, math, factual, answered, mean steps, parse errors
+    assert _row(section, "student before") == [
+        "student before", "30", "0.100", "0.150", "0.000", "0.900", "2.500", "3"
+    ]  # fmt: skip
+    assert _row(section, "teacher (agent)")[1:5] == ["30", "0.700", "0.800", "0.500"]
+    assert _row(section, "student after")[2] == "0.300"
+    assert _row(section, "student + SC")[2] == "0.350"
+    rows = [line for line in section.splitlines() if line.startswith("| ") and "---" not in line]
+    assert len(rows) == 5  # header + the four finished evaluations; eval_cot was skipped
+    assert "- teacher chain of thought: 0.600 correct" in section
+    assert "- teacher agent: 0.550 correct on 60 tasks" in section
+    assert (
+        "- filter: kept 30 / 60 (50.0%); dropped: wrong answer 18, parse error 5, step limit 7; "
+        "kept with execution errors: 6; judged by the teacher: 4, 1 correct"
+    ) in section
+    # (0.3 - 0.1) / (0.7 - 0.1) = 1/3
+    assert "Gap closed: **0.333** = (student after 0.300 − before 0.100)" in section
+    assert "`eval_cot` (no CoT baseline was trained)" in section
+    # those stages are not dumped again among the stage metrics; the others are
+    stage_metrics = markdown.split("## Stage metrics", 1)[1].split("\n## ", 1)[0]
+    assert "`setup`" in stage_metrics and "`train_student`" in stage_metrics
+    for name in ("eval_student", "eval_teacher", "filter", "teacher_agent", "teacher_cot"):
+        assert f"`{name}`" not in stage_metrics
+    assert "## Held-out accuracy" not in markdown and "## Rounds" not in markdown
+
+
+def test_gap_closed_is_a_dash_when_the_teacher_does_not_beat_the_base(store: Store) -> None:
+    markdown = render_markdown(store, _agent_distill_run(store, teacher=0.1), None)
+    assert "Gap closed: — (the teacher does not beat the student before training)" in markdown
+
+
+def test_agent_distill_report_writes_a_png(store: Store, tmp_path: Path) -> None:
+    run_id = _agent_distill_run(store)
+    files = write_report(store, run_id, tmp_path / "reports" / run_id)
+    assert files.plot is not None
+    data = files.plot.read_bytes()
+    assert data.startswith(PNG_MAGIC) and len(data) > 20_000
+    assert "![plot](report.png)" in files.markdown.read_text()
+
+
+def test_agent_distill_run_without_evaluations_yet(store: Store, tmp_path: Path) -> None:
+    run = store.create_run("agent-distill", {})
+    _stage(store, run.id, 0, "setup", {"tasks": 6, "heldout": 3})
+    store.start_stage(run.id, 0, "teacher_cot")
+    files = write_report(store, run.id, tmp_path / "early")
+    markdown = files.markdown.read_text()
+    assert "No held-out evaluation has finished yet." in markdown
+    assert "Gap closed: — (needs" in markdown
+    assert "- round 0 `teacher_cot`: **running**" in markdown
+    assert files.plot is not None  # the setup stage's time, and "no data" panels
