@@ -335,7 +335,8 @@ def _schemas(tools: Sequence[Tool]) -> list[dict[str, Any]]:
 def _observation(result: dict[str, Any], limit: int) -> tuple[str, bool]:
     """Observation text of a tool message and whether it reports an error."""
     content = str(result.get("content", ""))
-    failed = content.startswith(("Error:", "killed (")) or "\nerror:\n" in f"\n{content}"
+    lines = f"\n{content}"
+    failed = content.startswith("Error:") or "\nerror:\n" in lines or "\nkilled (" in lines
     return clip(content, limit), failed
 
 

@@ -34,7 +34,14 @@ from typing import Any, TypedDict
 
 from langgraph.graph import END, START, StateGraph
 
-from agents.agent_loop import AGENT_SYSTEM_PROMPT, Episode, LoopSettings, first_paragraph, run_agent
+from agents.agent_loop import (
+    AGENT_SYSTEM_PROMPT,
+    DEMONSTRATIONS,
+    Episode,
+    LoopSettings,
+    first_paragraph,
+    run_agent,
+)
 from agents.config import AgentDistillJob, AgentRunSettings, ConfigError
 from agents.eval.answers import check_answer, extract_answer
 from agents.models import load_engine, resolve_local_model
@@ -45,7 +52,7 @@ from agents.schemes.socratic_rules import parse_judge
 from agents.store import Item, Run, Store, Trajectory, Workspace
 from agents.tasks import Task, factual_splits, gsm_symbolic_splits, read_math_tasks
 from tools import DEFAULT_TOOLS, tool_schemas
-from tools.retrieval import Corpus
+from tools.retrieval import Corpus, CorpusUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -409,7 +416,11 @@ def train_student(state: DistillState, ctx: DistillContext, rnd: int) -> StageOu
     kept = [r for r in _stage_rows(ctx, "teacher", "agent") if r.meta.get("kept")]
     if not kept:
         return StageOutput({"skipped": "the filter kept no trajectory"}, {"student_adapter": None})
-    records = [{"messages": r.messages, "tools": r.tools} for r in kept]
+    # The system prompt and the worked examples are the prompt, not something to learn.
+    context = 1 + len(DEMONSTRATIONS)
+    records = [
+        {"messages": r.messages, "tools": r.tools, "context_messages": context} for r in kept
+    ]
     out = _train_student(ctx, "student", records, AGENT_SYSTEM_PROMPT)
     out.state = {"student_adapter": out.state["student_adapter"]}
     return out
@@ -528,31 +539,40 @@ def build_graph() -> StateGraph:
 
 
 def load_tasks(config: AgentDistillJob) -> tuple[list[Task], list[Task]]:
-    """Training and held-out tasks of a config; a bad file or count is a :class:`ConfigError`."""
+    """Training and held-out tasks of a config; a bad file or count is a :class:`ConfigError`.
+
+    Built-in tasks are generated only for the side (training, held-out) no file replaces.
+    """
     cfg = config.tasks
+    math_n = 0 if cfg.data else cfg.math
+    math_heldout_n = 0 if cfg.heldout_data else cfg.heldout_math
+    fact_n = 0 if cfg.data else cfg.factual
+    fact_heldout_n = 0 if cfg.heldout_data else cfg.heldout_factual
     try:
         math_train: list[Task] = []
         math_heldout: list[Task] = []
-        if cfg.math or cfg.heldout_math:
+        if math_n or math_heldout_n:
+            # The splits need one training task; held-out problems alone keep their templates.
             math_train, math_heldout = gsm_symbolic_splits(
-                max(cfg.math, 1),
-                cfg.heldout_math,
-                seed=config.seed,
-                heldout_share=cfg.heldout_share,
+                max(math_n, 1), math_heldout_n, seed=config.seed, heldout_share=cfg.heldout_share
             )
-            math_train = math_train[: cfg.math]
-        fact_train, fact_heldout = [], []
-        if cfg.factual or cfg.heldout_factual:
+        fact_train: list[Task] = []
+        fact_heldout: list[Task] = []
+        if fact_n or fact_heldout_n:
             fact_train, fact_heldout = factual_splits(
-                cfg.factual, cfg.heldout_factual, seed=config.seed
+                max(fact_n, 1), fact_heldout_n, seed=config.seed
             )
-        train = read_math_tasks(Path(cfg.data)) if cfg.data else math_train + fact_train
+        train = (
+            read_math_tasks(Path(cfg.data))
+            if cfg.data
+            else math_train[:math_n] + fact_train[:fact_n]
+        )
         heldout = (
             read_math_tasks(Path(cfg.heldout_data))
             if cfg.heldout_data
             else math_heldout + fact_heldout
         )
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, FileNotFoundError, CorpusUnavailable) as err:
         raise ConfigError(str(err)) from None
     if not train:
         raise ConfigError(

@@ -58,12 +58,15 @@ def assistant_char_spans(
     tokenizer: PreTrainedTokenizerBase,
     messages: Sequence[Message],
     tools: list[dict[str, Any]] | None = None,
+    context_messages: int = 0,
 ) -> tuple[str, list[tuple[int, int]]]:
     """The rendered conversation and the character span of each assistant turn in it.
 
     ``messages`` must already be in the form the template renders (see ``prepare_messages``).
     A span covers the turn's content and its end-of-turn token; whitespace the template writes
     after the end-of-turn token is left out, since the model stops before generating it.
+    Assistant turns among the first ``context_messages`` messages (worked examples in the
+    prompt) get no span: they are context.
 
     Returns:
         ``(text, spans)`` with ``spans`` a list of ``(start, end)`` character offsets into ``text``.
@@ -72,7 +75,7 @@ def assistant_char_spans(
     spans: list[tuple[int, int]] = []
     cursor = 0
     for k, message in enumerate(messages):
-        if message["role"] != "assistant":
+        if message["role"] != "assistant" or k < context_messages:
             continue
         if k == 0:
             # Nothing precedes it, so there is no prompt to diff against; an opening assistant
@@ -107,6 +110,7 @@ def tokenize_conversation(
     messages: Sequence[Message],
     tools: list[dict[str, Any]] | None = None,
     max_length: int = 1024,
+    context_messages: int = 0,
 ) -> dict[str, list[int]]:
     """Tokenize a conversation with an assistant-only loss mask.
 
@@ -116,6 +120,8 @@ def tokenize_conversation(
             templates that cannot render them.
         tools: Optional OpenAI tool schemas, passed to templates that render them.
         max_length: Sequences are cut to this many tokens (the start is kept).
+        context_messages: The first this many messages are prompt only, assistant turns among
+            them (worked examples) included: they carry no loss.
 
     Returns:
         ``input_ids``, ``attention_mask`` and ``assistant_masks`` (1 on tokens of assistant
@@ -130,7 +136,10 @@ def tokenize_conversation(
     # message (prepare_messages), and the template itself is not given them.
     prepared = prepare_messages(messages, template, tools)
     native_tools = tools if template_supports_tools(template) else None
-    text, spans = assistant_char_spans(tokenizer, prepared, native_tools)
+    # prepare_messages maps messages one to one, except that it may insert a system message.
+    shift = len(prepared) - len(messages)
+    context = context_messages + shift if context_messages else 0
+    text, spans = assistant_char_spans(tokenizer, prepared, native_tools, context)
     encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     input_ids: list[int] = list(encoded["input_ids"])
     mask = [0] * len(input_ids)
@@ -163,7 +172,9 @@ def tokenize_records(
 
     Args:
         tokenizer: A fast tokenizer with a chat template.
-        records: Rows ``{"messages": [...], "tools": [...]?, "weight": float?}``.
+        records: Rows ``{"messages": [...], "tools": [...]?, "weight": float?,
+            "context_messages": int?}``; the first ``context_messages`` messages (e.g. worked
+            examples in the prompt) carry no loss.
         max_length: Token budget per example (longer ones are cut at the end).
 
     Returns:
@@ -180,7 +191,10 @@ def tokenize_records(
     for row in rows:
         if "messages" not in row:
             raise ValueError("every SFT record needs a 'messages' list (TRL conversational format)")
-        encoded = tokenize_conversation(tokenizer, row["messages"], _tools_of(row), max_length)
+        context = int(row.get("context_messages") or 0)
+        encoded = tokenize_conversation(
+            tokenizer, row["messages"], _tools_of(row), max_length, context
+        )
         if 1 not in encoded["assistant_masks"]:
             dropped += 1
             continue
