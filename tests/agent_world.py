@@ -32,11 +32,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections import Counter
 from pathlib import Path
 
+from scripted_engine import ScriptedEngine
+
 from agents.agent_loop import AGENT_SYSTEM_PROMPT
-from agents.models.base import ChatRequest, ChatResult, Completion, Engine, Message
+from agents.models.base import ChatRequest, ChatResult, Completion, Message
 from agents.models.chat_format import TOOL_CALL_CLOSE, TOOL_CALL_OPEN
 from agents.schemes.agent_distill import COT_SYSTEM_PROMPT
 from tools.retrieval import Document
@@ -110,7 +111,7 @@ def task_of(messages: tuple[Message, ...]) -> tuple[str, list[Message]]:
     raise AssertionError("no task in the conversation")
 
 
-class ScriptedAgent(Engine):
+class ScriptedAgent(ScriptedEngine):
     """The scripted teacher or student; records every request that reaches it.
 
     Args:
@@ -120,23 +121,9 @@ class ScriptedAgent(Engine):
     """
 
     def __init__(self, role: str = "teacher", *, crash_on: set[str] | None = None) -> None:
-        self.spec = f"scripted:{role}"
-        self.role = role
-        self.adapter: str | None = None
+        super().__init__(role)
         self.crash_on = set(crash_on or ())
-        self.requests: list[tuple[str, ChatRequest]] = []
-        self.asked: Counter[str] = Counter()  # samples asked, by request kind
         self.batches: list[int] = []  # requests per generate call that reached us
-
-    @property
-    def fingerprint(self) -> str:
-        return f"{self.spec}+{self.adapter}"
-
-    def set_adapter(self, path: object) -> None:
-        self.adapter = None if path is None else str(path)
-
-    def requests_of(self, kind: str) -> list[ChatRequest]:
-        return [r for k, r in self.requests if k == kind]
 
     @property
     def trained(self) -> bool:

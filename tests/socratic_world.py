@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import json
 import re
-from collections import Counter
 from pathlib import Path
 
-from agents.models.base import ChatRequest, ChatResult, Completion, Engine
+from scripted_engine import ScriptedEngine
+
+from agents.models.base import ChatRequest, ChatResult, Completion
 from agents.schemes.socratic_rules import PROMPTS
 
 _SUM = re.compile(r"What is (\d+) \+ (\d+)\?")
@@ -54,7 +55,7 @@ def prompt_kind(system: str) -> str:
     return kinds[system]
 
 
-class ScriptedRole(Engine):
+class ScriptedRole(ScriptedEngine):
     """Teacher, Solver or Generator by rule; records what it was asked.
 
     Args:
@@ -73,24 +74,10 @@ class ScriptedRole(Engine):
         crash_on: set[str] | None = None,
         crash_with: type[BaseException] = RuntimeError,
     ) -> None:
-        self.spec = f"scripted:{role}"
-        self.role = role
-        self.adapter: str | None = None
-        self.asked: Counter[str] = Counter()  # samples asked, by request kind
-        self.requests: list[tuple[str, ChatRequest]] = []  # every request that reached us
+        super().__init__(role)
         self.judge_malformed_first = judge_malformed_first
         self.crash_on = set(crash_on or ())
         self.crash_with = crash_with
-
-    @property
-    def fingerprint(self) -> str:
-        return f"{self.spec}+{self.adapter}"
-
-    def set_adapter(self, path: object) -> None:
-        self.adapter = None if path is None else str(path)
-
-    def requests_of(self, kind: str) -> list[ChatRequest]:
-        return [r for k, r in self.requests if k == kind]
 
     def _generate(self, requests: list[ChatRequest], *, progress: bool) -> list[ChatResult]:
         results = []

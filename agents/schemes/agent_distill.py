@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
 
@@ -44,12 +44,17 @@ from agents.agent_loop import (
 )
 from agents.config import AgentDistillJob, AgentRunSettings, ConfigError
 from agents.eval.answers import check_answer, extract_answer
-from agents.models import load_engine, resolve_local_model
 from agents.models.base import ChatRequest, Engine
-from agents.models.cached import CachedEngine
-from agents.schemes.base import GraphRun, StageOutput, ask_parsed, stage_node, train_role
+from agents.schemes.base import (
+    RoleContext,
+    SchemeRun,
+    StageOutput,
+    add_stage_chain,
+    ask_parsed,
+    train_role,
+)
 from agents.schemes.socratic_rules import parse_judge
-from agents.store import Item, Run, Store, Trajectory, Workspace
+from agents.store import Item, Run, Trajectory, Workspace
 from agents.tasks import Task, factual_splits, gsm_symbolic_splits, read_math_tasks
 from tools import DEFAULT_TOOLS, tool_schemas
 from tools.retrieval import Corpus, CorpusUnavailable
@@ -87,35 +92,12 @@ class DistillState(TypedDict, total=False):
 
 
 @dataclass
-class DistillContext:
+class DistillContext(RoleContext):
     """Runtime context: config, store, the two engines and the corpus (all opened lazily)."""
 
     config: AgentDistillJob
-    store: Store
-    workspace: Workspace
-    run_id: str
-    progress: bool = True
-    engines: dict[str, CachedEngine] = field(default_factory=dict)
-    loader: Callable[[str], Engine] | None = None  # role -> engine; tests inject scripted ones
     corpus_factory: Callable[[], Corpus | None] | None = None
     _corpus: Corpus | None = None
-
-    def engine(self, role: str, adapter: str | None = None) -> CachedEngine:
-        """The ``teacher`` or ``student`` engine; the student with ``adapter`` loaded."""
-        if role not in self.engines:
-            spec = getattr(self.config, role)
-            inner = (
-                self.loader(role)
-                if self.loader
-                else load_engine(spec, **self.config.engine.get(role, {}))
-            )
-            self.engines[role] = CachedEngine(inner, self.store, run_id=self.run_id, role=role)
-        engine = self.engines[role]
-        if role == "student":
-            current = getattr(engine.inner, "adapter", None)
-            if (str(current) if current else None) != adapter:
-                engine.set_adapter(adapter)
-        return engine
 
     def corpus(self) -> Corpus | None:
         """The retrieval corpus, built into the workspace on first use (then reused)."""
@@ -128,11 +110,6 @@ class DistillContext:
 
     def tasks(self, kind: str | None) -> list[Item]:
         return [i for i in self.store.items(self.run_id) if kind is None or i.kind == kind]
-
-    def close(self) -> None:
-        for engine in self.engines.values():
-            engine.close()
-        self.engines.clear()
 
 
 def open_corpus(workspace: Workspace, config: AgentDistillJob, items: list[Item]) -> Corpus:
@@ -147,15 +124,7 @@ def open_corpus(workspace: Workspace, config: AgentDistillJob, items: list[Item]
 
 
 def _loop_settings(cfg: AgentRunSettings, seed: int, **extra: Any) -> LoopSettings:
-    return LoopSettings(
-        max_steps=cfg.max_steps,
-        temperature=cfg.temperature,
-        max_tokens=cfg.max_tokens,
-        observation_chars=cfg.observation_chars,
-        sandbox_timeout=cfg.sandbox_timeout,
-        seed=seed,
-        **extra,
-    )
+    return LoopSettings(**cfg.model_dump(), seed=seed, **extra)  # same field names
 
 
 def _domain(item: Item) -> str:
@@ -469,7 +438,9 @@ def _eval_agent(
 
 def eval_student_base(state: DistillState, ctx: DistillContext, rnd: int) -> StageOutput:
     """The student agent before any training."""
-    return _eval_agent(ctx, "student_base", ctx.engine("student", None), stage="eval_student_base")
+    return _eval_agent(
+        ctx, "student_base", ctx.with_adapter("student", None), stage="eval_student_base"
+    )
 
 
 def eval_teacher(state: DistillState, ctx: DistillContext, rnd: int) -> StageOutput:
@@ -484,7 +455,7 @@ def eval_student(state: DistillState, ctx: DistillContext, rnd: int) -> StageOut
     adapter = state.get("student_adapter")
     if adapter is None:
         return StageOutput({"skipped": "the student was not trained"})
-    return _eval_agent(ctx, "student", ctx.engine("student", adapter), stage="eval_student")
+    return _eval_agent(ctx, "student", ctx.with_adapter("student", adapter), stage="eval_student")
 
 
 def eval_student_sc(state: DistillState, ctx: DistillContext, rnd: int) -> StageOutput:
@@ -492,7 +463,7 @@ def eval_student_sc(state: DistillState, ctx: DistillContext, rnd: int) -> Stage
     adapter = state.get("student_adapter")
     if adapter is None:
         return StageOutput({"skipped": "the student was not trained"})
-    engine = ctx.engine("student", adapter)
+    engine = ctx.with_adapter("student", adapter)
     n = ctx.config.self_consistency.candidates
     return _eval_agent(ctx, "student_sc", engine, candidates=n, stage="eval_student_sc")
 
@@ -502,7 +473,7 @@ def eval_cot(state: DistillState, ctx: DistillContext, rnd: int) -> StageOutput:
     adapter = state.get("cot_adapter")
     if adapter is None:
         return StageOutput({"skipped": "no CoT baseline was trained"})
-    engine = ctx.engine("student", adapter)
+    engine = ctx.with_adapter("student", adapter)
     rows = _cot_rows(ctx, engine, ctx.tasks("heldout"), "student_cot", "eval_cot")
     return StageOutput({"label": EVALS["eval_cot"][1], **_accuracy(rows)}, add=rows)
 
@@ -526,12 +497,7 @@ STAGES = [
 def build_graph() -> StateGraph:
     """The distillation graph (uncompiled): the stages in a line."""
     graph = StateGraph(DistillState, context_schema=DistillContext)
-    for name, work in STAGES:
-        graph.add_node(name, stage_node(name, work))
-    graph.add_edge(START, STAGES[0][0])
-    for (before, _), (after, _) in zip(STAGES, STAGES[1:], strict=False):
-        graph.add_edge(before, after)
-    graph.add_edge(STAGES[-1][0], END)
+    add_stage_chain(graph, START, STAGES, END)
     return graph
 
 
@@ -589,7 +555,7 @@ def load_tasks(config: AgentDistillJob) -> tuple[list[Task], list[Task]]:
 # ---------------------------------------------------------------------------- running
 
 
-class AgentDistillation:
+class AgentDistillation(SchemeRun):
     """An agent-distillation run: create, run (resumably), inspect.
 
     Example:
@@ -599,91 +565,37 @@ class AgentDistillation:
         >>> run.kept()     # the teacher trajectories the student was trained on
     """
 
-    def __init__(
+    scheme = "agent-distill"
+    job = AgentDistillJob
+    trained_roles = ("student",)
+
+    def _build(
         self,
-        config: AgentDistillJob,
-        store: Store,
-        workspace: Workspace,
-        run_id: str,
         *,
         progress: bool = True,
         loader: Callable[[str], Engine] | None = None,
         corpus: Callable[[], Corpus | None] | None = None,
-    ) -> None:
-        self.config = config
-        self.store = store
-        self.workspace = workspace.ensure()
-        self.run_id = run_id
-        self.context = DistillContext(
-            config,
-            store,
+    ) -> tuple[DistillContext, StateGraph, int]:
+        context = DistillContext(
+            self.config,
+            self.store,
             self.workspace,
-            run_id,
+            self.run_id,
             progress=progress,
             loader=loader,
             corpus_factory=corpus,
         )
-        self.runner = GraphRun(
-            build_graph(), self.context, self.workspace, total_stages=len(STAGES), progress=progress
-        )
-        self.graph = self.runner.graph
+        return context, build_graph(), len(STAGES)
 
     @classmethod
-    def create(
-        cls,
-        config: AgentDistillJob,
-        workspace: Workspace | None = None,
-        store: Store | None = None,
-        **options: Any,
-    ) -> AgentDistillation:
-        """Validate the config, then open a new run."""
-        workspace = (workspace or Workspace.resolve()).ensure()
-        store = store or Store.open(workspace)
-        if options.get("loader") is None:
-            try:
-                resolve_local_model(config.student)
-            except Exception as err:
-                raise ConfigError(
-                    "the student is trained, so it must be a local model (builtin:, hf: or a "
-                    f"directory): {err}"
-                ) from None
+    def check(cls, config: AgentDistillJob) -> None:
         load_tasks(config)  # bad task files fail here, before a run exists
-        run = store.create_run("agent-distill", config.model_dump(mode="json"), name=config.name)
-        return cls(config, store, workspace, run.id, **options)
-
-    @classmethod
-    def resume(
-        cls,
-        run_id: str,
-        workspace: Workspace | None = None,
-        store: Store | None = None,
-        **options: Any,
-    ) -> AgentDistillation:
-        """Reopen a stored run with the config it was started with."""
-        workspace = (workspace or Workspace.resolve()).ensure()
-        store = store or Store.open(workspace)
-        run = store.get_run(run_id)
-        if run.scheme != "agent-distill":
-            raise ConfigError(f"run {run_id} is a {run.scheme} run, not an agent-distill one")
-        config = AgentDistillJob.model_validate(run.config)
-        return cls(config, store, workspace, run.id, **options)
 
     def run(self, until: str | None = None) -> Run:
         """Run to the end, or pause after stage ``until``; resumes where it stopped."""
         if until is not None and until not in dict(STAGES):
             raise ConfigError(f"unknown stage {until!r}; stages: {', '.join(n for n, _ in STAGES)}")
-        try:
-            return self.runner.run(lambda node, _state: node == until)
-        finally:
-            self.report()
-
-    def report(self) -> Path:
-        """Write the run report (markdown + PNG) under ``reports/RUN_ID``; returns the markdown."""
-        from agents.report import write_report
-
-        return write_report(
-            self.store, self.run_id, self.workspace.reports_dir / self.run_id
-        ).markdown
+        return self._run_graph(lambda node, _state: node == until)
 
     def scores(self) -> dict[str, float]:
         """Held-out accuracy per evaluated agent (``student_base``, ``teacher``, ``student``...)."""
@@ -698,25 +610,6 @@ class AgentDistillation:
         """The teacher trajectories the filter kept (the student's training data)."""
         return [r for r in _stage_rows(self.context, "teacher", "agent") if r.meta.get("kept")]
 
-    def close(self) -> None:
-        self.context.close()
-        self.runner.close()
 
-
-def run_agent_distill(
-    config: AgentDistillJob,
-    store: Store,
-    workspace: Workspace,
-    *,
-    progress: bool = True,
-    resume: str | None = None,
-) -> Run:
-    """``agents run agent-distill``: a new run from ``config``, or the stored run ``resume``."""
-    if resume:
-        run = AgentDistillation.resume(resume, workspace, store, progress=progress)
-    else:
-        run = AgentDistillation.create(config, workspace, store, progress=progress)
-    try:
-        return run.run()
-    finally:
-        run.close()
+#: ``agents run agent-distill``: a new run from a config, or a stored run resumed.
+run_agent_distill = AgentDistillation.run_job

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import StateGraph
@@ -29,7 +29,10 @@ from langgraph.runtime import Runtime
 from sqlmodel import SQLModel
 from tqdm.auto import tqdm
 
+from agents.config import ConfigError
+from agents.models import load_engine, resolve_local_model
 from agents.models.base import ChatRequest, Engine
+from agents.models.cached import CachedEngine
 from agents.store import ModelCheckpoint, Run, Store, Workspace
 
 log = logging.getLogger(__name__)
@@ -42,6 +45,47 @@ class SchemeContext(Protocol):
     workspace: Workspace
     run_id: str
     progress: bool
+
+
+@dataclass
+class RoleContext:
+    """A scheme's runtime context: its config, the store, and one engine per role.
+
+    A role's engine is opened on first use from the config attribute of the same name (the
+    model spec) and the ``engine`` options for that role, behind the response cache and ledger.
+    """
+
+    config: Any
+    store: Store
+    workspace: Workspace
+    run_id: str
+    progress: bool = True
+    engines: dict[str, CachedEngine] = field(default_factory=dict)
+    loader: Callable[[str], Engine] | None = None  # role -> engine; tests inject scripted ones
+
+    def engine(self, role: str) -> CachedEngine:
+        if role not in self.engines:
+            spec = getattr(self.config, role)
+            inner = (
+                self.loader(role)
+                if self.loader
+                else load_engine(spec, **self.config.engine.get(role, {}))
+            )
+            self.engines[role] = CachedEngine(inner, self.store, run_id=self.run_id, role=role)
+        return self.engines[role]
+
+    def with_adapter(self, role: str, adapter: str | None) -> CachedEngine:
+        """The role's engine with ``adapter`` loaded (a no-op when it already is)."""
+        engine = self.engine(role)
+        current = getattr(engine.inner, "adapter", None)
+        if (str(current) if current else None) != adapter:
+            engine.set_adapter(adapter)
+        return engine
+
+    def close(self) -> None:
+        for engine in self.engines.values():
+            engine.close()
+        self.engines.clear()
 
 
 @dataclass
@@ -87,6 +131,17 @@ def stage_node(name: str, work: StageWork, *, opens_round: bool = False) -> Call
     node.__name__ = name
     node.__doc__ = work.__doc__
     return node
+
+
+def add_stage_chain(
+    graph: StateGraph, start: str, stages: list[tuple[str, StageWork]], end: str
+) -> None:
+    """Add ``stages`` as nodes that run one after another, from ``start`` on and into ``end``."""
+    names = [name for name, _ in stages]
+    for name, work in stages:
+        graph.add_node(name, stage_node(name, work))
+    for before, after in zip([start, *names], [*names, end], strict=True):
+        graph.add_edge(before, after)
 
 
 def ask_parsed(
@@ -137,7 +192,6 @@ def train_role(
         Metrics (examples, steps, first/last loss, DPO reward accuracy/margin), the state update
         ``{"<role>_adapter": path}`` and the checkpoint row to commit with the stage.
     """
-    from agents.models import resolve_local_model
     from agents.training.dpo import train_dpo
     from agents.training.sft import train_sft
 
@@ -270,3 +324,118 @@ class GraphRun:
 
     def close(self) -> None:
         self._connection.close()
+
+
+class SchemeRun:
+    """One stored run of a scheme: create or resume it, run its graph, report, close.
+
+    A scheme subclasses it, names itself (``scheme``, ``job``, ``trained_roles``) and builds its
+    context and graph in :meth:`_build`; :meth:`check` may reject a config before a run exists.
+    """
+
+    scheme: ClassVar[str]  # the run's scheme name in the store, e.g. "socratic"
+    job: ClassVar[Any]  # the pydantic config model
+    trained_roles: ClassVar[tuple[str, ...]] = ()  # roles whose weights are trained
+
+    def __init__(
+        self, config: Any, store: Store, workspace: Workspace, run_id: str, **options: Any
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.workspace = workspace.ensure()
+        self.run_id = run_id
+        progress = options.get("progress", True)
+        self.context, graph, stages = self._build(**options)
+        self.runner = GraphRun(
+            graph, self.context, self.workspace, total_stages=stages, progress=progress
+        )
+        self.graph = self.runner.graph  # the compiled LangGraph graph
+
+    def _build(self, **options: Any) -> tuple[Any, StateGraph, int]:
+        """(runtime context, uncompiled graph, expected number of stages)."""
+        raise NotImplementedError
+
+    @classmethod
+    def check(cls, config: Any) -> None:
+        """Raise :class:`ConfigError` for a config that cannot run (e.g. a bad task file)."""
+
+    @classmethod
+    def create(
+        cls,
+        config: Any,
+        workspace: Workspace | None = None,
+        store: Store | None = None,
+        **options: Any,
+    ) -> Any:
+        """Validate the config, then open a new run."""
+        workspace = (workspace or Workspace.resolve()).ensure()
+        store = store or Store.open(workspace)
+        if options.get("loader") is None:
+            for role in cls.trained_roles:
+                # Trained roles must be local weights; fail before storing anything.
+                try:
+                    resolve_local_model(getattr(config, role))
+                except Exception as err:
+                    raise ConfigError(
+                        f"the {role} is trained, so it must be a local model (builtin:, hf: or "
+                        f"a directory): {err}"
+                    ) from None
+        cls.check(config)
+        run = store.create_run(cls.scheme, config.model_dump(mode="json"), name=config.name)
+        return cls(config, store, workspace, run.id, **options)
+
+    @classmethod
+    def resume(
+        cls,
+        run_id: str,
+        workspace: Workspace | None = None,
+        store: Store | None = None,
+        **options: Any,
+    ) -> Any:
+        """Reopen a stored run with the config it was started with."""
+        workspace = (workspace or Workspace.resolve()).ensure()
+        store = store or Store.open(workspace)
+        run = store.get_run(run_id)
+        if run.scheme != cls.scheme:
+            article = "an" if cls.scheme[0] in "aeiou" else "a"
+            raise ConfigError(f"run {run_id} is a {run.scheme} run, not {article} {cls.scheme} one")
+        return cls(cls.job.model_validate(run.config), store, workspace, run.id, **options)
+
+    @classmethod
+    def run_job(
+        cls,
+        config: Any,
+        store: Store,
+        workspace: Workspace,
+        *,
+        progress: bool = True,
+        resume: str | None = None,
+    ) -> Run:
+        """``agents run SCHEME``: a new run from ``config``, or the stored run ``resume``."""
+        if resume:
+            scheme_run = cls.resume(resume, workspace, store, progress=progress)
+        else:
+            scheme_run = cls.create(config, workspace, store, progress=progress)
+        try:
+            return scheme_run.run()
+        finally:
+            scheme_run.close()
+
+    def _run_graph(self, stop: Callable[[str, dict[str, Any]], bool] | None) -> Run:
+        """Run the graph until ``stop`` says so; the report is written however it ends."""
+        try:
+            return self.runner.run(stop)
+        finally:
+            self.report()
+
+    def report(self) -> Path:
+        """Write the run report (markdown + PNG) under ``reports/RUN_ID``; returns the markdown."""
+        from agents.report import write_report
+
+        return write_report(
+            self.store, self.run_id, self.workspace.reports_dir / self.run_id
+        ).markdown
+
+    def close(self) -> None:
+        self.context.close()
+        self.runner.close()

@@ -32,8 +32,7 @@ import logging
 import random
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
 
 from langgraph.graph import END, START, StateGraph
@@ -41,13 +40,13 @@ from langgraph.runtime import Runtime
 
 from agents.config import ConfigError, SampleSettings, SocraticJob
 from agents.eval.answers import answers_match, check_solution, extract_answer, normalise_text
-from agents.models import load_engine, resolve_local_model
 from agents.models.base import ChatRequest, Engine
-from agents.models.cached import CachedEngine
 from agents.schemes.base import (
-    GraphRun,
+    RoleContext,
+    SchemeRun,
     StageOutput,
     StageWork,
+    add_stage_chain,
     ask_parsed,
     stage_node,
     train_role,
@@ -65,7 +64,7 @@ from agents.schemes.socratic_rules import (
     utility,
     zone_of,
 )
-from agents.store import Item, PreferencePair, Run, Store, Trajectory, Workspace
+from agents.store import Item, PreferencePair, Run, Trajectory
 from agents.tasks import MathTask, boxed_solution, load_splits
 
 log = logging.getLogger(__name__)
@@ -84,40 +83,10 @@ class LoopState(TypedDict, total=False):
 
 
 @dataclass
-class LoopContext:
+class LoopContext(RoleContext):
     """Runtime context of the graph: config, store and the three role engines (loaded lazily)."""
 
     config: SocraticJob
-    store: Store
-    workspace: Workspace
-    run_id: str
-    progress: bool = True
-    engines: dict[str, CachedEngine] = field(default_factory=dict)
-    loader: Callable[[str], Engine] | None = None  # role -> engine; tests inject scripted ones
-
-    def engine(self, role: str) -> CachedEngine:
-        if role not in self.engines:
-            spec = getattr(self.config, role)
-            inner = (
-                self.loader(role)
-                if self.loader
-                else load_engine(spec, **self.config.engine.get(role, {}))
-            )
-            self.engines[role] = CachedEngine(inner, self.store, run_id=self.run_id, role=role)
-        return self.engines[role]
-
-    def with_adapter(self, role: str, adapter: str | None) -> CachedEngine:
-        """The role's engine with ``adapter`` loaded (a no-op when it already is)."""
-        engine = self.engine(role)
-        current = getattr(engine.inner, "adapter", None)
-        if (str(current) if current else None) != adapter:
-            engine.set_adapter(adapter)
-        return engine
-
-    def close(self) -> None:
-        for engine in self.engines.values():
-            engine.close()
-        self.engines.clear()
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -670,8 +639,6 @@ def build_graph() -> StateGraph:
     graph.add_node("warmup", stage_node("warmup", warmup))
     graph.add_node("eval", stage_node("eval", evaluate_solver))
     graph.add_node("select", stage_node("select", select, opens_round=True))
-    for name, work in ROUND_STAGES:
-        graph.add_node(name, stage_node(name, work))
 
     # Seeds and held-out set first, the base model's score, the warm-up, the score before round 1.
     graph.add_edge(START, "setup")
@@ -679,10 +646,7 @@ def build_graph() -> StateGraph:
     graph.add_edge("eval_base", "warmup")
     graph.add_edge("warmup", "eval")
     # Each round: select questions, then the stages in order, then the held-out score again.
-    graph.add_edge("select", ROUND_STAGES[0][0])
-    for (before, _), (after, _) in zip(ROUND_STAGES, ROUND_STAGES[1:], strict=False):
-        graph.add_edge(before, after)
-    graph.add_edge(ROUND_STAGES[-1][0], "eval")
+    add_stage_chain(graph, "select", ROUND_STAGES, "eval")
     # After every evaluation: another round, or the end.
     graph.add_conditional_edges("eval", after_eval)
     return graph
@@ -710,7 +674,7 @@ def load_tasks(config: SocraticJob) -> tuple[list[MathTask], list[MathTask]]:
 # ---------------------------------------------------------------------------- running
 
 
-class SocraticLoop:
+class SocraticLoop(SchemeRun):
     """A Socratic co-evolution run: build, run (all or some rounds), resume and inspect.
 
     Example:
@@ -721,69 +685,21 @@ class SocraticLoop:
         >>> [i.content["question"] for i in loop.curriculum()]
     """
 
-    def __init__(
-        self,
-        config: SocraticJob,
-        store: Store,
-        workspace: Workspace,
-        run_id: str,
-        *,
-        progress: bool = True,
-        loader: Callable[[str], Engine] | None = None,
-    ) -> None:
-        self.config = config
-        self.store = store
-        self.workspace = workspace.ensure()
-        self.run_id = run_id
-        self.context = LoopContext(
-            config, store, self.workspace, run_id, progress=progress, loader=loader
+    scheme = "socratic"
+    job = SocraticJob
+    trained_roles = ("solver", "generator")
+
+    def _build(
+        self, *, progress: bool = True, loader: Callable[[str], Engine] | None = None
+    ) -> tuple[LoopContext, StateGraph, int]:
+        context = LoopContext(
+            self.config, self.store, self.workspace, self.run_id, progress=progress, loader=loader
         )
-        stages = 4 + config.rounds * (len(ROUND_STAGES) + 2)
-        self.runner = GraphRun(
-            build_graph(), self.context, self.workspace, total_stages=stages, progress=progress
-        )
-        self.graph = self.runner.graph  # the compiled LangGraph graph
+        return context, build_graph(), 4 + self.config.rounds * (len(ROUND_STAGES) + 2)
 
     @classmethod
-    def create(
-        cls,
-        config: SocraticJob,
-        workspace: Workspace | None = None,
-        store: Store | None = None,
-        **options: Any,
-    ) -> SocraticLoop:
-        """Validate the config, then open a new run."""
-        workspace = (workspace or Workspace.resolve()).ensure()
-        store = store or Store.open(workspace)
-        if options.get("loader") is None:
-            for role in ("solver", "generator"):
-                # Trained roles must be local weights; fail before storing anything.
-                try:
-                    resolve_local_model(getattr(config, role))
-                except Exception as err:
-                    raise ConfigError(
-                        f"the {role} is trained, so it must be a local model (builtin:, hf: or a "
-                        f"directory): {err}"
-                    ) from None
+    def check(cls, config: SocraticJob) -> None:
         load_tasks(config)  # bad seed files fail here, before a run exists
-        run = store.create_run("socratic", config.model_dump(mode="json"), name=config.name)
-        return cls(config, store, workspace, run.id, **options)
-
-    @classmethod
-    def resume(
-        cls,
-        run_id: str,
-        workspace: Workspace | None = None,
-        store: Store | None = None,
-        **options: Any,
-    ) -> SocraticLoop:
-        """Reopen a stored run with the config it was started with."""
-        workspace = (workspace or Workspace.resolve()).ensure()
-        store = store or Store.open(workspace)
-        run = store.get_run(run_id)
-        if run.scheme != "socratic":
-            raise ConfigError(f"run {run_id} is a {run.scheme} run, not a socratic one")
-        return cls(SocraticJob.model_validate(run.config), store, workspace, run.id, **options)
 
     def run(self, rounds: int | None = None) -> Run:
         """Run to the end, or pause once round ``rounds`` is evaluated; resumes where it stopped."""
@@ -794,19 +710,7 @@ class SocraticLoop:
         if rounds is not None and self.runner.pending == ("select",):
             if self.runner.state().get("round", 0) >= rounds:  # already paused there
                 return self.store.get_run(self.run_id)
-
-        try:
-            return self.runner.run(stop)
-        finally:
-            self.report()  # also for a paused or failed run: what happened so far
-
-    def report(self) -> Path:
-        """Write the run report (markdown + PNG) under ``reports/RUN_ID``; returns the markdown."""
-        from agents.report import write_report
-
-        return write_report(
-            self.store, self.run_id, self.workspace.reports_dir / self.run_id
-        ).markdown
+        return self._run_graph(stop)
 
     # Inspection
 
@@ -823,25 +727,6 @@ class SocraticLoop:
                 found["base" if stage.name == "eval_base" else stage.round] = accuracy
         return found
 
-    def close(self) -> None:
-        self.context.close()
-        self.runner.close()
 
-
-def run_socratic(
-    config: SocraticJob,
-    store: Store,
-    workspace: Workspace,
-    *,
-    progress: bool = True,
-    resume: str | None = None,
-) -> Run:
-    """``agents run socratic``: a new run from ``config``, or the stored run ``resume``."""
-    if resume:
-        loop = SocraticLoop.resume(resume, workspace, store, progress=progress)
-    else:
-        loop = SocraticLoop.create(config, workspace, store, progress=progress)
-    try:
-        return loop.run()
-    finally:
-        loop.close()
+#: ``agents run socratic``: a new run from a config, or a stored run resumed.
+run_socratic = SocraticLoop.run_job
