@@ -340,9 +340,7 @@ def _observation(result: dict[str, Any], limit: int) -> tuple[str, bool]:
     return clip(content, limit), failed
 
 
-def _run(
-    ctx: LoopContext, index: int, call: dict[str, Any], context: ToolContext
-) -> tuple[str, bool]:
+def _run(ctx: LoopContext, call: dict[str, Any], context: ToolContext) -> tuple[str, bool]:
     result = call_tool(call, ctx.tools, context)
     return _observation(result, ctx.settings.observation_chars)
 
@@ -356,14 +354,14 @@ def _trial(ctx: LoopContext, index: int, action: Action) -> tuple[bool, str]:
         args = json.loads(action.call["function"]["arguments"])
         return "answer" in args, str(args.get("answer", "")).strip()
     if name != "python_exec":
-        output, failed = _run(ctx, index, action.call, ToolContext(corpus=ctx.corpus))
+        output, failed = _run(ctx, action.call, ToolContext(corpus=ctx.corpus))
         return not failed, output
     from sandbox import Session
 
     with Session(timeout=ctx.settings.sandbox_timeout) as scratch:
         for code in ctx.code.get(index, []):
             scratch.run(code)
-        output, failed = _run(ctx, index, action.call, ToolContext(session=scratch))
+        output, failed = _run(ctx, action.call, ToolContext(session=scratch))
     return not failed, output
 
 
@@ -452,7 +450,7 @@ def act(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
                     if ctx.progress:
                         ctx.progress(1)
                     continue
-            output, failed = _run(ctx, i, action.call, ctx.context(i))
+            output, failed = _run(ctx, action.call, ctx.context(i))
             episode.exec_errors += failed
             if name == "python_exec" and not failed:
                 ctx.code.setdefault(i, []).append(
