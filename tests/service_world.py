@@ -1,0 +1,134 @@
+"""A scripted world for strategy-teaching tests: every role answers by rule.
+
+* The **customer** opens with :data:`OPENING`, answers ``yes`` to the agent's next message, and
+  then writes ``###STOP###``.
+* The **teacher** (as an agent) always asks the customer to identify themselves
+  (:data:`GOOD_REPLY`). As a scenario writer it writes :data:`WRITTEN_SCENARIO`; as a strategy
+  writer it writes :data:`STRATEGY` (or edits the first strategy it was shown when ``edit=True``).
+* The **student** replies :data:`BAD_REPLY` unless a strategy in its prompt mentions
+  "identify"; then it replies like the teacher. A ``stubborn`` student never learns.
+* The **judge** scores a reply 9 when it asks for identification, else 3.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+
+import numpy as np
+from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
+from scripted_engine import ScriptedEngine
+
+from agents.dialogue import CUSTOMER_STOP, GUIDANCE_HEADER
+from agents.models.base import ChatRequest, ChatResult, Completion
+
+OPENING = "Hi, I want to cancel my order #W0000000, I no longer need it."
+GOOD_REPLY = "Before I can help, please give me your email or your name and zip code."
+BAD_REPLY = "Sure, your order is cancelled!"
+WRITTEN_SCENARIO = "Hello, I would like to return the shoes I bought last week."
+STRATEGY = "Always ask the customer to identify themselves (email, or name and zip) first."
+SITUATION = "A customer asks for a change to an order"
+EDITED = "Before any order change, ask the customer to identify themselves by email."
+
+
+def prompt_kind(request: ChatRequest) -> str:
+    system = str(request.messages[0]["content"])
+    if system.startswith("You are a customer talking"):
+        return "customer"
+    if system.startswith("You are a customer service agent"):
+        return "agent"
+    if system.startswith("You review one reply"):
+        return "turn_judge"
+    if system.startswith("You compare two possible"):
+        return "compare"
+    if system.startswith("You teach a junior"):
+        return "writer"
+    if system.startswith("You write realistic customer messages"):
+        return "scenario"
+    return "other"
+
+
+def _good(text: str) -> bool:
+    return "identify" in text or "email" in text
+
+
+class ServiceEngine(ScriptedEngine):
+    """One scripted model; what it does depends on the prompt it gets and its role."""
+
+    def __init__(self, role: str = "teacher", *, stubborn: bool = False, edit: bool = False):
+        super().__init__(role)
+        self.stubborn = stubborn
+        self.edit = edit
+
+    def _generate(self, requests: list[ChatRequest], *, progress: bool) -> list[ChatResult]:
+        results = []
+        for request in requests:
+            kind = prompt_kind(request)
+            self.requests.append((kind, request))
+            self.asked[kind] += request.n
+            texts = [self._answer(kind, request) for _ in range(request.n)]
+            results.append(
+                ChatResult(
+                    completions=[Completion(text=t, finish_reason="stop") for t in texts],
+                    prompt_tokens=10,
+                    completion_tokens=10,
+                    model=self.spec,
+                )
+            )
+        return results
+
+    def _answer(self, kind: str, request: ChatRequest) -> str:
+        system = str(request.messages[0]["content"])
+        user = str(request.messages[-1]["content"])
+        if kind == "customer":
+            said = sum(m["role"] == "assistant" for m in request.messages[1:])
+            return [OPENING, "yes", CUSTOMER_STOP][min(said, 2)]
+        if kind == "agent":
+            if self.role in ("teacher", "transfer_student"):
+                return GOOD_REPLY
+            guided = GUIDANCE_HEADER in system and "identify" in system.split(GUIDANCE_HEADER)[1]
+            return GOOD_REPLY if guided and not self.stubborn else BAD_REPLY
+        if kind == "turn_judge":
+            reply = user.split("The agent's last reply:")[-1]
+            return json.dumps({"score": 9 if _good(reply) else 3, "problem": ""})
+        if kind == "compare":
+            a = user.split("Reply A:")[1].split("Reply B:")[0]
+            b = user.split("Reply B:")[1]
+            return json.dumps({"a": 9 if _good(a) else 3, "b": 9 if _good(b) else 3})
+        if kind == "writer":
+            shown = re.findall(r"^\[(\d+)\] ", user, re.M)
+            if self.edit and shown:
+                return json.dumps({"new": [], "edit": [{"id": int(shown[0]), "strategy": EDITED}]})
+            return json.dumps({"new": [{"situation": SITUATION, "strategy": STRATEGY}], "edit": []})
+        if kind == "scenario":
+            return WRITTEN_SCENARIO
+        return ""
+
+
+class WordEmbedding(EmbeddingFunction[Documents]):
+    """A fast bag-of-words embedding for tests (hashed into 64 dimensions, unit length)."""
+
+    def __init__(self) -> None:
+        pass
+
+    def __call__(self, input: Documents) -> Embeddings:
+        vectors = []
+        for text in input:
+            v = np.zeros(64, dtype=np.float32)
+            for word in re.findall(r"[a-z]+", text.lower()):
+                v[int(hashlib.md5(word.encode()).hexdigest(), 16) % 64] += 1.0
+            v[0] += 1e-3  # never all zeros
+            vectors.append(v / np.linalg.norm(v))
+        return vectors
+
+    @staticmethod
+    def name() -> str:
+        return "test-words"
+
+    def get_config(self) -> dict[str, object]:
+        return {}
+
+    @staticmethod
+    def build_from_config(config: dict[str, object]) -> WordEmbedding:
+        return WordEmbedding()

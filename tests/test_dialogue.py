@@ -1,0 +1,196 @@
+"""Simulated customer-service dialogues with scripted agents and customers on the retail domain."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+from scripted_engine import ScriptedEngine
+
+from agents.dialogue import (
+    CUSTOMER_STOP,
+    GREETING,
+    GUIDANCE_HEADER,
+    DialogueSettings,
+    agent_system_prompt,
+    conversation_text,
+    customer_messages,
+    next_replies,
+    read_reply,
+    reply_text,
+    run_dialogues,
+)
+from agents.models.base import ChatRequest, ChatResult, Completion
+from tools.service import load_domain
+
+EMAIL = "noah.brown7922@example.com"  # a real retail user: noah_brown_6181
+
+
+class RuleEngine(ScriptedEngine):
+    """Answers every request with ``rule(request)``."""
+
+    def __init__(self, role: str, rule: Callable[[ChatRequest], str]) -> None:
+        super().__init__(role)
+        self.rule = rule
+
+    def _generate(self, requests: list[ChatRequest], *, progress: bool) -> list[ChatResult]:
+        out = []
+        for request in requests:
+            self.requests.append(("any", request))
+            out.append(ChatResult(completions=[Completion(text=self.rule(request))]))
+        return out
+
+
+def call(name: str, **arguments: object) -> str:
+    return f'<tool_call>{{"name": "{name}", "arguments": {json.dumps(arguments)}}}'
+
+
+def customer(script: list[str]) -> RuleEngine:
+    """A customer saying ``script`` in order (its own earlier messages are the assistant turns)."""
+
+    def rule(request: ChatRequest) -> str:
+        said = sum(m["role"] == "assistant" for m in request.messages)
+        return script[min(said, len(script) - 1)]
+
+    return RuleEngine("customer", rule)
+
+
+@pytest.fixture(scope="module")
+def retail():
+    return load_domain("retail")
+
+
+def test_agent_looks_up_then_answers_until_the_customer_stops(retail) -> None:
+    def agent(request: ChatRequest) -> str:
+        last = request.messages[-1]
+        if last["role"] == "user" and "email" in last["content"]:
+            return call("find_user_id_by_email", email=EMAIL)
+        if last["role"] == "tool":
+            return "Thanks, I found your account. What can I do for you?"
+        return "Please tell me your email."
+
+    task = retail.split("train")[0]
+    script = [f"Hi, my email is {EMAIL}.", "That's all.", CUSTOMER_STOP]
+    [d] = run_dialogues(RuleEngine("agent", agent), customer(script), retail, [task])
+    assert d.ended == "customer_stop"
+    assert d.messages[0] == {"role": "assistant", "content": GREETING}
+    tool = next(m for m in d.messages if m["role"] == "tool")
+    assert "noah_brown_6181" in tool["content"]
+    # every turn starts right after a customer message
+    assert d.turns and all(d.messages[i - 1]["role"] == "user" for i in d.turns)
+    assert d.summary()["tool_calls"] == 1 and d.tool_errors == 0
+
+
+def test_tool_limit_transfer_and_max_turns_end_dialogues(retail) -> None:
+    tasks = retail.split("train")[:3]
+
+    def agent(request: ChatRequest) -> str:
+        brief = next(m["content"] for m in request.messages if m["role"] == "user")
+        if "loop" in brief:
+            return call("get_user_details", user_id="noah_brown_6181")
+        if "human" in brief:
+            return call("transfer_to_human_agents", summary="wants a human")
+        return "Anything else?"
+
+    def talk(request: ChatRequest) -> str:
+        system = request.messages[0]["content"]
+        for task, opener in zip(tasks, ["loop please", "a human please", "chat"], strict=True):
+            if task.customer_brief() in system:
+                return opener
+        return "more"
+
+    settings = DialogueSettings(max_turns=2, max_tool_calls=2)
+    dialogues = run_dialogues(
+        RuleEngine("agent", agent), RuleEngine("customer", talk), retail, tasks, settings=settings
+    )
+    assert [d.ended for d in dialogues] == ["tool_limit", "transfer", "max_turns"]
+    assert sum(bool(m.get("tool_calls")) for m in dialogues[0].messages) == 2
+    assert len(dialogues[2].turns) == 2
+
+
+def test_each_dialogue_gets_a_fresh_database(retail) -> None:
+    db = retail.fresh_db()
+    pending = next(o for o in db["orders"].values() if o["status"] == "pending")
+    order = pending["order_id"]
+
+    def agent(request: ChatRequest) -> str:
+        if request.messages[-1]["role"] == "tool":
+            return "Done."
+        return call("cancel_pending_order", order_id=order, reason="no longer needed")
+
+    tasks = retail.split("train")[:2]
+    dialogues = run_dialogues(
+        RuleEngine("agent", agent), customer(["cancel it", CUSTOMER_STOP]), retail, tasks
+    )
+    for d in dialogues:  # both cancel successfully: the first did not change the second's db
+        tool = next(m for m in d.messages if m["role"] == "tool")
+        assert not tool["content"].startswith("Error"), tool["content"]
+    assert retail.fresh_db()["orders"][order]["status"] == "pending"
+
+
+def test_guidance_reaches_the_prompt_and_is_recorded(retail) -> None:
+    seen: list[str] = []
+
+    def guide(messages):
+        seen.append(messages[-1]["content"])
+        return [(7, "Ask for the email first.")]
+
+    engine = RuleEngine("agent", lambda r: "Could I have your email?")
+    [d] = run_dialogues(
+        engine, customer(["help me", CUSTOMER_STOP]), retail, retail.split("test")[:1], guide=guide
+    )
+    system = engine.requests[0][1].messages[0]["content"]
+    assert GUIDANCE_HEADER in system and "- Ask for the email first." in system
+    assert d.guidance == [[7]] and seen == ["help me"]
+    assert GUIDANCE_HEADER not in agent_system_prompt(retail)
+
+
+def test_read_reply_forms() -> None:
+    names = {"get_order_details"}
+    msg, failed = read_reply(
+        '{"name": "get_order_details", "arguments": {"order_id": "#W1"}}', names, "c"
+    )
+    assert msg["tool_calls"][0]["function"]["name"] == "get_order_details" and not failed
+    msg, failed = read_reply('<tool_call>{"name": "launch_rocket", "arguments": {}}', names, "c")
+    assert "tool_calls" not in msg and failed
+    msg, failed = read_reply("Let me check that for you.", names, "c")
+    assert msg == {"role": "assistant", "content": "Let me check that for you."} and not failed
+    msg, _ = read_reply(
+        'Checking.\n<tool_call>{"name": "get_order_details", "arguments": {"order_id": "#W1"}}',
+        names,
+        "c",
+    )
+    assert msg["content"] == "Checking." and reply_text(msg).startswith(
+        "Checking. [calls get_order_details"
+    )
+
+
+def test_customer_sees_only_what_the_agent_writes(retail) -> None:
+    task = retail.split("train")[0]
+    messages = [
+        {"role": "assistant", "content": GREETING},
+        {"role": "user", "content": "hello"},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {"id": "c", "type": "function", "function": {"name": "x", "arguments": "{}"}}
+            ],
+        },
+        {"role": "tool", "tool_call_id": "c", "name": "x", "content": "secret"},
+        {"role": "assistant", "content": "Found it."},
+    ]
+    view = customer_messages(task, messages)
+    assert [m["role"] for m in view] == ["system", "user", "assistant", "user"]
+    assert task.reason[:30] in view[0]["content"] and "secret" not in json.dumps(view)
+    text = conversation_text(messages)
+    assert "CUSTOMER: hello" in text and "TOOL RESULT (x): secret" in text
+
+
+def test_next_replies_runs_no_tool(retail) -> None:
+    engine = RuleEngine("agent", lambda r: call("cancel_pending_order", order_id="#W1", reason="x"))
+    prefix = [{"role": "assistant", "content": GREETING}, {"role": "user", "content": "cancel"}]
+    [reply] = next_replies(engine, retail, [prefix])
+    assert reply["tool_calls"][0]["function"]["name"] == "cancel_pending_order"
+    assert engine.requests[0][1].tools  # the tool schemas are offered

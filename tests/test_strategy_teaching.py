@@ -1,0 +1,262 @@
+"""The strategy-teaching scheme with scripted engines on the real retail domain."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from service_world import (
+    BAD_REPLY,
+    EDITED,
+    GOOD_REPLY,
+    STRATEGY,
+    WRITTEN_SCENARIO,
+    ServiceEngine,
+    WordEmbedding,
+)
+
+from agents.config import ConfigError, StrategyTeachingJob
+from agents.dialogue import GUIDANCE_HEADER
+from agents.schemes.strategy_teaching import (
+    StrategyTeaching,
+    parse_comparison,
+    parse_score,
+    parse_strategies,
+    retrieval_query,
+)
+from agents.store import Store, Workspace
+from strategies import StrategyLibrary
+
+
+def small(**changes: object) -> StrategyTeachingJob:
+    data = {
+        "rounds": 2,
+        "tasks": {"train": 2, "heldout": 2},
+        "dialogue": {"max_turns": 2},
+        "scenarios": {"max_per_round": 3, "teacher_scenarios": 1},
+        "refine": {"max_iterations": 2, "top_k": 2},
+        "heldout_turns": 1,
+        **changes,
+    }
+    return StrategyTeachingJob.model_validate(data)
+
+
+class World:
+    """Scripted engines per role and a workspace whose library embeds words."""
+
+    def __init__(self, tmp_path, *, stubborn: bool = False, edit: bool = False) -> None:
+        self.workspace = Workspace(tmp_path / "ws").ensure()
+        self.store = Store.open(self.workspace)
+        self.engines = {
+            "teacher": ServiceEngine("teacher", edit=edit),
+            "student": ServiceEngine("student", stubborn=stubborn),
+            "transfer_student": ServiceEngine("transfer_student"),
+        }
+
+    def load(self, role: str) -> ServiceEngine:
+        return self.engines.get(role) or self.engines["teacher"]  # customer, judge: the teacher
+
+    def library(self, name: str = "retail") -> StrategyLibrary:
+        return StrategyLibrary.open(
+            self.store, self.workspace.chroma_dir, name, embedding=WordEmbedding()
+        )
+
+    def create(self, config: StrategyTeachingJob) -> StrategyTeaching:
+        return StrategyTeaching.create(
+            config,
+            self.workspace,
+            self.store,
+            progress=False,
+            loader=self.load,
+            library=lambda: self.library(config.library_name),
+        )
+
+    def student_prompts(self) -> list[str]:
+        return [r.messages[0]["content"] for r in self.engines["student"].requests_of("agent")]
+
+
+def test_a_run_teaches_the_student_through_strategies(tmp_path) -> None:
+    world = World(tmp_path)
+    run = world.create(small())
+    assert run.run().status == "finished"
+    stages = [(s.round, s.name) for s in world.store.stages(run.run_id)]
+    assert stages == [
+        (0, "setup"),
+        (1, "scenarios"),
+        (1, "refine"),
+        (2, "scenarios"),
+        (2, "refine"),
+        (2, "eval_dialogues"),
+        (2, "eval_judge"),
+    ]
+    metrics = {(s.round, s.name): s.metrics for s in world.store.stages(run.run_id)}
+    # round 1: the unguided student's turns fall short (judge 3 < 7) + one teacher scenario
+    first = metrics[(1, "scenarios")]
+    assert first["shortfalls"] >= 1 and first["teacher_scenarios"] == 1
+    assert first["scenarios"] == first["shortfalls"] + 1
+    refine = metrics[(1, "refine")]
+    assert refine["new_strategies"] >= 1 and refine["closed"] == refine["scenarios"]
+    assert refine["student_score_first"] == 3 and refine["student_score_last"] == 9
+
+    [strategy, *_] = run.library.strategies()
+    assert strategy.text == STRATEGY and strategy.status == "proposed"
+    assert (strategy.teacher, strategy.round, strategy.run_id) == (
+        "builtin:qwen2.5-coder-0.5b",
+        1,
+        run.run_id,
+    )
+    assert (strategy.score_before, strategy.teacher_score, strategy.score_after) == (3, 9, 9)
+    scenario = run.library.scenario(strategy.scenario_ids[0])
+    assert scenario.meta["student_reply"] == BAD_REPLY
+    assert scenario.meta["teacher_reply"] == GOOD_REPLY
+    assert scenario.messages[-1]["role"] == "user"
+    sources = {s.source for s in run.library.scenarios(run_id=run.run_id)}
+    assert sources == {"failure", "teacher"}
+    assert any(s.messages[-1]["content"] == WRITTEN_SCENARIO for s in run.library.scenarios())
+
+    # round 2: the guided student is as good as the teacher on the new teacher scenario
+    assert metrics[(2, "refine")]["student_score_first"] == 9
+
+    scores = run.scores()
+    assert scores["strategies_vs_alone"]["win_rate"] == 1.0
+    assert scores["alone_vs_teacher"]["win_rate"] == 0.0
+    assert scores["strategies_vs_teacher"]["win_rate"] == 0.5  # ties
+    assert scores["transfer_strategies_vs_alone"]["win_rate"] == 0.5
+    for agent in ("student", "student_strategies", "teacher", "transfer", "transfer_strategies"):
+        assert set(scores[agent]) >= {"success", "action_recall", "violations"}
+    # the guided held-out dialogues recorded which strategies they saw
+    guided = world.store.trajectories(run.run_id, role="student_strategies")
+    assert guided and all(any(ids for ids in r.meta["guidance"]) for r in guided)
+    alone = world.store.trajectories(run.run_id, role="student")
+    assert all(r.meta.get("stage") in ("scenarios", "eval_dialogues") for r in alone)
+    assert (tmp_path / "ws" / "reports" / run.run_id).exists()
+    run.close()
+
+
+def test_only_audited_strategies_reach_prompts_outside_training(tmp_path) -> None:
+    world = World(tmp_path)
+    library = world.library()
+    rejected = library.add("customer wants to cancel", "REJECTED identify advice", author="t")
+    proposed = library.add("customer wants to cancel", "PROPOSED identify advice", author="t")
+    approved = library.add("customer wants to cancel", "APPROVED identify advice", author="t")
+    library.set_status(rejected.id, "rejected", author="reviewer:x")
+    library.set_status(approved.id, "approved", author="reviewer:x")
+    run = world.create(small(use_proposed=False, rounds=1))
+    run.run()
+    prompts = world.student_prompts()
+    assert prompts and all("REJECTED" not in p and "PROPOSED" not in p for p in prompts)
+    assert any("APPROVED" in p for p in prompts)
+    assert library.get(proposed.id).status == "proposed"
+    run.close()
+
+    # a training run may use proposed strategies, never rejected ones
+    world2 = World(tmp_path / "second")
+    lib2 = world2.library()
+    r = lib2.add("customer wants to cancel", "REJECTED identify advice", author="t")
+    lib2.set_status(r.id, "rejected", author="reviewer:x")
+    lib2.add("customer wants to cancel", "PROPOSED identify advice", author="t")
+    run = world2.create(small(rounds=1))
+    run.run()
+    prompts = world2.student_prompts()
+    assert all("REJECTED" not in p for p in prompts)
+    assert any("PROPOSED" in p for p in prompts)
+    run.close()
+
+
+def test_a_student_that_does_not_improve_gets_edited_strategies_until_the_limit(tmp_path) -> None:
+    world = World(tmp_path, stubborn=True, edit=True)
+    library = world.library()
+    seed = library.add("customer wants a change", "Ask them to identify themselves.", author="t")
+    run = world.create(small(rounds=1))
+    run.run()
+    refine = next(s for s in world.store.stages(run.run_id) if s.name == "refine").metrics
+    assert refine["closed"] == 0 and refine["edited_strategies"] == 1
+    assert refine["iterations"] == refine["scenarios"] * 3  # first try + 2 after writing
+    versions = library.versions(seed.id)
+    assert versions[-1].text == EDITED and versions[-1].author.startswith("teacher:")
+    assert library.get(seed.id).status == "proposed" and library.get(seed.id).version > 1
+    run.close()
+
+
+def test_a_paused_run_resumes_without_redoing_stages(tmp_path) -> None:
+    world = World(tmp_path)
+    run = world.create(small(rounds=1))
+    assert run.run(until="refine").status == "paused"
+    asked = world.engines["teacher"].asked["customer"]
+    run_id = run.run_id
+    run.close()
+    again = StrategyTeaching.resume(
+        run_id,
+        world.workspace,
+        world.store,
+        progress=False,
+        loader=world.load,
+        library=world.library,
+    )
+    assert again.run().status == "finished"
+    names = [s.name for s in world.store.stages(run_id)]
+    assert names.count("scenarios") == 1 and names.count("refine") == 1
+    # only the held-out dialogues talked to the customer after the pause
+    assert world.engines["teacher"].asked["customer"] > asked
+    again.close()
+
+
+def test_parsers() -> None:
+    assert parse_score('{"score": 12, "problem": "x"}') == (10.0, "x")
+    assert parse_score("no json") is None and parse_score('{"score": "high"}') is None
+    assert parse_comparison('Here: {"a": 4, "b": 7}') == (4.0, 7.0)
+    assert parse_comparison('{"a": 4}') is None
+    out = parse_strategies(
+        '{"new": [{"situation": "s", "strategy": "do x"}, {"strategy": ""}],'
+        ' "edit": [{"id": "3", "strategy": "y"}, {"id": "z", "strategy": "q"}]}'
+    )
+    assert out == {
+        "new": [{"situation": "s", "strategy": "do x"}],
+        "edit": [{"id": 3, "strategy": "y"}],
+    }
+    assert parse_strategies('{"new": [], "edit": []}') is None
+
+
+def test_retrieval_query_uses_the_last_messages() -> None:
+    messages = [
+        {"role": "assistant", "content": "Hi"},
+        {"role": "user", "content": "one"},
+        {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "x"}}]},
+        {"role": "tool", "content": "data"},
+        {"role": "assistant", "content": "two"},
+        {"role": "user", "content": "three"},
+    ]
+    assert retrieval_query(messages) == "one\ntwo\nthree"
+
+
+def test_guidance_header_is_absent_without_strategies(tmp_path) -> None:
+    world = World(tmp_path)
+    run = world.create(small(rounds=1, use_proposed=False))
+    run.run()
+    assert all(GUIDANCE_HEADER not in p for p in world.student_prompts())
+    run.close()
+
+
+def test_config_errors_are_one_sentence(tmp_path) -> None:
+    with pytest.raises(ConfigError, match="inspect-evals"):
+        StrategyTeaching.check(small(tasks={"data_dir": str(tmp_path / "nowhere")}))
+    with pytest.raises(ValueError):
+        small(tasks={"domain": "banking"})
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "agents.cli",
+            "run",
+            "strategy-teaching",
+            "--workspace",
+            str(tmp_path / "ws"),
+            "--domain",
+            "telecom",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and "domain" in result.stderr
+    assert "Traceback" not in result.stderr
