@@ -191,13 +191,19 @@ def customer_messages(task: ServiceTask, messages: Sequence[Message]) -> list[Me
 # ---------------------------------------------------------------------------- replies
 
 
-def read_reply(text: str, tool_names: set[str], call_id: str) -> tuple[Message, bool]:
+def read_reply(
+    text: str, tool_names: set[str], call_id: str, calls: list[dict[str, Any]] | None = None
+) -> tuple[Message, bool]:
     """One agent reply as a message, and whether it tried but failed to call a tool.
 
     A readable call to a known tool becomes a ``tool_calls`` message (any words before it stay
     as its content, so writing and calling at once can be seen by the policy checks). Anything
-    else is a message to the customer.
+    else is a message to the customer. ``calls`` are the structured tool calls an endpoint
+    returned, if any; the first one wins over anything in the text.
     """
+    if calls:
+        call = {**calls[0], "id": call_id}
+        return {"role": "assistant", "content": text.strip(), "tool_calls": [call]}, False
     action = parse_action(text, call_id)
     if action.call is not None and action.call["function"]["name"] in tool_names:
         return {"role": "assistant", "content": action.thought, "tool_calls": [action.call]}, False
@@ -243,7 +249,7 @@ def next_replies(
     results = engine.generate(requests, progress=False) if requests else []
     names = {t.name for t in domain.tools}
     return [
-        read_reply(r.text, names, f"call_{len(p)}")[0]
+        read_reply(r.text, names, f"call_{len(p)}", r.completions[0].tool_calls)[0]
         for p, r in zip(prefixes, results, strict=True)
     ]
 
@@ -285,7 +291,7 @@ def agent_node(state: DialogueState, runtime: Runtime[DialogueContext]) -> dict[
     for i, g, result in zip(waiting, guidance, results, strict=True):
         d = dialogues[i]
         call_id = f"call_{len(d.messages)}"
-        reply, attempted = read_reply(result.text, names, call_id)
+        reply, attempted = read_reply(result.text, names, call_id, result.completions[0].tool_calls)
         d.parse_errors += attempted
         d.guidance.append([sid for sid, _ in g])
         if d.messages[-1]["role"] == "user":

@@ -11,6 +11,12 @@ An agent-distill run gets an "Agent distillation" section instead: its held-out 
 what became of the teacher's training trajectories (``teacher_cot``, ``teacher_agent``,
 ``filter``) and how much of the teacher–student gap training closed; its figure shows accuracy
 per agent, the filter's outcome and the teacher's episodes.
+
+A strategy-teaching run gets a "Strategy teaching" section (see :mod:`agents.report_strategy`):
+its held-out dialogues (``eval_dialogues``), judged next replies (``eval_judge``), one row per
+round (``scenarios``, ``refine``) and the strategies the run wrote into its library; its figure
+shows the judged win rates, held-out success and violations per agent, and the scenarios and
+strategies of each round.
 """
 
 from __future__ import annotations
@@ -20,9 +26,12 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agents.store import Run, Stage, Store, Usage
+
+if TYPE_CHECKING:
+    from strategies.records import Strategy
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +59,10 @@ DROP_REASONS = {
     "dropped_step_limit": "step limit",
 }
 
+# Strategy-teaching tables and panels live in agents.report_strategy, which builds on this
+# module's helpers, so it is imported where it is used rather than at the top.
+STRATEGY_TEACHING = "strategy-teaching"
+
 
 @dataclass
 class ReportFiles:
@@ -69,6 +82,7 @@ class _RunData:
     run: Run
     stages: list[Stage]
     usage: dict[tuple[str | None, str], Usage]
+    strategies: list[Strategy] = field(default_factory=list)
     by_key: dict[tuple[int, str], Stage] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -80,7 +94,13 @@ class _RunData:
 
 
 def _load(store: Store, run_id: str) -> _RunData:
-    return _RunData(store.get_run(run_id), store.stages(run_id), store.usage(run_id))
+    run = store.get_run(run_id)
+    strategies: list[Strategy] = []
+    if run.scheme == STRATEGY_TEACHING:
+        from agents.report_strategy import load_strategies
+
+        strategies = load_strategies(store, run_id)
+    return _RunData(run, store.stages(run_id), store.usage(run_id), strategies)
 
 
 def _is_num(value: Any) -> bool:
@@ -148,6 +168,8 @@ def _accuracy_rows(data: _RunData) -> list[tuple[str, int | None, float, dict[st
 
 
 def _loop_rounds(data: _RunData) -> list[int]:
+    if data.run.scheme == STRATEGY_TEACHING:  # its "refine" is not the Socratic one
+        return []
     names = {*LOOP_STAGES, "train_solver", "train_generator"}
     return sorted({s.round for s in data.stages if s.round >= 1 and s.name in names})
 
@@ -350,9 +372,14 @@ def _markdown(data: _RunData, plot_name: str | None) -> str:
     agent_distill = data.run.scheme == AGENT_DISTILL
     if agent_distill and data.stages:
         lines += _agent_section(data)
+    covered = {"eval_base", "eval", *LOOP_STAGES, *(AGENT_STAGES if agent_distill else ())}
+    if data.run.scheme == STRATEGY_TEACHING and data.stages:
+        from agents.report_strategy import STAGES, strategy_section
+
+        lines += strategy_section(data)
+        covered |= set(STAGES)
 
     # Everything without a table of its own (training stages included): its metrics, as recorded.
-    covered = {"eval_base", "eval", *LOOP_STAGES, *(AGENT_STAGES if agent_distill else ())}
     other = [s for s in data.stages if s.name not in covered]
     metrics = [
         {k: v for k, v in (s.metrics or {}).items() if k != "seconds" and not k.startswith("_")}
@@ -516,10 +543,15 @@ def _plot(data: _RunData, path: Path) -> bool:
     accepted = {t: a for t in rounds if _is_num(a := data.metrics(t, "quality").get("accepted"))}
     times = _stage_times(data)
     agent_distill = data.run.scheme == AGENT_DISTILL
-    agent_data = agent_distill and any(
+    scheme_data = agent_distill and any(
         _finished(data, name) for name in (*AGENT_EVALS, "filter", "teacher_agent")
     )
-    if not (acc or zones or pairs or accepted or times or agent_data):
+    strategy = data.run.scheme == STRATEGY_TEACHING
+    if strategy:
+        from agents.report_strategy import has_plot_data, plot_strategy_teaching
+
+        scheme_data = has_plot_data(data)
+    if not (acc or zones or pairs or accepted or times or scheme_data):
         return False
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -531,6 +563,8 @@ def _plot(data: _RunData, path: Path) -> bool:
     fig.suptitle(f"Run {data.run.id} ({data.run.scheme}, {data.run.status})")
     if agent_distill:
         _plot_agent_distill(data, ax_acc, ax_zone, ax_pairs)
+    elif strategy:
+        plot_strategy_teaching(data, ax_acc, ax_zone, ax_pairs)
     else:
         _plot_rounds(acc, zones, pairs, accepted, ax_acc, ax_zone, ax_pairs)
 

@@ -194,3 +194,11 @@ def test_next_replies_runs_no_tool(retail) -> None:
     [reply] = next_replies(engine, retail, [prefix])
     assert reply["tool_calls"][0]["function"]["name"] == "cancel_pending_order"
     assert engine.requests[0][1].tools  # the tool schemas are offered
+
+
+def test_structured_tool_calls_from_an_endpoint_win() -> None:
+    structured = [
+        {"id": "x", "type": "function", "function": {"name": "get_order_details", "arguments": "{}"}}
+    ]
+    msg, failed = read_reply("", {"get_order_details"}, "call_3", structured)
+    assert msg["tool_calls"][0]["id"] == "call_3" and not failed

@@ -1,0 +1,349 @@
+"""The "Strategy teaching" part of the run report: tables and figure panels.
+
+A strategy-teaching run (see :mod:`agents.schemes.strategy_teaching`) commits ``setup``, then per
+round ``scenarios`` and ``refine``, then ``eval_dialogues`` and ``eval_judge``. This module turns
+those metrics, and the strategies the run wrote into its library, into:
+
+* held-out dialogues per agent: task success, gold-action recall, policy violations, turns, tool
+  errors;
+* judged next replies per comparison: win rate (ties count half), wins / ties / losses, the
+  judge's mean scores;
+* one row per round: scenarios found and closed, strategies written, the judge's scores;
+* the strategies learned in the run, largest judge-score gain first;
+
+and three panels: win rates, held-out success and violations, and scenarios and strategies per
+round. As in the rest of the report, a missing stage or metric is a dash or a "no data" panel.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from agents.report import _DASH, _finished, _is_num, _joined, _no_data, _num, _table
+from agents.store import Store
+
+if TYPE_CHECKING:
+    from agents.report import _RunData
+    from strategies.records import Strategy
+
+#: The stages with a table in this section (kept out of "Stage metrics").
+STAGES = ("setup", "scenarios", "refine", "eval_dialogues", "eval_judge")
+#: Held-out agents in report order: metric key → (short name for plots, table label).
+AGENTS = {
+    "student": ("student", "student alone"),
+    "student_strategies": ("student + S", "student + strategies"),
+    "teacher": ("teacher", "teacher"),
+    "transfer": ("transfer", "transfer student alone"),
+    "transfer_strategies": ("transfer + S", "transfer student + strategies"),
+}
+#: Judged comparisons in report order: metric key → (short name for plots, table label).
+COMPARISONS = {
+    "strategies_vs_alone": ("S vs alone", "student + strategies vs student alone"),
+    "strategies_vs_teacher": ("S vs teacher", "student + strategies vs teacher"),
+    "alone_vs_teacher": ("alone vs teacher", "student alone vs teacher"),
+    "transfer_strategies_vs_alone": (
+        "transfer S vs alone",
+        "transfer student + strategies vs transfer student alone",
+    ),
+}
+#: How many of the run's strategies the report lists, and how much of each text it shows.
+MAX_STRATEGIES = 8
+MAX_TEXT = 240
+
+
+def load_strategies(store: Store, run_id: str) -> list[Strategy]:
+    """The strategies a run wrote (any library in the store), in id order.
+
+    Reads only: a store whose strategy tables were never created has none.
+
+    Args:
+        store: The store holding the run.
+        run_id: The run.
+
+    Returns:
+        The strategies whose ``run_id`` is ``run_id``.
+    """
+    from sqlalchemy import inspect
+    from sqlmodel import col, select
+
+    from strategies.records import Strategy
+
+    if not inspect(store.engine).has_table(Strategy.__tablename__):
+        return []
+    query = select(Strategy).where(Strategy.run_id == run_id).order_by(col(Strategy.id))
+    with store._session() as session:
+        return list(session.exec(query).all())
+
+
+def _per_key(
+    metrics: dict[str, Any], labels: dict[str, tuple[str, str]], needed: str
+) -> list[tuple[str, str, str, dict[str, Any]]]:
+    """(key, short name, label, metrics) of each dict-valued metric that records ``needed``.
+
+    Known keys come first, in ``labels`` order; any other key is listed under its own name.
+    """
+    found = {k: v for k, v in metrics.items() if isinstance(v, dict) and not k.startswith("_")}
+    order = [k for k in labels if k in found] + [k for k in found if k not in labels]
+    return [(k, *labels.get(k, (k, k)), found[k]) for k in order if needed in found[k]]
+
+
+def _agents(data: _RunData) -> list[tuple[str, str, str, dict[str, Any]]]:
+    return _per_key(_finished(data, "eval_dialogues"), AGENTS, "success")
+
+
+def _comparisons(data: _RunData) -> list[tuple[str, str, str, dict[str, Any]]]:
+    return _per_key(_finished(data, "eval_judge"), COMPARISONS, "win_rate")
+
+
+def _rounds(data: _RunData) -> list[int]:
+    return sorted(
+        {s.round for s in data.stages if s.round >= 1 and s.name in ("scenarios", "refine")}
+    )
+
+
+def _arrow(before: Any, after: Any) -> str:
+    if before is None and after is None:
+        return _DASH
+    return f"{_num(before)} → {_num(after)}"
+
+
+def _with_part(whole: Any, part: Any) -> str:
+    """``whole (part)``, or just one of them when the other is missing."""
+    if part is None:
+        return _num(whole)
+    return f"{_num(whole)} ({_num(part)})"
+
+
+def _setup_line(data: _RunData) -> list[str]:
+    setup = _finished(data, "setup")
+    if not setup:
+        return []
+    parts = []
+    if setup.get("domain") is not None:
+        parts.append(f"domain `{setup['domain']}`")
+    if _is_num(setup.get("train_tasks")):
+        parts.append(f"{_num(setup['train_tasks'])} training tasks")
+    if _is_num(setup.get("heldout_tasks")):
+        parts.append(f"{_num(setup['heldout_tasks'])} held-out tasks")
+    if setup.get("library") is not None:
+        library = f"library `{setup['library']}`"
+        if _is_num(setup.get("library_size")):
+            library += f" ({_num(setup['library_size'])} strategies at the start)"
+        parts.append(library)
+    return ["", "Setup: " + ", ".join(parts) + "."] if parts else []
+
+
+def _dialogue_rows(data: _RunData) -> list[list[str]]:
+    keys = ("success", "action_recall", "violations", "dialogues_with_violations", "turns")
+    return [
+        [label, *(_num(m.get(k)) for k in keys), _num(m.get("tool_errors"))]
+        for _, _, label, m in _agents(data)
+    ]
+
+
+def _judge_rows(data: _RunData) -> list[list[str]]:
+    return [
+        [
+            label,
+            _num(m.get("win_rate")),
+            _joined(m, ("wins", "ties", "losses")),
+            _num(m.get("mean_a")),
+            _num(m.get("mean_b")),
+            _num(m.get("unjudged")),
+        ]
+        for _, _, label, m in _comparisons(data)
+    ]
+
+
+def _round_row(data: _RunData, t: int) -> list[str]:
+    found, refine = data.metrics(t, "scenarios"), data.metrics(t, "refine")
+    scenarios = found.get("scenarios", refine.get("scenarios"))
+    return [
+        str(t),
+        _num(found.get("dialogues")),
+        _num(found.get("mean_turn_score")),
+        _with_part(found.get("shortfalls"), found.get("rule_shortfalls")),
+        _num(found.get("teacher_scenarios")),
+        _num(scenarios),
+        _num(refine.get("closed")),
+        _joined(refine, ("new_strategies", "edited_strategies")),
+        _arrow(refine.get("student_score_first"), refine.get("student_score_last")),
+        _num(refine.get("teacher_score")),
+        _num(refine.get("library_size")),
+    ]
+
+
+def _gain(strategy: Strategy) -> float | None:
+    if strategy.score_before is None or strategy.score_after is None:
+        return None
+    return strategy.score_after - strategy.score_before
+
+
+def _one_line(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= MAX_TEXT else flat[: MAX_TEXT - 1].rstrip() + "…"
+
+
+def _strategy_lines(strategies: list[Strategy]) -> list[str]:
+    """The run's strategies: largest score gain first, then newest round first, then by id."""
+    if not strategies:
+        return []
+
+    def order(s: Strategy) -> tuple[bool, float, int, int]:
+        gain = _gain(s)
+        return (gain is None, -(gain or 0.0), -(s.round or 0), s.id or 0)
+
+    shown = sorted(strategies, key=order)[:MAX_STRATEGIES]
+    statuses: dict[str, int] = {}
+    for s in strategies:
+        statuses[s.status] = statuses.get(s.status, 0) + 1
+    summary = ", ".join(f"{status} {n:,}" for status, n in sorted(statuses.items()))
+    intro = f"This run wrote {len(strategies):,} strategies ({summary})"
+    if len(shown) < len(strategies):
+        intro += f"; the {len(shown)} shown have the largest judge-score gains"
+    else:
+        intro += "; largest judge-score gain first"
+    headers = ["id", "status", "version", "round", "situation", "strategy"]
+    headers += ["score before → after", "teacher score"]
+    rows = [
+        [
+            str(s.id),
+            s.status,
+            str(s.version),
+            _num(s.round),
+            _one_line(s.situation),
+            _one_line(s.text),
+            _arrow(s.score_before, s.score_after),
+            _num(s.teacher_score),
+        ]
+        for s in shown
+    ]
+    return ["", "### Strategies learned in this run", "", intro + ".", "", *_table(headers, rows)]
+
+
+def _subsection(title: str, headers: list[str], rows: list[list[str]]) -> list[str]:
+    return ["", f"### {title}", "", *_table(headers, rows)] if rows else []
+
+
+def strategy_section(data: _RunData) -> list[str]:
+    """The "Strategy teaching" section of a strategy-teaching run, as markdown lines.
+
+    Args:
+        data: The run's stages, usage and strategies, as the report loaded them.
+
+    Returns:
+        The lines: setup, held-out dialogues, judged next replies, rounds and the strategies
+        learned; a table without data is left out.
+    """
+    lines = ["", "## Strategy teaching", *_setup_line(data)]
+
+    headers = ["agent", "task success", "gold-action recall", "violations per dialogue"]
+    headers += ["dialogues with a violation", "mean agent turns", "tool errors"]
+    dialogues = _dialogue_rows(data)
+    judged = _judge_rows(data)
+    if not (dialogues or judged):
+        lines += ["", "No held-out evaluation has finished yet."]
+    lines += _subsection("Held-out dialogues", headers, dialogues)
+
+    if judged:
+        headers = ["comparison (A vs B)", "win rate of A", "wins / ties / losses"]
+        headers += ["judge score A", "judge score B", "unjudged"]
+        lines += _subsection("Judged next replies", headers, judged)
+        scenarios = _finished(data, "eval_judge").get("scenarios")
+        note = "Win rate counts a tie as half a win"
+        if _is_num(scenarios):
+            note += f"; {_num(scenarios)} held-out scenarios were judged per comparison"
+        lines += ["", note + "."]
+
+    headers = ["round", "dialogues", "mean turn score", "shortfalls (rule-detected)"]
+    headers += ["teacher scenarios", "scenarios", "closed", "new / edited strategies"]
+    headers += ["student score first → last", "teacher score", "library size"]
+    lines += _subsection("Rounds", headers, [_round_row(data, t) for t in _rounds(data)])
+
+    lines += _strategy_lines(list(data.strategies))
+    return lines
+
+
+def has_plot_data(data: _RunData) -> bool:
+    """Whether any of the three strategy-teaching panels has something to draw."""
+    return bool(_agents(data) or _comparisons(data) or _rounds(data))
+
+
+def _bar_groups(
+    ax: Any, names: list[str], groups: list[tuple[str, list[float | None]]], fmt: str
+) -> None:
+    """Grouped bars: one group per name, one bar per (label, heights); None draws no bar."""
+    width = 0.8 / len(groups)
+    for j, (label, heights) in enumerate(groups):
+        offset = (j - (len(groups) - 1) / 2) * width
+        xs = [i + offset for i, h in enumerate(heights) if h is not None]
+        bars = ax.bar(xs, [h for h in heights if h is not None], width=width, label=label)
+        ax.bar_label(bars, fmt=fmt, fontsize=7)
+    ax.set_xticks(range(len(names)), names, fontsize=8)
+    ax.legend(loc="upper left", fontsize=8, ncols=len(groups))
+
+
+def _values(rows: list[dict[str, Any]], key: str) -> list[float | None]:
+    return [float(m[key]) if _is_num(m.get(key)) else None for m in rows]
+
+
+def plot_strategy_teaching(data: _RunData, ax_a: Any, ax_b: Any, ax_c: Any) -> None:
+    """Panels (a) to (c) of a strategy-teaching run.
+
+    Args:
+        data: The run's stages, as the report loaded them.
+        ax_a: For the judged win rate of each comparison (0.5 is a draw).
+        ax_b: For held-out task success and the share of dialogues with a policy violation.
+        ax_c: For the scenarios, closed scenarios and new strategies of each round.
+    """
+    ax_a.set_title("(a) judged win rate of A (ties count half)")
+    rated = [(short, m["win_rate"]) for _, short, _, m in _comparisons(data)]
+    rated = [(short, float(rate)) for short, rate in rated if _is_num(rate)]
+    if rated:
+        bars = ax_a.bar([short for short, _ in rated], [rate for _, rate in rated])
+        ax_a.bar_label(bars, fmt="%.2f", fontsize=8)
+        ax_a.axhline(0.5, linestyle="--", color="grey", label="draw")
+        ax_a.set(ylabel="win rate", ylim=(0, 1.05))
+        ax_a.tick_params(axis="x", labelsize=8)
+        ax_a.legend(loc="upper right", fontsize=8)
+    else:
+        _no_data(ax_a)
+
+    ax_b.set_title("(b) held-out dialogues per agent")
+    agents = _agents(data)
+    metrics = [m for *_, m in agents]
+    groups = [
+        ("task success", _values(metrics, "success")),
+        ("dialogues with a violation", _values(metrics, "dialogues_with_violations")),
+    ]
+    groups = [(label, heights) for label, heights in groups if any(h is not None for h in heights)]
+    if groups:
+        _bar_groups(ax_b, [short for _, short, _, _ in agents], groups, "%.2f")
+        ax_b.set(ylabel="share of dialogues", ylim=(0, 1.15))
+    else:
+        _no_data(ax_b)
+
+    ax_c.set_title("(c) scenarios and strategies per round")
+    rounds = _rounds(data)
+    per_round = [
+        {
+            "scenarios": data.metrics(t, "scenarios").get(
+                "scenarios", data.metrics(t, "refine").get("scenarios")
+            ),
+            "closed": data.metrics(t, "refine").get("closed"),
+            "new": data.metrics(t, "refine").get("new_strategies"),
+        }
+        for t in rounds
+    ]
+    groups = [
+        ("scenarios", _values(per_round, "scenarios")),
+        ("closed", _values(per_round, "closed")),
+        ("new strategies", _values(per_round, "new")),
+    ]
+    groups = [(label, heights) for label, heights in groups if any(h is not None for h in heights)]
+    if groups:
+        _bar_groups(ax_c, [str(t) for t in rounds], groups, "%g")
+        ax_c.set(xlabel="round", ylabel="count")
+        ax_c.margins(y=0.2)
+    else:
+        _no_data(ax_c)

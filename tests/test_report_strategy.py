@@ -1,0 +1,312 @@
+"""The "Strategy teaching" part of the run report, from a real store and strategy library."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from service_world import WordEmbedding
+
+from agents.report import render_markdown, write_report
+from agents.store import Store, Workspace
+from strategies import StrategyLibrary
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+DIALOGUES = {
+    "student": {
+        "success": 0.2,
+        "action_recall": 0.45,
+        "violations": 1.5,
+        "dialogues_with_violations": 0.6,
+        "turns": 4.25,
+        "tool_errors": 3,
+    },
+    "student_strategies": {
+        "success": 0.4,
+        "action_recall": 0.7,
+        "violations": 0.5,
+        "dialogues_with_violations": 0.3,
+        "turns": 5.0,
+        "tool_errors": 1,
+    },
+    "teacher": {
+        "success": 0.6,
+        "action_recall": 0.85,
+        "violations": 0.1,
+        "dialogues_with_violations": 0.1,
+        "turns": 6.5,
+        "tool_errors": 0,
+    },
+}
+JUDGE = {
+    "scenarios": 12,
+    "strategies_vs_alone": {
+        "win_rate": 0.708,
+        "wins": 7,
+        "ties": 3,
+        "losses": 2,
+        "unjudged": 0,
+        "mean_a": 7.25,
+        "mean_b": 5.5,
+    },
+    "strategies_vs_teacher": {
+        "win_rate": 0.318,
+        "wins": 2,
+        "ties": 3,
+        "losses": 6,
+        "unjudged": 1,
+        "mean_a": 6.0,
+        "mean_b": 8.0,
+    },
+}
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Workspace:
+    return Workspace(tmp_path / "ws").ensure()
+
+
+@pytest.fixture
+def store(workspace: Workspace) -> Iterator[Store]:
+    opened = Store.open(workspace)
+    yield opened
+    opened.close()
+
+
+def _stage(store: Store, run_id: str, round: int, name: str, metrics: dict[str, Any]) -> None:
+    store.start_stage(run_id, round, name)
+    store.commit_stage(run_id, round, name, {**metrics, "seconds": 30.0 * (round + 1)})
+
+
+def _scenarios(dialogues: int, score: float, shortfalls: int, rule: int) -> dict[str, Any]:
+    return {
+        "dialogues": dialogues,
+        "student_turns": dialogues * 4,
+        "judged": dialogues * 4,
+        "mean_turn_score": score,
+        "shortfalls": shortfalls,
+        "rule_shortfalls": rule,
+        "teacher_scenarios": 2,
+        "scenarios": shortfalls + 2,
+    }
+
+
+def _refine(scenarios: int, closed: int, new: int, edited: int, size: int) -> dict[str, Any]:
+    return {
+        "scenarios": scenarios,
+        "closed": closed,
+        "iterations": scenarios * 2,
+        "new_strategies": new,
+        "edited_strategies": edited,
+        "student_score_first": 3.5,
+        "student_score_last": 7.25,
+        "teacher_score": 8.0,
+        "library_size": size,
+    }
+
+
+def _teaching_run(store: Store, *, evaluated: bool = True) -> str:
+    run = store.create_run("strategy-teaching", {}, name="retail-small")
+    store.set_run_status(run.id, "finished" if evaluated else "running")
+    setup = {"domain": "retail", "train_tasks": 8, "heldout_tasks": 5}
+    _stage(store, run.id, 0, "setup", {**setup, "library": "retail", "library_size": 0})
+    _stage(store, run.id, 1, "scenarios", _scenarios(4, 6.25, 5, 3))
+    _stage(store, run.id, 1, "refine", _refine(7, 4, 5, 1, 5))
+    _stage(store, run.id, 2, "scenarios", _scenarios(4, 7.5, 2, 1))
+    _stage(store, run.id, 2, "refine", _refine(4, 3, 2, 0, 7))
+    if evaluated:
+        _stage(store, run.id, 2, "eval_dialogues", DIALOGUES)
+        _stage(store, run.id, 2, "eval_judge", JUDGE)
+    return run.id
+
+
+def _library(store: Store, workspace: Workspace) -> StrategyLibrary:
+    return StrategyLibrary.open(store, workspace.chroma_dir, "retail", embedding=WordEmbedding())
+
+
+def _add_strategies(library: StrategyLibrary, run_id: str) -> list[int]:
+    """Three strategies of the run (gains 5.0, 1.0 and none) and one of another run."""
+    common = {"author": "teacher:big", "teacher": "big", "domain": "retail", "run_id": run_id}
+    small = library.add(
+        "A customer asks for a refund",
+        "Check the order status before promising a refund.",
+        round=1,
+        score_before=4.0,
+        teacher_score=8.0,
+        **common,
+    )
+    library.record_scores([small.id], score_after=5.0)  # type: ignore[list-item]
+    big = library.add(
+        "A customer asks to cancel an order",
+        "Ask the customer to identify themselves (email,\nor name and zip) first.",
+        round=2,
+        score_before=3.0,
+        teacher_score=9.0,
+        **common,
+    )
+    library.record_scores([big.id], score_after=8.0)  # type: ignore[list-item]
+    library.set_status(big.id, "approved", author="reviewer:ann")  # type: ignore[arg-type]
+    untried = library.add(
+        "A customer is angry", "Apologise once, then solve the problem.", round=2, **common
+    )
+    other = library.add(
+        "Any situation",
+        "A strategy from another run.",
+        author="teacher:big",
+        run_id="someone-else",
+        score_before=0.0,
+    )
+    library.record_scores([other.id], score_after=10.0)  # type: ignore[list-item]
+    return [big.id, small.id, untried.id]  # type: ignore[list-item]
+
+
+def _section(markdown: str, title: str) -> str:
+    """The text under ``title`` (a ## or ### heading) up to the next heading."""
+    return markdown.split(f" {title}\n", 1)[1].split("\n#", 1)[0]
+
+
+def _first_cells(table: str) -> list[str]:
+    """The first cell of each table row, header included (the alignment rule left out)."""
+    return [
+        line.split("|")[1].strip()
+        for line in table.splitlines()
+        if line.startswith("| ") and "---" not in line
+    ]
+
+
+def _row(markdown: str, first_cell: str) -> list[str]:
+    """The cells of the table row whose first cell is ``first_cell``."""
+    for line in markdown.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and cells[0] == first_cell:
+            return cells
+    raise AssertionError(f"no row {first_cell!r} in:\n{markdown}")
+
+
+def test_held_out_dialogues_table_per_agent(store: Store) -> None:
+    markdown = render_markdown(store, _teaching_run(store), None)
+    assert "## Strategy teaching" in markdown
+    assert (
+        "Setup: domain `retail`, 8 training tasks, 5 held-out tasks, "
+        "library `retail` (0 strategies at the start)."
+    ) in markdown
+    table = _section(markdown, "Held-out dialogues")
+    assert "| agent | task success | gold-action recall | violations per dialogue |" in table
+    # success, recall, violations per dialogue, share with a violation, turns, tool errors
+    assert _row(table, "student alone") == [
+        "student alone", "0.200", "0.450", "1.500", "0.600", "4.250", "3"
+    ]  # fmt: skip
+    assert _row(table, "student + strategies")[1:] == [
+        "0.400", "0.700", "0.500", "0.300", "5.000", "1"
+    ]  # fmt: skip
+    assert _row(table, "teacher")[1:3] == ["0.600", "0.850"]
+    assert "transfer" not in table  # no transfer student in this run: no guessed rows
+
+
+def test_judged_next_replies_table_per_comparison(store: Store) -> None:
+    markdown = render_markdown(store, _teaching_run(store), None)
+    table = _section(markdown, "Judged next replies")
+    assert _row(table, "student + strategies vs student alone") == [
+        "student + strategies vs student alone", "0.708", "7 / 3 / 2", "7.250", "5.500", "0"
+    ]  # fmt: skip
+    assert _row(table, "student + strategies vs teacher")[1:] == [
+        "0.318", "2 / 3 / 6", "6.000", "8.000", "1"
+    ]  # fmt: skip
+    assert "student alone vs teacher" not in table
+    assert "12 held-out scenarios were judged per comparison" in table
+
+
+def test_rounds_table_has_scenarios_closed_strategies_and_scores(store: Store) -> None:
+    markdown = render_markdown(store, _teaching_run(store), None)
+    table = _section(markdown, "Rounds")
+    # round, dialogues, mean turn score, shortfalls (rule), teacher scenarios, scenarios,
+    # closed, new / edited, student score first → last, teacher score, library size
+    assert _row(table, "1") == [
+        "1", "4", "6.250", "5 (3)", "2", "7", "4", "5 / 1", "3.500 → 7.250", "8.000", "5"
+    ]  # fmt: skip
+    assert _row(table, "2")[1:8] == ["4", "7.500", "2 (1)", "2", "4", "3", "2 / 0"]
+    assert "\n## Rounds" not in markdown  # no Socratic round table for this scheme
+    # the scheme's stages are not dumped again among the stage metrics
+    assert "## Stage metrics" not in markdown
+    assert "`eval_judge`" in _section(markdown, "Time per stage")
+
+
+def test_strategies_learned_largest_gain_first(store: Store, workspace: Workspace) -> None:
+    run_id = _teaching_run(store)
+    big, small, untried = _add_strategies(_library(store, workspace), run_id)
+    markdown = render_markdown(store, run_id, None)
+    table = _section(markdown, "Strategies learned in this run")
+    assert "This run wrote 3 strategies (approved 1, proposed 2)" in table
+    assert _first_cells(table) == ["id", str(big), str(small), str(untried)]  # gains 5.0, 1.0, none
+    assert _row(table, str(big)) == [
+        str(big),
+        "approved",
+        "2",
+        "2",
+        "A customer asks to cancel an order",
+        "Ask the customer to identify themselves (email, or name and zip) first.",
+        "3.000 → 8.000",
+        "9.000",
+    ]
+    assert _row(table, str(untried))[6:] == ["—", "—"]
+    assert "another run" not in markdown
+
+
+def test_at_most_eight_strategies_are_listed(store: Store, workspace: Workspace) -> None:
+    run_id = _teaching_run(store)
+    library = _library(store, workspace)
+    for i in range(10):
+        library.add(f"situation {i}", f"strategy number {i}", author="t", run_id=run_id, round=1)
+    markdown = render_markdown(store, run_id, None)
+    table = _section(markdown, "Strategies learned in this run")
+    assert "This run wrote 10 strategies (proposed 10); the 8 shown" in table
+    assert len(_first_cells(table)) == 1 + 8
+
+
+def test_strategy_teaching_report_writes_a_png(
+    store: Store, workspace: Workspace, tmp_path: Path
+) -> None:
+    run_id = _teaching_run(store)
+    _add_strategies(_library(store, workspace), run_id)
+    files = write_report(store, run_id, tmp_path / "reports" / run_id)
+    assert files.plot is not None
+    data = files.plot.read_bytes()
+    assert data.startswith(PNG_MAGIC) and len(data) > 20_000
+    assert "![plot](report.png)" in files.markdown.read_text()
+
+
+def test_run_without_evaluations_or_strategy_tables(tmp_path: Path) -> None:
+    # A plain store that never opened a library: the report reads no strategy table.
+    store = Store(f"sqlite:///{tmp_path / 'plain.db'}")
+    try:
+        run_id = _teaching_run(store, evaluated=False)
+        store.start_stage(run_id, 2, "eval_dialogues")
+        files = write_report(store, run_id, tmp_path / "early")
+    finally:
+        store.close()
+    markdown = files.markdown.read_text()
+    assert "No held-out evaluation has finished yet." in markdown
+    assert "### Held-out dialogues" not in markdown
+    assert "### Judged next replies" not in markdown
+    assert "### Strategies learned" not in markdown
+    assert "- round 2 `eval_dialogues`: **running**" in markdown
+    assert _row(_section(markdown, "Rounds"), "2")[6] == "3"
+    assert files.plot is not None and files.plot.read_bytes().startswith(PNG_MAGIC)
+
+
+def test_missing_metrics_are_dashes_not_guesses(store: Store) -> None:
+    run = store.create_run("strategy-teaching", {})
+    _stage(store, run.id, 1, "scenarios", {"dialogues": 3, "scenarios": 2})
+    _stage(store, run.id, 2, "eval_dialogues", {"student": {"success": 0.5}})
+    markdown = render_markdown(store, run.id, None)
+    assert "Setup:" not in markdown
+    rounds = _section(markdown, "Rounds")
+    assert _row(rounds, "round") == ["round", "dialogues", "scenarios"]  # dash-only columns go
+    assert _row(rounds, "1") == ["1", "3", "2"]
+    assert _row(_section(markdown, "Held-out dialogues"), "student alone") == [
+        "student alone",
+        "0.500",
+    ]
