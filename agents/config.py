@@ -398,11 +398,12 @@ class ServiceDialogueSettings(StrictModel):
 
 
 class ScenarioSettings(StrictModel):
-    """Where scenarios come from: the student's weak turns and the teacher's imagination."""
+    """Where scenarios come from: the student's weak turns and the teacher's imagination.
 
-    shortfall_score: float = Field(
-        7, ge=1, le=10, description="a student turn the judge scores below this is a scenario"
-    )
+    A student turn is weak when the judge prefers the teacher's reply to the same conversation,
+    or when the rules find a policy violation or a failed tool call in it.
+    """
+
     max_per_round: int = Field(8, ge=1, description="scenarios refined per round (worst first)")
     teacher_scenarios: int = Field(
         2, ge=0, description="extra scenarios per round written by the teacher for coverage"
@@ -415,7 +416,10 @@ class RefinementSettings(StrictModel):
     max_iterations: int = Field(3, ge=1, description="student/teacher/judge rounds per scenario")
     top_k: int = Field(3, ge=1, description="strategies retrieved into the student's prompt")
     max_new: int = Field(2, ge=1, description="strategies the teacher may add per iteration")
-    judge_max_tokens: int = Field(96, ge=16)
+    both_orders: bool = Field(
+        True, description="the judge sees each pair both ways round (a position bias ties)"
+    )
+    judge_max_tokens: int = Field(4, ge=1, description="the judge answers A or B")
     writer_max_tokens: int = Field(256, ge=32)
 
 

@@ -3,8 +3,10 @@
 A dialogue opens with the agent's greeting; then the customer (a model given the task's brief)
 and the agent take turns. In its turn the agent may call the domain's tools one at a time (each
 call's result comes back as a ``tool`` message) before it writes to the customer. It ends when
-the customer writes ``###STOP###``, the agent transfers to a human, the agent has answered
-``max_turns`` times, or it calls tools ``max_tool_calls`` times in one turn without answering.
+the agent has answered ``max_turns`` times, transfers to a human, or calls tools
+``max_tool_calls`` times in one turn without answering, or when the customer writes
+``###STOP###`` (τ²-bench's end marker; the simulator is not asked to, since small models then
+write it at once).
 
 Like the agent loop, the dialogues of a batch advance in lockstep through a small LangGraph graph
 (``agent`` and ``customer`` nodes), so every step is one batched engine call per role.
@@ -17,6 +19,7 @@ is recorded with the dialogue, so a strategy's effect can be traced to the repli
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, TypedDict
@@ -57,7 +60,13 @@ You are a customer talking to a customer service agent. Play this customer:
 
 Write only your next message to the agent, in one or two short sentences, as the customer would. \
 Give a piece of information only when the agent asks for it, and never invent details that are \
-not in your brief. When your request is done, or the agent cannot do it, write {stop} alone."""
+not in your brief."""
+CUSTOMER_OPEN = (
+    "Write your first message to the agent as the customer: say why you are contacting them."
+)
+CUSTOMER_NEXT = "Write your next message to the agent as the customer."
+# The customer's first message is started for it: small simulators otherwise answer as the agent.
+CUSTOMER_OPENING_PREFIX = "Hi, "
 
 
 @dataclass
@@ -174,18 +183,23 @@ def reply_text(message: Message) -> str:
 
 
 def customer_messages(task: ServiceTask, messages: Sequence[Message]) -> list[Message]:
-    """The customer's view: the agent's messages as ``user`` turns, its own as ``assistant``.
+    """The customer's prompt: its brief, and the conversation as a transcript to continue.
 
-    The customer never sees tool calls or their results, only what the agent writes to it.
+    The customer never sees tool calls or their results, only what the agent writes to it. A
+    transcript with named speakers, rather than the chat with roles swapped, keeps small models
+    from answering as the agent or repeating the agent's words.
     """
-    system = CUSTOMER_PROMPT.format(brief=task.customer_brief(), stop=CUSTOMER_STOP)
-    view: list[Message] = [{"role": "system", "content": system}]
+    system = CUSTOMER_PROMPT.format(brief=task.customer_brief())
+    lines = []
     for m in messages:
         if m["role"] == "user":
-            view.append({"role": "assistant", "content": m["content"]})
+            lines.append(f"YOU (customer): {m['content']}")
         elif m["role"] == "assistant" and not m.get("tool_calls"):
-            view.append({"role": "user", "content": m.get("content") or ""})
-    return view
+            lines.append(f"AGENT: {m.get('content') or ''}")
+    opening = not any(m["role"] == "user" for m in messages)
+    ask = CUSTOMER_OPEN if opening else CUSTOMER_NEXT
+    user = "Conversation so far:\n" + "\n".join(lines) + f"\n\n{ask}"
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
 # ---------------------------------------------------------------------------- replies
@@ -328,18 +342,28 @@ def customer_node(state: DialogueState, runtime: Runtime[DialogueContext]) -> di
             messages=customer_messages(dialogues[i].task, dialogues[i].messages),
             temperature=0.0,
             max_tokens=ctx.settings.customer_max_tokens,
+            stop=("\nAGENT:",),
+            prefix=CUSTOMER_OPENING_PREFIX if len(dialogues[i].messages) == 1 else None,
         )
         for i in waiting
     ]
     results = ctx.customer.generate(requests, progress=False) if requests else []
-    for i, result in zip(waiting, results, strict=True):
+    for i, request, result in zip(waiting, requests, results, strict=True):
         d = dialogues[i]
-        text = result.text.strip()
+        text = customer_text(result.text)
+        if request.prefix and text and CUSTOMER_STOP not in text:
+            text = request.prefix + text
         if not text or CUSTOMER_STOP in text:
             ctx.finish(d, "customer_stop")
             continue
         d.messages.append({"role": "user", "content": text})
     return {"dialogues": dialogues}
+
+
+def customer_text(text: str) -> str:
+    """A simulated customer's message without a speaker label or quotes around it."""
+    text = re.sub(r"^\s*(YOU \(customer\)|YOU|Customer|CUSTOMER)\s*:\s*", "", text.strip())
+    return text.strip().strip('"').strip()
 
 
 def route(state: DialogueState) -> Literal["agent", "customer", "__end__"]:

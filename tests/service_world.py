@@ -7,7 +7,7 @@
   writer it writes :data:`STRATEGY` (or edits the first strategy it was shown when ``edit=True``).
 * The **student** replies :data:`BAD_REPLY` unless a strategy in its prompt mentions
   "identify"; then it replies like the teacher. A ``stubborn`` student never learns.
-* The **judge** scores a reply 9 when it asks for identification, else 3.
+* The **judge** picks the reply that asks for identification (A when both or neither do).
 """
 
 from __future__ import annotations
@@ -38,8 +38,6 @@ def prompt_kind(request: ChatRequest) -> str:
         return "customer"
     if system.startswith("You are a customer service agent"):
         return "agent"
-    if system.startswith("You review one reply"):
-        return "turn_judge"
     if system.startswith("You compare two possible"):
         return "compare"
     if system.startswith("You teach a junior"):
@@ -82,20 +80,17 @@ class ServiceEngine(ScriptedEngine):
         system = str(request.messages[0]["content"])
         user = str(request.messages[-1]["content"])
         if kind == "customer":
-            said = sum(m["role"] == "assistant" for m in request.messages[1:])
+            said = user.count("YOU (customer):")
             return [OPENING, "yes", CUSTOMER_STOP][min(said, 2)]
         if kind == "agent":
             if self.role in ("teacher", "transfer_student"):
                 return GOOD_REPLY
             guided = GUIDANCE_HEADER in system and "identify" in system.split(GUIDANCE_HEADER)[1]
             return GOOD_REPLY if guided and not self.stubborn else BAD_REPLY
-        if kind == "turn_judge":
-            reply = user.split("The agent's last reply:")[-1]
-            return json.dumps({"score": 9 if _good(reply) else 3, "problem": ""})
         if kind == "compare":
             a = user.split("Reply A:")[1].split("Reply B:")[0]
             b = user.split("Reply B:")[1]
-            return json.dumps({"a": 9 if _good(a) else 3, "b": 9 if _good(b) else 3})
+            return "B" if _good(b) and not _good(a) else "A"
         if kind == "writer":
             shown = re.findall(r"^\[(\d+)\] ", user, re.M)
             if self.edit and shown:

@@ -50,7 +50,7 @@ def customer(script: list[str]) -> RuleEngine:
     """A customer saying ``script`` in order (its own earlier messages are the assistant turns)."""
 
     def rule(request: ChatRequest) -> str:
-        said = sum(m["role"] == "assistant" for m in request.messages)
+        said = request.messages[-1]["content"].count("YOU (customer):")
         return script[min(said, len(script) - 1)]
 
     return RuleEngine("customer", rule)
@@ -142,7 +142,7 @@ def test_guidance_reaches_the_prompt_and_is_recorded(retail) -> None:
     )
     system = engine.requests[0][1].messages[0]["content"]
     assert GUIDANCE_HEADER in system and "- Ask for the email first." in system
-    assert d.guidance == [[7]] and seen == ["help me"]
+    assert d.guidance == [[7]] and seen == ["Hi, help me"]  # the opening is started for it
     assert GUIDANCE_HEADER not in agent_system_prompt(retail)
 
 
@@ -182,8 +182,12 @@ def test_customer_sees_only_what_the_agent_writes(retail) -> None:
         {"role": "assistant", "content": "Found it."},
     ]
     view = customer_messages(task, messages)
-    assert [m["role"] for m in view] == ["system", "user", "assistant", "user"]
+    assert [m["role"] for m in view] == ["system", "user"]
     assert task.reason[:30] in view[0]["content"] and "secret" not in json.dumps(view)
+    transcript = view[1]["content"]
+    assert f"AGENT: {GREETING}\nYOU (customer): hello\nAGENT: Found it." in transcript
+    opening = customer_messages(task, messages[:1])[1]["content"]
+    assert "first message" in opening
     text = conversation_text(messages)
     assert "CUSTOMER: hello" in text and "TOOL RESULT (x): secret" in text
 
@@ -198,7 +202,11 @@ def test_next_replies_runs_no_tool(retail) -> None:
 
 def test_structured_tool_calls_from_an_endpoint_win() -> None:
     structured = [
-        {"id": "x", "type": "function", "function": {"name": "get_order_details", "arguments": "{}"}}
+        {
+            "id": "x",
+            "type": "function",
+            "function": {"name": "get_order_details", "arguments": "{}"},
+        }
     ]
     msg, failed = read_reply("", {"get_order_details"}, "call_3", structured)
     assert msg["tool_calls"][0]["id"] == "call_3" and not failed

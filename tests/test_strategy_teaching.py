@@ -20,8 +20,7 @@ from agents.config import ConfigError, StrategyTeachingJob
 from agents.dialogue import GUIDANCE_HEADER
 from agents.schemes.strategy_teaching import (
     StrategyTeaching,
-    parse_comparison,
-    parse_score,
+    parse_choice,
     parse_strategies,
     retrieval_query,
 )
@@ -97,7 +96,7 @@ def test_a_run_teaches_the_student_through_strategies(tmp_path) -> None:
     assert first["scenarios"] == first["shortfalls"] + 1
     refine = metrics[(1, "refine")]
     assert refine["new_strategies"] >= 1 and refine["closed"] == refine["scenarios"]
-    assert refine["student_score_first"] == 3 and refine["student_score_last"] == 9
+    assert refine["student_preference_first"] == 0 and refine["student_preference_last"] == 0.5
 
     [strategy, *_] = run.library.strategies()
     assert strategy.text == STRATEGY and strategy.status == "proposed"
@@ -106,7 +105,8 @@ def test_a_run_teaches_the_student_through_strategies(tmp_path) -> None:
         1,
         run.run_id,
     )
-    assert (strategy.score_before, strategy.teacher_score, strategy.score_after) == (3, 9, 9)
+    # judge preference for the student over the teacher: 0 before, a tie (0.5) after
+    assert (strategy.score_before, strategy.teacher_score, strategy.score_after) == (0, 1, 0.5)
     scenario = run.library.scenario(strategy.scenario_ids[0])
     assert scenario.meta["student_reply"] == BAD_REPLY
     assert scenario.meta["teacher_reply"] == GOOD_REPLY
@@ -116,12 +116,13 @@ def test_a_run_teaches_the_student_through_strategies(tmp_path) -> None:
     assert any(s.messages[-1]["content"] == WRITTEN_SCENARIO for s in run.library.scenarios())
 
     # round 2: the guided student is as good as the teacher on the new teacher scenario
-    assert metrics[(2, "refine")]["student_score_first"] == 9
+    assert metrics[(2, "refine")]["student_preference_first"] == 0.5
 
     scores = run.scores()
     assert scores["strategies_vs_alone"]["win_rate"] == 1.0
     assert scores["alone_vs_teacher"]["win_rate"] == 0.0
-    assert scores["strategies_vs_teacher"]["win_rate"] == 0.5  # ties
+    assert scores["strategies_vs_teacher"]["win_rate"] == 0.5  # the same reply: a tie
+    assert scores["strategies_vs_teacher"]["identical"] == 2  # 2 held-out dialogues × 1 turn
     assert scores["transfer_strategies_vs_alone"]["win_rate"] == 0.5
     for agent in ("student", "student_strategies", "teacher", "transfer", "transfer_strategies"):
         assert set(scores[agent]) >= {"success", "action_recall", "violations"}
@@ -203,10 +204,9 @@ def test_a_paused_run_resumes_without_redoing_stages(tmp_path) -> None:
 
 
 def test_parsers() -> None:
-    assert parse_score('{"score": 12, "problem": "x"}') == (10.0, "x")
-    assert parse_score("no json") is None and parse_score('{"score": "high"}') is None
-    assert parse_comparison('Here: {"a": 4, "b": 7}') == (4.0, 7.0)
-    assert parse_comparison('{"a": 4}') is None
+    assert parse_choice("A") == "A" and parse_choice(" b.") == "B"
+    assert parse_choice("Reply A: I can help") == "A"
+    assert parse_choice("Neither") is None and parse_choice("") is None
     out = parse_strategies(
         '{"new": [{"situation": "s", "strategy": "do x"}, {"strategy": ""}],'
         ' "edit": [{"id": "3", "strategy": "y"}, {"id": "z", "strategy": "q"}]}'

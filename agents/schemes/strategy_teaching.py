@@ -32,6 +32,7 @@ Only audited (approved or edited) strategies reach a prompt, unless the run is a
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,7 +40,6 @@ from typing import Any, TypedDict
 
 import yaml
 from langgraph.graph import END, START, StateGraph
-from tools.service.checks import policy_violations, score_actions
 
 from agents.config import ConfigError, StrategyTeachingJob
 from agents.dialogue import (
@@ -68,6 +68,7 @@ from agents.schemes.socratic_rules import parse_json_object
 from agents.store import Item, Run, Trajectory
 from strategies import TRAINING, USABLE, StrategyLibrary
 from tools.service import DomainUnavailable, ServiceDomain, ServiceTask, load_domain
+from tools.service.checks import policy_violations, score_actions
 
 log = logging.getLogger(__name__)
 
@@ -201,87 +202,61 @@ def _system(key: str, domain: ServiceDomain, **extra: Any) -> str:
     return PROMPTS[key].format(policy=domain.policy.strip(), domain=domain.name, **extra)
 
 
-def parse_score(text: str) -> tuple[float, str] | None:
-    """(score 1..10, problem) from a turn judge's reply, or None when it is malformed."""
-    data = parse_json_object(text)
-    if data is None:
-        return None
-    try:
-        score = float(data.get("score"))  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return (min(max(score, 1.0), 10.0), str(data.get("problem") or "")) if score == score else None
+def parse_choice(text: str) -> str | None:
+    """``"A"`` or ``"B"``: the reply a judge chose (its answer continues the forced prefix)."""
+    match = re.match(r"\W*(?:reply\s*)?([AB])\b", text.strip(), re.I)
+    return match.group(1).upper() if match else None
 
 
-def parse_comparison(text: str) -> tuple[float, float] | None:
-    """(score of A, score of B) from a comparison judge's reply, or None."""
-    data = parse_json_object(text)
-    if data is None:
-        return None
-    try:
-        a, b = float(data.get("a")), float(data.get("b"))  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None
-    return min(max(a, 1.0), 10.0), min(max(b, 1.0), 10.0)
-
-
-def compare(
+def prefer(
     ctx: TeachingContext,
     prefixes: Sequence[Sequence[Message]],
     first: Sequence[Message],
     second: Sequence[Message],
-    flip: Sequence[bool],
-) -> list[tuple[float, float] | None]:
-    """The judge's scores of two replies to each prefix, as (first, second).
+) -> list[float | None]:
+    """How much the judge prefers ``first`` over ``second`` as the next reply, per prefix.
 
-    ``flip`` shows the second reply as A, so a judge's liking for the first position cancels
-    out over a batch.
+    The judge picks A or B (small judges cannot be trusted with scores: the 0.5B built-in gave
+    every pair the same one). With ``refine.both_orders`` each pair is shown both ways round,
+    so a judge that always picks one position ends in a tie, not a win: the result is the share
+    of orders in which ``first`` won (0, 0.5 or 1). Otherwise the order alternates by index.
+    Identical replies tie without asking; None means no answer could be read.
     """
     domain = ctx.domain()
+    system = _system("compare_system", domain)
+    both = ctx.config.refine.both_orders
+    asks: list[tuple[int, bool]] = []  # (pair, first shown as B)
+    for i, (x, y) in enumerate(zip(first, second, strict=True)):
+        if reply_text(x) != reply_text(y):
+            asks += [(i, False), (i, True)] if both else [(i, i % 2 == 1)]
     requests = []
-    for prefix, x, y, swap in zip(prefixes, first, second, flip, strict=True):
-        a, b = (y, x) if swap else (x, y)
+    for i, swap in asks:
+        a, b = (second[i], first[i]) if swap else (first[i], second[i])
         user = PROMPTS["compare_user"].format(
-            conversation=conversation_text(prefix), a=reply_text(a), b=reply_text(b)
+            conversation=conversation_text(prefixes[i]), a=reply_text(a), b=reply_text(b)
         )
         requests.append(
             ChatRequest(
                 messages=[
-                    {"role": "system", "content": _system("compare_system", domain)},
+                    {"role": "system", "content": system},
                     {"role": "user", "content": user},
                 ],
                 max_tokens=ctx.config.refine.judge_max_tokens,
+                prefix=PROMPTS["compare_prefix"],
             )
         )
-    scores, _, _ = ask_parsed(ctx.engine("judge"), requests, parse_comparison, 1, False)
-    return [
-        None if s is None else ((s[1], s[0]) if swap else s)
-        for s, swap in zip(scores, flip, strict=True)
-    ]
-
-
-def judge_turns(
-    ctx: TeachingContext, prefixes: Sequence[Sequence[Message]], replies: Sequence[Message]
-) -> list[tuple[float, str] | None]:
-    """The judge's 1–10 score (and the problem it names) of each reply to its prefix."""
-    domain = ctx.domain()
-    requests = [
-        ChatRequest(
-            messages=[
-                {"role": "system", "content": _system("turn_judge_system", domain)},
-                {
-                    "role": "user",
-                    "content": PROMPTS["turn_judge_user"].format(
-                        conversation=conversation_text(prefix), reply=reply_text(reply)
-                    ),
-                },
-            ],
-            max_tokens=ctx.config.refine.judge_max_tokens,
-        )
-        for prefix, reply in zip(prefixes, replies, strict=True)
-    ]
-    scores, _, _ = ask_parsed(ctx.engine("judge"), requests, parse_score, 1, False)
-    return scores
+    choices, _, _ = ask_parsed(ctx.engine("judge"), requests, parse_choice, 1, False)
+    wins: dict[int, list[float]] = {i: [] for i in range(len(first))}
+    for (i, swap), choice in zip(asks, choices, strict=True):
+        if choice is not None:
+            wins[i].append(1.0 if (choice == "B") == swap else 0.0)
+    shares: list[float | None] = []
+    for i, (x, y) in enumerate(zip(first, second, strict=True)):
+        if reply_text(x) == reply_text(y):
+            shares.append(0.5)
+        else:
+            shares.append(sum(wins[i]) / len(wins[i]) if wins[i] else None)
+    return shares
 
 
 # ---------------------------------------------------------------------------- stages
@@ -340,7 +315,12 @@ def _turn_problems(ctx: TeachingContext, dialogue: Dialogue) -> dict[int, list[s
 
 
 def scenarios(state: TeachingState, ctx: TeachingContext, rnd: int) -> StageOutput:
-    """The student's weak turns with the customer simulator, plus teacher-written scenarios."""
+    """The student's weak turns with the customer simulator, plus teacher-written scenarios.
+
+    A student turn falls short when the judge prefers the teacher's reply to the same
+    conversation, or when the rules find a problem in it (a policy violation, a failed tool
+    call); rule-detected ones come first, then the judge's clearest losses.
+    """
     cfg = ctx.config
     domain, library = ctx.domain(), ctx.library()
     tasks = ctx.tasks(state["train"][rnd - 1])
@@ -354,54 +334,63 @@ def scenarios(state: TeachingState, ctx: TeachingContext, rnd: int) -> StageOutp
         progress=ctx.progress,
         desc=f"round {rnd} student dialogues",
     )
-    # Every student turn: its prefix (ending with the customer's message) and its first reply.
+    # Every student turn: its prefix (ending with the customer's message) and its first reply,
+    # against what the teacher would have said there.
     turns = [(d, t, start) for d in dialogues for t, start in enumerate(d.turns)]
-    scores = judge_turns(
-        ctx, [d.messages[:s] for d, _, s in turns], [d.messages[s] for d, _, s in turns]
-    )
+    prefixes = [d.messages[:start] for d, _, start in turns]
+    replies = [d.messages[start] for d, _, start in turns]
+    teacher = next_replies(ctx.engine("teacher"), domain, prefixes, None, ctx.settings())
+    shares = prefer(ctx, prefixes, replies, teacher)
     problems = {id(d): _turn_problems(ctx, d) for d in dialogues}
     flagged = []
-    for (d, t, start), score in zip(turns, scores, strict=True):
+    for k, ((d, t, _), share) in enumerate(zip(turns, shares, strict=True)):
         rules = problems[id(d)].get(t, [])
-        low = score is not None and score[0] < cfg.scenarios.shortfall_score
-        if rules or low:
-            flagged.append(
-                (0 if rules else 1, score[0] if score else 10.0, d, t, start, score, rules)
-            )
+        if rules or (share is not None and share < 0.5):
+            flagged.append((0 if rules else 1, share if share is not None else 1.0, k, rules))
     flagged.sort(key=lambda f: (f[0], f[1]))
     flagged = flagged[: cfg.scenarios.max_per_round]
 
-    prefixes: list[list[Message]] = [f[2].messages[: f[4]] for f in flagged]
+    chosen = [prefixes[k] for _, _, k, _ in flagged]
     metas: list[dict[str, Any]] = [
         {
             "source": "failure",
-            "task": f[2].task.id,
-            "turn": f[3],
-            "student_reply": reply_text(f[2].messages[f[4]]),
-            "judge_score": f[5][0] if f[5] else None,
-            "judge_problem": f[5][1] if f[5] else None,
-            "rule_problems": f[6],
+            "task": turns[k][0].task.id,
+            "turn": turns[k][1],
+            "student_reply": reply_text(replies[k]),
+            "student_preference": shares[k],
+            "rule_problems": rules,
+            "teacher_reply": reply_text(teacher[k]),
+            "teacher_message": teacher[k],
         }
-        for f in flagged
+        for _, _, k, rules in flagged
     ]
     written = teacher_scenarios(ctx, rnd)
-    for text, topic in written:
-        prefixes.append(
+    if written:
+        opened = [
             [{"role": "assistant", "content": GREETING}, {"role": "user", "content": text}]
+            for text, _ in written
+        ]
+        guide = ctx.guide()
+        student_now = next_replies(
+            ctx.engine("student"), domain, opened, [guide(p) for p in opened], ctx.settings()
         )
-        metas.append({"source": "teacher", "topic": topic, "task": None})
-    # The student's and the teacher's replies to each scenario, stored with it.
-    guide = ctx.guide()
-    student_now = next_replies(
-        ctx.engine("student"), domain, prefixes, [guide(p) for p in prefixes], ctx.settings()
-    )
-    teacher = next_replies(ctx.engine("teacher"), domain, prefixes, None, ctx.settings())
-    ids = []
-    for k, (prefix, meta) in enumerate(zip(prefixes, metas, strict=True)):
-        meta.setdefault("student_reply", reply_text(student_now[k]))
-        meta["teacher_reply"] = reply_text(teacher[k])
-        meta["teacher_message"] = teacher[k]
-        row = library.add_scenario(
+        teacher_now = next_replies(ctx.engine("teacher"), domain, opened, None, ctx.settings())
+        for (_, topic), prefix, mine, theirs in zip(
+            written, opened, student_now, teacher_now, strict=True
+        ):
+            chosen.append(prefix)
+            metas.append(
+                {
+                    "source": "teacher",
+                    "topic": topic,
+                    "task": None,
+                    "student_reply": reply_text(mine),
+                    "teacher_reply": reply_text(theirs),
+                    "teacher_message": theirs,
+                }
+            )
+    ids = [
+        library.add_scenario(
             prefix,
             source=meta["source"],
             run_id=ctx.run_id,
@@ -410,9 +399,13 @@ def scenarios(state: TeachingState, ctx: TeachingContext, rnd: int) -> StageOutp
             task_id=meta.get("task"),
             meta=meta,
             origin=f"{ctx.run_id}/r{rnd}/scenario{k}",
-        )
-        ids.append(row.id)
+        ).id
+        for k, (prefix, meta) in enumerate(zip(chosen, metas, strict=True))
+    ]
 
+    per_dialogue: dict[int, list[float | None]] = {}
+    for (d, _, _), share in zip(turns, shares, strict=True):
+        per_dialogue.setdefault(id(d), []).append(share)
     rows = [
         Trajectory(
             run_id=ctx.run_id,
@@ -425,21 +418,18 @@ def scenarios(state: TeachingState, ctx: TeachingContext, rnd: int) -> StageOutp
                 **d.summary(),
                 "stage": "scenarios",
                 "guidance": d.guidance,
-                "turn_scores": [
-                    s[0] if s else None
-                    for (dd, _, _), s in zip(turns, scores, strict=True)
-                    if dd is d
-                ],
+                "preference": per_dialogue.get(id(d), []),
+                "problems": {str(t): p for t, p in problems[id(d)].items()},
             },
         )
         for d in dialogues
     ]
-    judged = [s[0] for s in scores if s is not None]
+    judged = [x for x in shares if x is not None]
     metrics = {
         "dialogues": len(dialogues),
         "student_turns": len(turns),
         "judged": len(judged),
-        "mean_turn_score": round(sum(judged) / len(judged), 2) if judged else None,
+        "student_preference": _mean(judged),
         "shortfalls": len(flagged),
         "rule_shortfalls": sum(f[0] == 0 for f in flagged),
         "teacher_scenarios": len(written),
@@ -532,29 +522,24 @@ def refine(state: TeachingState, ctx: TeachingContext, rnd: int) -> StageOutput:
         student = next_replies(
             ctx.engine("student"), domain, [w.prefix for w in active], guidance, ctx.settings()
         )
-        flip = [(w.scenario_id + it) % 2 == 1 for w in active]
-        scores = compare(
-            ctx, [w.prefix for w in active], student, [w.teacher for w in active], flip
-        )
+        shares = prefer(ctx, [w.prefix for w in active], student, [w.teacher for w in active])
         writing = []
-        for w, g, reply, score in zip(active, guidance, student, scores, strict=True):
-            s, t = score if score else (None, None)
-            if w.touched and s is not None:
-                library.record_scores(w.touched, score_after=s)
+        for w, g, reply, share in zip(active, guidance, student, shares, strict=True):
+            if w.touched and share is not None:
+                library.record_scores(w.touched, score_after=share)
             w.history.append(
                 {
                     "iteration": it,
                     "strategies": [sid for sid, _ in g],
                     "student_reply": reply_text(reply),
-                    "student_score": s,
-                    "teacher_score": t,
+                    "student_preference": share,
                 }
             )
             w.touched = []
-            if s is not None and t is not None and s >= t:
+            if share is not None and share >= 0.5:  # at least as good as the teacher
                 w.closed = True
-            elif it < cfg.refine.max_iterations and s is not None:
-                writing.append((w, g, reply, s, t))
+            elif it < cfg.refine.max_iterations and share is not None:
+                writing.append((w, g, reply, share))
         if not writing:
             continue
         requests = [
@@ -569,9 +554,7 @@ def refine(state: TeachingState, ctx: TeachingContext, rnd: int) -> StageOutput:
                         "content": PROMPTS["writer_user"].format(
                             conversation=conversation_text(w.prefix),
                             student=reply_text(reply),
-                            student_score=s,
                             teacher=reply_text(w.teacher),
-                            teacher_score=t,
                             strategies="\n".join(f"[{i}] {text}" for i, text in g) or "(none)",
                         ),
                     },
@@ -579,10 +562,10 @@ def refine(state: TeachingState, ctx: TeachingContext, rnd: int) -> StageOutput:
                 max_tokens=cfg.refine.writer_max_tokens,
                 seed=cfg.seed + it,
             )
-            for w, g, reply, s, t in writing
+            for w, g, reply, _ in writing
         ]
         written, _, _ = ask_parsed(ctx.engine("teacher"), requests, parse_strategies, 1, False)
-        for (w, g, _reply, s, t), out in zip(writing, written, strict=True):
+        for (w, g, _reply, share), out in zip(writing, written, strict=True):
             if out is None:
                 w.history[-1]["writer"] = "malformed"
                 continue
@@ -607,8 +590,8 @@ def refine(state: TeachingState, ctx: TeachingContext, rnd: int) -> StageOutput:
                     run_id=ctx.run_id,
                     teacher=cfg.teacher,
                     round=rnd,
-                    score_before=s,
-                    teacher_score=t,
+                    score_before=share,
+                    teacher_score=1 - share,
                     domain=domain.name,
                     origin=f"{ctx.run_id}/r{rnd}/s{w.scenario_id}/i{it}/n{j}",
                 )
@@ -622,7 +605,7 @@ def refine(state: TeachingState, ctx: TeachingContext, rnd: int) -> StageOutput:
                     change["id"],
                     change["strategy"],
                     author=author,
-                    reason=f"round {rnd}, scenario {w.scenario_id}: student {s} vs teacher {t}",
+                    reason=f"round {rnd}, scenario {w.scenario_id}: judge preferred the teacher",
                     status="proposed",  # a changed strategy needs auditing again
                     scenario_ids=[w.scenario_id],
                 )
@@ -646,30 +629,26 @@ def refine(state: TeachingState, ctx: TeachingContext, rnd: int) -> StageOutput:
         )
         for w in work
     ]
-    first = [
-        w.history[0]["student_score"]
-        for w in work
-        if w.history and w.history[0]["student_score"] is not None
-    ]
-    last = [
-        w.history[-1]["student_score"]
-        for w in work
-        if w.history and w.history[-1]["student_score"] is not None
-    ]
-    teacher = [
-        w.history[0]["teacher_score"]
-        for w in work
-        if w.history and w.history[0]["teacher_score"] is not None
-    ]
+
+    def preference(at: int) -> float | None:
+        return _mean(
+            [
+                h["student_preference"]
+                for w in work
+                if w.history
+                if (h := w.history[at])["student_preference"] is not None
+            ]
+        )
+
     metrics = {
         "scenarios": len(work),
         "closed": sum(w.closed for w in work),
         "iterations": sum(len(w.history) for w in work),
         "new_strategies": len(new_ids),
         "edited_strategies": len(edited),
-        "student_score_first": _mean(first),
-        "student_score_last": _mean(last),
-        "teacher_score": _mean(teacher),
+        # the judge's preference for the student over the teacher, first and last try
+        "student_preference_first": preference(0),
+        "student_preference_last": preference(-1),
         "library_size": library.count(),
     }
     return StageOutput(metrics, {}, add=rows)
@@ -780,25 +759,19 @@ def eval_judge(state: TeachingState, ctx: TeachingContext, rnd: int) -> StageOut
     for comparison, (a, b) in COMPARISONS.items():
         if a not in replies or b not in replies or not prefixes:
             continue
-        flip = [i % 2 == 1 for i in range(len(prefixes))]
-        scores = compare(ctx, prefixes, replies[a], replies[b], flip)
-        outcomes = [
-            None if s is None else (1.0 if s[0] > s[1] else 0.5 if s[0] == s[1] else 0.0)
-            for s in scores
-        ]
-        judged = [o for o in outcomes if o is not None]
+        shares = prefer(ctx, prefixes, replies[a], replies[b])
+        judged = [x for x in shares if x is not None]
         metrics[comparison] = {
-            "win_rate": round(sum(judged) / len(judged), 3) if judged else None,
-            "wins": sum(o == 1.0 for o in judged),
-            "ties": sum(o == 0.5 for o in judged),
-            "losses": sum(o == 0.0 for o in judged),
-            "unjudged": len(outcomes) - len(judged),
-            "mean_a": _mean([s[0] for s in scores if s]),
-            "mean_b": _mean([s[1] for s in scores if s]),
+            "win_rate": _mean(judged),  # ties (and split orders) count half
+            "wins": sum(x == 1.0 for x in judged),
+            "ties": sum(0.0 < x < 1.0 for x in judged),
+            "losses": sum(x == 0.0 for x in judged),
+            "identical": sum(
+                reply_text(x) == reply_text(y) for x, y in zip(replies[a], replies[b], strict=True)
+            ),
+            "unjudged": len(shares) - len(judged),
         }
-        for prefix, x, y, s, o in zip(
-            prefixes, replies[a], replies[b], scores, outcomes, strict=True
-        ):
+        for prefix, x, y, share in zip(prefixes, replies[a], replies[b], shares, strict=True):
             rows.append(
                 Trajectory(
                     run_id=ctx.run_id,
@@ -806,13 +779,8 @@ def eval_judge(state: TeachingState, ctx: TeachingContext, rnd: int) -> StageOut
                     role=f"judge:{comparison}",
                     model=cfg.role_model("judge"),
                     messages=prefix,
-                    reward=o,
-                    meta={
-                        "stage": "eval_judge",
-                        "a": reply_text(x),
-                        "b": reply_text(y),
-                        "scores": list(s) if s else None,
-                    },
+                    reward=share,
+                    meta={"stage": "eval_judge", "a": reply_text(x), "b": reply_text(y)},
                 )
             )
     return StageOutput(metrics, {}, add=rows)
