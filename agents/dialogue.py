@@ -255,12 +255,13 @@ def next_replies(
     prefixes: Sequence[Sequence[Message]],
     guidance: Sequence[Guidance] | None = None,
     settings: DialogueSettings | None = None,
+    progress: bool = False,
 ) -> list[Message]:
     """The agent's next reply to each prefix, without running any tool (one batched call)."""
     settings = settings or DialogueSettings()
     guidance = guidance if guidance is not None else [[] for _ in prefixes]
     requests = agent_requests(domain, prefixes, guidance, settings)
-    results = engine.generate(requests, progress=False) if requests else []
+    results = engine.generate(requests, progress=progress) if requests else []
     names = {t.name for t in domain.tools}
     return [
         read_reply(r.text, names, f"call_{len(p)}", r.completions[0].tool_calls)[0]

@@ -6,10 +6,11 @@ those metrics, and the strategies the run wrote into its library, into:
 
 * held-out dialogues per agent: task success, gold-action recall, policy violations, turns, tool
   errors;
-* judged next replies per comparison: win rate (ties count half), wins / ties / losses, the
-  judge's mean scores;
-* one row per round: scenarios found and closed, strategies written, the judge's scores;
-* the strategies learned in the run, largest judge-score gain first;
+* judged next replies per comparison: win rate (ties count half), wins / ties / losses, pairs
+  whose two replies were identical;
+* one row per round: scenarios found and closed, strategies written, how often the judge
+  preferred the student's reply to the teacher's;
+* the strategies learned in the run, largest gain in judge preference first;
 
 and three panels: win rates, held-out success and violations, and scenarios and strategies per
 round. As in the rest of the report, a missing stage or metric is a dash or a "no data" panel.
@@ -147,8 +148,7 @@ def _judge_rows(data: _RunData) -> list[list[str]]:
             label,
             _num(m.get("win_rate")),
             _joined(m, ("wins", "ties", "losses")),
-            _num(m.get("mean_a")),
-            _num(m.get("mean_b")),
+            _num(m.get("identical")),
             _num(m.get("unjudged")),
         ]
         for _, _, label, m in _comparisons(data)
@@ -161,14 +161,13 @@ def _round_row(data: _RunData, t: int) -> list[str]:
     return [
         str(t),
         _num(found.get("dialogues")),
-        _num(found.get("mean_turn_score")),
+        _num(found.get("student_preference")),
         _with_part(found.get("shortfalls"), found.get("rule_shortfalls")),
         _num(found.get("teacher_scenarios")),
         _num(scenarios),
         _num(refine.get("closed")),
         _joined(refine, ("new_strategies", "edited_strategies")),
-        _arrow(refine.get("student_score_first"), refine.get("student_score_last")),
-        _num(refine.get("teacher_score")),
+        _arrow(refine.get("student_preference_first"), refine.get("student_preference_last")),
         _num(refine.get("library_size")),
     ]
 
@@ -185,7 +184,7 @@ def _one_line(text: str) -> str:
 
 
 def _strategy_lines(strategies: list[Strategy]) -> list[str]:
-    """The run's strategies: largest score gain first, then newest round first, then by id."""
+    """The run's strategies: largest preference gain first, then newest round, then by id."""
     if not strategies:
         return []
 
@@ -200,11 +199,16 @@ def _strategy_lines(strategies: list[Strategy]) -> list[str]:
     summary = ", ".join(f"{status} {n:,}" for status, n in sorted(statuses.items()))
     intro = f"This run wrote {len(strategies):,} strategies ({summary})"
     if len(shown) < len(strategies):
-        intro += f"; the {len(shown)} shown have the largest judge-score gains"
+        intro += f"; the {len(shown)} shown gained the most in judge preference"
     else:
-        intro += "; largest judge-score gain first"
+        intro += "; largest gain in judge preference first"
+    intro += (
+        ". Student preferred: how often the judge preferred the student's reply to the"
+        " teacher's (0 to 1), when the strategy was written and once it was in the student's"
+        " prompt"
+    )
     headers = ["id", "status", "version", "round", "situation", "strategy"]
-    headers += ["score before → after", "teacher score"]
+    headers += ["student preferred before → after"]
     rows = [
         [
             str(s.id),
@@ -214,7 +218,6 @@ def _strategy_lines(strategies: list[Strategy]) -> list[str]:
             _one_line(s.situation),
             _one_line(s.text),
             _arrow(s.score_before, s.score_after),
-            _num(s.teacher_score),
         ]
         for s in shown
     ]
@@ -247,18 +250,31 @@ def strategy_section(data: _RunData) -> list[str]:
 
     if judged:
         headers = ["comparison (A vs B)", "win rate of A", "wins / ties / losses"]
-        headers += ["judge score A", "judge score B", "unjudged"]
+        headers += ["identical replies (tied)", "unjudged"]
         lines += _subsection("Judged next replies", headers, judged)
         scenarios = _finished(data, "eval_judge").get("scenarios")
-        note = "Win rate counts a tie as half a win"
+        note = (
+            "The judge picks the better of two replies; win rate is the mean share of orders"
+            " in which it picked A, so a tie (each reply picked once, or identical replies,"
+            " which the judge is not asked about) counts as half a win"
+        )
         if _is_num(scenarios):
             note += f"; {_num(scenarios)} held-out scenarios were judged per comparison"
         lines += ["", note + "."]
 
-    headers = ["round", "dialogues", "mean turn score", "shortfalls (rule-detected)"]
+    headers = ["round", "dialogues", "student preferred, turns", "shortfalls (rule-detected)"]
     headers += ["teacher scenarios", "scenarios", "closed", "new / edited strategies"]
-    headers += ["student score first → last", "teacher score", "library size"]
-    lines += _subsection("Rounds", headers, [_round_row(data, t) for t in _rounds(data)])
+    headers += ["student preferred, first → last try", "library size"]
+    rows = [_round_row(data, t) for t in _rounds(data)]
+    rounds = _subsection("Rounds", headers, rows)
+    if any(row[2] != _DASH or row[8] != _DASH for row in rows):
+        rounds += [
+            "",
+            "Student preferred: the judge's mean preference (0 to 1) for the student's reply"
+            " over the teacher's to the same conversation, over the student's turns in its"
+            " dialogues, and over the scenarios at the first and at the last try of refining.",
+        ]
+    lines += rounds
 
     lines += _strategy_lines(list(data.strategies))
     return lines

@@ -107,8 +107,8 @@ class StrategyView:
             "Provenance:",
             f"  teacher: {s.teacher or 'unknown'}; run: {s.run_id or '-'}; "
             f"round: {'-' if s.round is None else s.round}; domain: {s.domain or '-'}",
-            f"  student score before -> after: {_score(s.score_before)} -> "
-            f"{_score(s.score_after)}; teacher score: {_score(s.teacher_score)}",
+            f"  judge on the student, before -> with it: {_score(s.score_before)} -> "
+            f"{_score(s.score_after)}; on the teacher: {_score(s.teacher_score)}",
         ]
         if self.scenarios:
             lines.append("Source scenarios:")
@@ -290,8 +290,9 @@ class Auditor:
             if meta.get("reason"):
                 lines.append(f"  flagged because: {excerpt(meta['reason'])}")
         lines.append(
-            f"Judge scores: student before the strategy {_score(s.score_before)}, "
-            f"teacher {_score(s.teacher_score)}, student with it {_score(s.score_after)}."
+            f"The judge's preference for the student over the teacher: "
+            f"{_score(s.score_before)} before the strategy, {_score(s.score_after)} with it "
+            f"(0 = the teacher's reply always chosen, 0.5 = a tie)."
         )
         if versions:
             first = versions[0]

@@ -48,6 +48,9 @@ class Strategy(SQLModel, table=True):
     run_id: str | None = Field(default=None, index=True)
     teacher: str | None = None
     round: int | None = None
+    # The judge's view of the student's reply to the source scenario, before the strategy
+    # existed and once it was in the prompt, and of the teacher's. Strategy teaching records
+    # preferences for the student over the teacher (0..1, a tie is 0.5); any scale works.
     score_before: float | None = None
     teacher_score: float | None = None
     score_after: float | None = None

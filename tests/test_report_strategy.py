@@ -48,18 +48,16 @@ JUDGE = {
         "wins": 7,
         "ties": 3,
         "losses": 2,
+        "identical": 1,
         "unjudged": 0,
-        "mean_a": 7.25,
-        "mean_b": 5.5,
     },
     "strategies_vs_teacher": {
         "win_rate": 0.318,
         "wins": 2,
         "ties": 3,
         "losses": 6,
+        "identical": 0,
         "unjudged": 1,
-        "mean_a": 6.0,
-        "mean_b": 8.0,
     },
 }
 
@@ -81,12 +79,12 @@ def _stage(store: Store, run_id: str, round: int, name: str, metrics: dict[str, 
     store.commit_stage(run_id, round, name, {**metrics, "seconds": 30.0 * (round + 1)})
 
 
-def _scenarios(dialogues: int, score: float, shortfalls: int, rule: int) -> dict[str, Any]:
+def _scenarios(dialogues: int, preference: float, shortfalls: int, rule: int) -> dict[str, Any]:
     return {
         "dialogues": dialogues,
         "student_turns": dialogues * 4,
         "judged": dialogues * 4,
-        "mean_turn_score": score,
+        "student_preference": preference,
         "shortfalls": shortfalls,
         "rule_shortfalls": rule,
         "teacher_scenarios": 2,
@@ -101,9 +99,8 @@ def _refine(scenarios: int, closed: int, new: int, edited: int, size: int) -> di
         "iterations": scenarios * 2,
         "new_strategies": new,
         "edited_strategies": edited,
-        "student_score_first": 3.5,
-        "student_score_last": 7.25,
-        "teacher_score": 8.0,
+        "student_preference_first": 0.071,
+        "student_preference_last": 0.643,
         "library_size": size,
     }
 
@@ -113,9 +110,9 @@ def _teaching_run(store: Store, *, evaluated: bool = True) -> str:
     store.set_run_status(run.id, "finished" if evaluated else "running")
     setup = {"domain": "retail", "train_tasks": 8, "heldout_tasks": 5}
     _stage(store, run.id, 0, "setup", {**setup, "library": "retail", "library_size": 0})
-    _stage(store, run.id, 1, "scenarios", _scenarios(4, 6.25, 5, 3))
+    _stage(store, run.id, 1, "scenarios", _scenarios(4, 0.344, 5, 3))
     _stage(store, run.id, 1, "refine", _refine(7, 4, 5, 1, 5))
-    _stage(store, run.id, 2, "scenarios", _scenarios(4, 7.5, 2, 1))
+    _stage(store, run.id, 2, "scenarios", _scenarios(4, 0.469, 2, 1))
     _stage(store, run.id, 2, "refine", _refine(4, 3, 2, 0, 7))
     if evaluated:
         _stage(store, run.id, 2, "eval_dialogues", DIALOGUES)
@@ -128,26 +125,26 @@ def _library(store: Store, workspace: Workspace) -> StrategyLibrary:
 
 
 def _add_strategies(library: StrategyLibrary, run_id: str) -> list[int]:
-    """Three strategies of the run (gains 5.0, 1.0 and none) and one of another run."""
+    """Three strategies of the run (preference gains 1.0, 0.5 and none), one of another run."""
     common = {"author": "teacher:big", "teacher": "big", "domain": "retail", "run_id": run_id}
     small = library.add(
         "A customer asks for a refund",
         "Check the order status before promising a refund.",
         round=1,
-        score_before=4.0,
-        teacher_score=8.0,
+        score_before=0.0,
+        teacher_score=1.0,
         **common,
     )
-    library.record_scores([small.id], score_after=5.0)  # type: ignore[list-item]
+    library.record_scores([small.id], score_after=0.5)  # type: ignore[list-item]
     big = library.add(
         "A customer asks to cancel an order",
         "Ask the customer to identify themselves (email,\nor name and zip) first.",
         round=2,
-        score_before=3.0,
-        teacher_score=9.0,
+        score_before=0.0,
+        teacher_score=1.0,
         **common,
     )
-    library.record_scores([big.id], score_after=8.0)  # type: ignore[list-item]
+    library.record_scores([big.id], score_after=1.0)  # type: ignore[list-item]
     library.set_status(big.id, "approved", author="reviewer:ann")  # type: ignore[arg-type]
     untried = library.add(
         "A customer is angry", "Apologise once, then solve the problem.", round=2, **common
@@ -158,8 +155,9 @@ def _add_strategies(library: StrategyLibrary, run_id: str) -> list[int]:
         author="teacher:big",
         run_id="someone-else",
         score_before=0.0,
+        teacher_score=1.0,
     )
-    library.record_scores([other.id], score_after=10.0)  # type: ignore[list-item]
+    library.record_scores([other.id], score_after=1.0)  # type: ignore[list-item]
     return [big.id, small.id, untried.id]  # type: ignore[list-item]
 
 
@@ -209,25 +207,30 @@ def test_held_out_dialogues_table_per_agent(store: Store) -> None:
 def test_judged_next_replies_table_per_comparison(store: Store) -> None:
     markdown = render_markdown(store, _teaching_run(store), None)
     table = _section(markdown, "Judged next replies")
+    assert "| comparison (A vs B) | win rate of A | wins / ties / losses |" in table
+    # win rate, wins / ties / losses, identical replies (among the ties), unjudged
     assert _row(table, "student + strategies vs student alone") == [
-        "student + strategies vs student alone", "0.708", "7 / 3 / 2", "7.250", "5.500", "0"
+        "student + strategies vs student alone", "0.708", "7 / 3 / 2", "1", "0"
     ]  # fmt: skip
-    assert _row(table, "student + strategies vs teacher")[1:] == [
-        "0.318", "2 / 3 / 6", "6.000", "8.000", "1"
-    ]  # fmt: skip
+    assert _row(table, "student + strategies vs teacher")[1:] == ["0.318", "2 / 3 / 6", "0", "1"]
+    assert "judge score" not in table
     assert "student alone vs teacher" not in table
     assert "12 held-out scenarios were judged per comparison" in table
 
 
-def test_rounds_table_has_scenarios_closed_strategies_and_scores(store: Store) -> None:
+def test_rounds_table_has_scenarios_closed_strategies_and_preferences(store: Store) -> None:
     markdown = render_markdown(store, _teaching_run(store), None)
     table = _section(markdown, "Rounds")
-    # round, dialogues, mean turn score, shortfalls (rule), teacher scenarios, scenarios,
-    # closed, new / edited, student score first → last, teacher score, library size
+    # round, dialogues, student preferred (turns), shortfalls (rule), teacher scenarios,
+    # scenarios, closed, new / edited, student preferred first → last try, library size
+    assert _row(table, "round")[2] == "student preferred, turns"
+    assert _row(table, "round")[8] == "student preferred, first → last try"
     assert _row(table, "1") == [
-        "1", "4", "6.250", "5 (3)", "2", "7", "4", "5 / 1", "3.500 → 7.250", "8.000", "5"
+        "1", "4", "0.344", "5 (3)", "2", "7", "4", "5 / 1", "0.071 → 0.643", "5"
     ]  # fmt: skip
-    assert _row(table, "2")[1:8] == ["4", "7.500", "2 (1)", "2", "4", "3", "2 / 0"]
+    assert _row(table, "2")[1:8] == ["4", "0.469", "2 (1)", "2", "4", "3", "2 / 0"]
+    assert "score" not in table
+    assert "mean preference (0 to 1) for the student's reply over the teacher's" in table
     assert "\n## Rounds" not in markdown  # no Socratic round table for this scheme
     # the scheme's stages are not dumped again among the stage metrics
     assert "## Stage metrics" not in markdown
@@ -240,7 +243,8 @@ def test_strategies_learned_largest_gain_first(store: Store, workspace: Workspac
     markdown = render_markdown(store, run_id, None)
     table = _section(markdown, "Strategies learned in this run")
     assert "This run wrote 3 strategies (approved 1, proposed 2)" in table
-    assert _first_cells(table) == ["id", str(big), str(small), str(untried)]  # gains 5.0, 1.0, none
+    assert _first_cells(table) == ["id", str(big), str(small), str(untried)]  # gains 1, 0.5, none
+    assert _row(table, "id")[6:] == ["student preferred before → after"]  # 1 − before: no column
     assert _row(table, str(big)) == [
         str(big),
         "approved",
@@ -248,10 +252,10 @@ def test_strategies_learned_largest_gain_first(store: Store, workspace: Workspac
         "2",
         "A customer asks to cancel an order",
         "Ask the customer to identify themselves (email, or name and zip) first.",
-        "3.000 → 8.000",
-        "9.000",
+        "0.000 → 1.000",
     ]
-    assert _row(table, str(untried))[6:] == ["—", "—"]
+    assert _row(table, str(small))[6:] == ["0.000 → 0.500"]
+    assert _row(table, str(untried))[6:] == ["—"]
     assert "another run" not in markdown
 
 
@@ -306,6 +310,7 @@ def test_missing_metrics_are_dashes_not_guesses(store: Store) -> None:
     rounds = _section(markdown, "Rounds")
     assert _row(rounds, "round") == ["round", "dialogues", "scenarios"]  # dash-only columns go
     assert _row(rounds, "1") == ["1", "3", "2"]
+    assert "Student preferred:" not in rounds  # no note for a column that is not there
     assert _row(_section(markdown, "Held-out dialogues"), "student alone") == [
         "student alone",
         "0.500",

@@ -138,7 +138,7 @@ def test_why_explains_from_provenance(library: StrategyLibrary) -> None:
     assert "My kettle arrived with a cracked lid, I want a refund." in text
     assert "Refunds are not possible." in text  # the student's reply
     assert "Could you send a photo of the lid?" in text  # the teacher's reply
-    assert "0.20" in text and "0.90" in text and "0.80" in text  # before, teacher, after
+    assert "0.20 before the strategy, 0.80 with it" in text
     assert f"Written by {TEACHER}" in text and "run-7" in text
     assert "v2 by reviewer:alice" in text and "shorter" in text
     assert library.events(actions=["why"])[-1].strategy_id == sid
@@ -158,7 +158,7 @@ def test_show_gathers_versions_scenarios_and_events(library: StrategyLibrary) ->
         "Apologise, ask for a photo of the damage",
         "teacher: builtin:qwen2.5-coder-0.5b; run: run-7; round: 1",
         "0.20 -> 0.80",
-        "teacher score: 0.90",
+        "on the teacher: 0.90",
         "customer: My kettle arrived with a cracked lid",
         "v2 approved by reviewer:alice",
     ):

@@ -8,16 +8,17 @@ chat endpoint. The stages, each committed atomically:
 1. **setup**: training tasks per round from τ²-bench's train split, held-out ones from its test
    split (retail or airline: a policy, a database and customer scenarios with gold actions).
 2. per round, **scenarios**: the customer simulator talks to the student (with the strategies it
-   retrieves); the judge scores each student turn, and turns that fall short — a low score, a
-   policy violation, a failed tool call — become scenarios (the conversation up to the
-   customer's message). The teacher writes a few extra scenarios on topics the policy covers.
+   retrieves); the judge compares each student turn with the teacher's reply to the same
+   conversation, and turns that fall short — the judge prefers the teacher's reply, or the
+   rules find a policy violation or a failed tool call — become scenarios (the conversation up
+   to the customer's message). The teacher writes a few extra scenarios on topics the policy covers.
    The teacher's own reply to every scenario is stored with it.
 3. per round, **refine**: for each scenario, repeat: the student replies with the strategies it
    retrieves, the judge compares that reply with the teacher's; if the student is not yet as
    good, the teacher writes new strategies or edits the ones the student saw. It stops when the
    judge rates the student at least as good as the teacher, or after ``max_iterations``.
    Strategies are stored as *proposed*, with their scenario, the teacher, the round, and the
-   judge's scores before and after.
+   judge's preference for the student over the teacher before and after.
 4. **eval_dialogues**: on held-out tasks, full dialogues of the student alone, the student with
    strategies, the teacher, and (transfer) a second student with and without the same library:
    task success against the gold actions, and policy violations.
@@ -245,7 +246,7 @@ def prefer(
                 prefix=PROMPTS["compare_prefix"],
             )
         )
-    choices, _, _ = ask_parsed(ctx.engine("judge"), requests, parse_choice, 1, False)
+    choices, _, _ = ask_parsed(ctx.engine("judge"), requests, parse_choice, 1, ctx.progress)
     wins: dict[int, list[float]] = {i: [] for i in range(len(first))}
     for (i, swap), choice in zip(asks, choices, strict=True):
         if choice is not None:
@@ -339,7 +340,9 @@ def scenarios(state: TeachingState, ctx: TeachingContext, rnd: int) -> StageOutp
     turns = [(d, t, start) for d in dialogues for t, start in enumerate(d.turns)]
     prefixes = [d.messages[:start] for d, _, start in turns]
     replies = [d.messages[start] for d, _, start in turns]
-    teacher = next_replies(ctx.engine("teacher"), domain, prefixes, None, ctx.settings())
+    teacher = next_replies(
+        ctx.engine("teacher"), domain, prefixes, None, ctx.settings(), ctx.progress
+    )
     shares = prefer(ctx, prefixes, replies, teacher)
     problems = {id(d): _turn_problems(ctx, d) for d in dialogues}
     flagged = []
@@ -374,7 +377,9 @@ def scenarios(state: TeachingState, ctx: TeachingContext, rnd: int) -> StageOutp
         student_now = next_replies(
             ctx.engine("student"), domain, opened, [guide(p) for p in opened], ctx.settings()
         )
-        teacher_now = next_replies(ctx.engine("teacher"), domain, opened, None, ctx.settings())
+        teacher_now = next_replies(
+            ctx.engine("teacher"), domain, opened, None, ctx.settings(), ctx.progress
+        )
         for (_, topic), prefix, mine, theirs in zip(
             written, opened, student_now, teacher_now, strict=True
         ):
@@ -458,7 +463,7 @@ def teacher_scenarios(ctx: TeachingContext, rnd: int) -> list[tuple[str, str]]:
         )
         for i, topic in enumerate(chosen)
     ]
-    results = ctx.engine("teacher").generate(requests, progress=False)
+    results = ctx.engine("teacher").generate(requests, progress=ctx.progress)
     return [
         (r.text.strip().strip('"'), topic)
         for r, topic in zip(results, chosen, strict=True)
@@ -564,7 +569,9 @@ def refine(state: TeachingState, ctx: TeachingContext, rnd: int) -> StageOutput:
             )
             for w, g, reply, _ in writing
         ]
-        written, _, _ = ask_parsed(ctx.engine("teacher"), requests, parse_strategies, 1, False)
+        written, _, _ = ask_parsed(
+            ctx.engine("teacher"), requests, parse_strategies, 1, ctx.progress
+        )
         for (w, g, _reply, share), out in zip(writing, written, strict=True):
             if out is None:
                 w.history[-1]["writer"] = "malformed"
@@ -753,7 +760,9 @@ def eval_judge(state: TeachingState, ctx: TeachingContext, rnd: int) -> StageOut
     for name in agents:
         role, guided = AGENTS[name]
         guidance = [guide(p) for p in prefixes] if guided else None
-        replies[name] = next_replies(ctx.engine(role), domain, prefixes, guidance, ctx.settings())
+        replies[name] = next_replies(
+            ctx.engine(role), domain, prefixes, guidance, ctx.settings(), ctx.progress
+        )
     metrics: dict[str, Any] = {"scenarios": len(prefixes)}
     rows = []
     for comparison, (a, b) in COMPARISONS.items():
