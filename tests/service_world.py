@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 
 import numpy as np
@@ -27,8 +26,8 @@ OPENING = "Hi, I want to cancel my order #W0000000, I no longer need it."
 GOOD_REPLY = "Before I can help, please give me your email or your name and zip code."
 BAD_REPLY = "Sure, your order is cancelled!"
 WRITTEN_SCENARIO = "Hello, I would like to return the shoes I bought last week."
-STRATEGY = "Always ask the customer to identify themselves (email, or name and zip) first."
-SITUATION = "A customer asks for a change to an order"
+STRATEGY = "When a customer asks for a change, ask them to identify themselves (email) first."
+SITUATION = "When a customer asks for a change"
 EDITED = "Before any order change, ask the customer to identify themselves by email."
 
 
@@ -94,8 +93,8 @@ class ServiceEngine(ScriptedEngine):
         if kind == "writer":
             shown = re.findall(r"^\[(\d+)\] ", user, re.M)
             if self.edit and shown:
-                return json.dumps({"new": [], "edit": [{"id": int(shown[0]), "strategy": EDITED}]})
-            return json.dumps({"new": [{"situation": SITUATION, "strategy": STRATEGY}], "edit": []})
+                return f"EDIT {shown[0]}: {EDITED}"
+            return f"Here is what I suggest.\nNEW: {STRATEGY}"
         if kind == "scenario":
             return WRITTEN_SCENARIO
         return ""

@@ -208,14 +208,22 @@ def test_parsers() -> None:
     assert parse_choice("Reply A: I can help") == "A"
     assert parse_choice("Neither") is None and parse_choice("") is None
     out = parse_strategies(
-        '{"new": [{"situation": "s", "strategy": "do x"}, {"strategy": ""}],'
-        ' "edit": [{"id": "3", "strategy": "y"}, {"id": "z", "strategy": "q"}]}'
+        "Sure.\nNEW: When the order is pending, check its status first.\n"
+        "NEW: When <situation>, <what to do>.\n"
+        "- NEW: Always confirm before cancelling an order.\n"
+        "EDIT [3]: When asked to cancel, ask for the reason.\nEDIT x: nothing here"
     )
     assert out == {
-        "new": [{"situation": "s", "strategy": "do x"}],
-        "edit": [{"id": 3, "strategy": "y"}],
+        "new": [
+            {
+                "situation": "When the order is pending",
+                "strategy": "When the order is pending, check its status first.",
+            },
+            {"situation": "", "strategy": "Always confirm before cancelling an order."},
+        ],
+        "edit": [{"id": 3, "strategy": "When asked to cancel, ask for the reason."}],
     }
-    assert parse_strategies('{"new": [], "edit": []}') is None
+    assert parse_strategies("I have no advice.") is None
 
 
 def test_retrieval_query_uses_the_last_messages() -> None:

@@ -65,7 +65,6 @@ from agents.schemes.base import (
     ask_parsed,
     stage_node,
 )
-from agents.schemes.socratic_rules import parse_json_object
 from agents.store import Item, Run, Trajectory
 from strategies import TRAINING, USABLE, StrategyLibrary
 from tools.service import DomainUnavailable, ServiceDomain, ServiceTask, load_domain
@@ -471,23 +470,34 @@ def teacher_scenarios(ctx: TeachingContext, rnd: int) -> list[tuple[str, str]]:
     ]
 
 
+_NEW_LINE = re.compile(r"^\W*NEW\s*:\s*(.+)$", re.I | re.M)
+_EDIT_LINE = re.compile(r"^\W*EDIT\s*\[?(\d+)\]?\s*:\s*(.+)$", re.I | re.M)
+_PLACEHOLDER = re.compile(r"<[^>]*>")
+
+
+def _situation(text: str) -> str:
+    """The "When ..." clause of a strategy, if it starts with one."""
+    head, comma, _ = text.partition(",")
+    return head.strip() if comma and head.lower().startswith("when ") else ""
+
+
 def parse_strategies(text: str) -> dict[str, list[dict[str, Any]]] | None:
-    """``{"new": [{situation, strategy}], "edit": [{id, strategy}]}`` from the writer, or None."""
-    data = parse_json_object(text)
-    if data is None:
-        return None
+    """``{"new": [{situation, strategy}], "edit": [{id, strategy}]}`` from the writer, or None.
+
+    The writer answers in lines, ``NEW: When <situation>, <what to do>.`` and
+    ``EDIT <id>: <better strategy>`` (small models copy a JSON template's placeholders). Lines
+    still holding a ``<placeholder>`` are dropped; None when no line is usable.
+    """
     new = [
-        {"situation": str(s.get("situation") or "").strip(), "strategy": str(s["strategy"]).strip()}
-        for s in data.get("new") or []
-        if isinstance(s, dict) and str(s.get("strategy") or "").strip()
+        {"situation": _situation(line), "strategy": line}
+        for line in (m.group(1).strip() for m in _NEW_LINE.finditer(text))
+        if len(line) > 12 and not _PLACEHOLDER.search(line)
     ]
-    edit = []
-    for s in data.get("edit") or []:
-        if isinstance(s, dict) and str(s.get("strategy") or "").strip():
-            try:
-                edit.append({"id": int(s["id"]), "strategy": str(s["strategy"]).strip()})
-            except (KeyError, TypeError, ValueError):
-                continue
+    edit = [
+        {"id": int(m.group(1)), "strategy": m.group(2).strip()}
+        for m in _EDIT_LINE.finditer(text)
+        if len(m.group(2).strip()) > 12 and not _PLACEHOLDER.search(m.group(2))
+    ]
     if not new and not edit:
         return None
     return {"new": new, "edit": edit}
