@@ -18,12 +18,8 @@ from service_world import (
 
 from agents.config import ConfigError, StrategyTeachingJob
 from agents.dialogue import GUIDANCE_HEADER
-from agents.schemes.strategy_teaching import (
-    StrategyTeaching,
-    parse_choice,
-    parse_strategies,
-    retrieval_query,
-)
+from agents.schemes.strategy_rules import parse_choice, parse_strategies, retrieval_query
+from agents.schemes.strategy_teaching import StrategyTeaching
 from agents.store import Store, Workspace
 from strategies import StrategyLibrary
 
@@ -268,3 +264,38 @@ def test_config_errors_are_one_sentence(tmp_path) -> None:
     )
     assert result.returncode == 2 and "domain" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+class PositionJudge(ServiceEngine):
+    """A judge that always picks the first reply shown, or answers nonsense."""
+
+    def __init__(self, answer: str) -> None:
+        super().__init__("judge")
+        self.answer = answer
+
+    def _answer(self, kind: str, request) -> str:
+        return self.answer
+
+
+def test_prefer_shows_both_orders_and_ties_identical_replies() -> None:
+    from agents.schemes.strategy_rules import prefer
+    from tools.service import load_domain
+
+    domain = load_domain("retail")
+    prefix = [{"role": "user", "content": "cancel my order"}]
+    good = {"role": "assistant", "content": GOOD_REPLY}
+    bad = {"role": "assistant", "content": BAD_REPLY}
+
+    fair = ServiceEngine("judge")  # picks the reply asking for identification
+    assert prefer(fair, domain, [prefix, prefix], [good, bad], [bad, good]) == [1.0, 0.0]
+    assert len(fair.requests_of("compare")) == 4  # each pair both ways round
+    request = fair.requests_of("compare")[0]
+    assert request.prefix == "The better reply is " and request.max_tokens == 4
+
+    biased = PositionJudge("A")  # a position bias alone decides nothing
+    assert prefer(biased, domain, [prefix], [good], [bad]) == [0.5]
+    assert prefer(biased, domain, [prefix], [good], [bad], both_orders=False) == [1.0]
+
+    silent = PositionJudge("I cannot say")
+    assert prefer(silent, domain, [prefix, prefix], [good, good], [bad, good]) == [None, 0.5]
+    assert len(silent.requests) == 4  # 2 orders, each asked again once; identical: not asked

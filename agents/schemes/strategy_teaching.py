@@ -33,13 +33,10 @@ Only audited (approved or edited) strategies reach a prompt, unless the run is a
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypedDict
 
-import yaml
 from langgraph.graph import END, START, StateGraph
 
 from agents.config import ConfigError, StrategyTeachingJob
@@ -65,16 +62,20 @@ from agents.schemes.base import (
     ask_parsed,
     stage_node,
 )
+from agents.schemes.strategy_rules import (
+    PROMPTS,
+    normalised,
+    parse_strategies,
+    prefer,
+    retrieval_query,
+    system_prompt,
+)
 from agents.store import Item, Run, Trajectory
 from strategies import TRAINING, USABLE, StrategyLibrary
 from tools.service import DomainUnavailable, ServiceDomain, ServiceTask, load_domain
 from tools.service.checks import policy_violations, score_actions
 
 log = logging.getLogger(__name__)
-
-PROMPTS: dict[str, str] = yaml.safe_load(
-    Path(__file__).with_name("strategy_prompts.yaml").read_text()
-)
 
 #: Held-out agents: name → (model role, with strategies).
 AGENTS: dict[str, tuple[str, bool]] = {
@@ -185,78 +186,24 @@ class TeachingContext(RoleContext):
         return [domain.task(i) for i in ids]
 
 
-def retrieval_query(messages: Sequence[Message], turns: int = 3) -> str:
-    """What strategies are retrieved by: the last few customer and agent messages."""
-    said = [
-        str(m.get("content") or "")
-        for m in messages
-        if m["role"] in ("user", "assistant") and not m.get("tool_calls") and m.get("content")
-    ]
-    return "\n".join(said[-turns:])[-1500:]
-
-
-# ---------------------------------------------------------------------------- judging
-
-
-def _system(key: str, domain: ServiceDomain, **extra: Any) -> str:
-    return PROMPTS[key].format(policy=domain.policy.strip(), domain=domain.name, **extra)
-
-
-def parse_choice(text: str) -> str | None:
-    """``"A"`` or ``"B"``: the reply a judge chose (its answer continues the forced prefix)."""
-    match = re.match(r"\W*(?:reply\s*)?([AB])\b", text.strip(), re.I)
-    return match.group(1).upper() if match else None
-
-
-def prefer(
+def judge(
     ctx: TeachingContext,
     prefixes: Sequence[Sequence[Message]],
     first: Sequence[Message],
     second: Sequence[Message],
 ) -> list[float | None]:
-    """How much the judge prefers ``first`` over ``second`` as the next reply, per prefix.
-
-    The judge picks A or B (small judges cannot be trusted with scores: the 0.5B built-in gave
-    every pair the same one). With ``refine.both_orders`` each pair is shown both ways round,
-    so a judge that always picks one position ends in a tie, not a win: the result is the share
-    of orders in which ``first`` won (0, 0.5 or 1). Otherwise the order alternates by index.
-    Identical replies tie without asking; None means no answer could be read.
-    """
-    domain = ctx.domain()
-    system = _system("compare_system", domain)
-    both = ctx.config.refine.both_orders
-    asks: list[tuple[int, bool]] = []  # (pair, first shown as B)
-    for i, (x, y) in enumerate(zip(first, second, strict=True)):
-        if reply_text(x) != reply_text(y):
-            asks += [(i, False), (i, True)] if both else [(i, i % 2 == 1)]
-    requests = []
-    for i, swap in asks:
-        a, b = (second[i], first[i]) if swap else (first[i], second[i])
-        user = PROMPTS["compare_user"].format(
-            conversation=conversation_text(prefixes[i]), a=reply_text(a), b=reply_text(b)
-        )
-        requests.append(
-            ChatRequest(
-                messages=[
-                    {"role": "system", "content": system},
-                    {"role": "user", "content": user},
-                ],
-                max_tokens=ctx.config.refine.judge_max_tokens,
-                prefix=PROMPTS["compare_prefix"],
-            )
-        )
-    choices, _, _ = ask_parsed(ctx.engine("judge"), requests, parse_choice, 1, ctx.progress)
-    wins: dict[int, list[float]] = {i: [] for i in range(len(first))}
-    for (i, swap), choice in zip(asks, choices, strict=True):
-        if choice is not None:
-            wins[i].append(1.0 if (choice == "B") == swap else 0.0)
-    shares: list[float | None] = []
-    for i, (x, y) in enumerate(zip(first, second, strict=True)):
-        if reply_text(x) == reply_text(y):
-            shares.append(0.5)
-        else:
-            shares.append(sum(wins[i]) / len(wins[i]) if wins[i] else None)
-    return shares
+    """The judge's preference for ``first`` over ``second`` per prefix (see :func:`prefer`)."""
+    cfg = ctx.config.refine
+    return prefer(
+        ctx.engine("judge"),
+        ctx.domain(),
+        prefixes,
+        first,
+        second,
+        both_orders=cfg.both_orders,
+        max_tokens=cfg.judge_max_tokens,
+        progress=ctx.progress,
+    )
 
 
 # ---------------------------------------------------------------------------- stages
@@ -342,7 +289,7 @@ def scenarios(state: TeachingState, ctx: TeachingContext, rnd: int) -> StageOutp
     teacher = next_replies(
         ctx.engine("teacher"), domain, prefixes, None, ctx.settings(), ctx.progress
     )
-    shares = prefer(ctx, prefixes, replies, teacher)
+    shares = judge(ctx, prefixes, replies, teacher)
     problems = {id(d): _turn_problems(ctx, d) for d in dialogues}
     flagged = []
     for k, ((d, t, _), share) in enumerate(zip(turns, shares, strict=True)):
@@ -453,7 +400,7 @@ def teacher_scenarios(ctx: TeachingContext, rnd: int) -> list[tuple[str, str]]:
     requests = [
         ChatRequest(
             messages=[
-                {"role": "system", "content": _system("scenario_system", domain)},
+                {"role": "system", "content": system_prompt("scenario_system", domain)},
                 {"role": "user", "content": PROMPTS["scenario_user"].format(topic=topic)},
             ],
             temperature=0.7,
@@ -468,39 +415,6 @@ def teacher_scenarios(ctx: TeachingContext, rnd: int) -> list[tuple[str, str]]:
         for r, topic in zip(results, chosen, strict=True)
         if r.text.strip()
     ]
-
-
-_NEW_LINE = re.compile(r"^\W*NEW\s*:\s*(.+)$", re.I | re.M)
-_EDIT_LINE = re.compile(r"^\W*EDIT\s*\[?(\d+)\]?\s*:\s*(.+)$", re.I | re.M)
-_PLACEHOLDER = re.compile(r"<[^>]*>")
-
-
-def _situation(text: str) -> str:
-    """The "When ..." clause of a strategy, if it starts with one."""
-    head, comma, _ = text.partition(",")
-    return head.strip() if comma and head.lower().startswith("when ") else ""
-
-
-def parse_strategies(text: str) -> dict[str, list[dict[str, Any]]] | None:
-    """``{"new": [{situation, strategy}], "edit": [{id, strategy}]}`` from the writer, or None.
-
-    The writer answers in lines, ``NEW: When <situation>, <what to do>.`` and
-    ``EDIT <id>: <better strategy>`` (small models copy a JSON template's placeholders). Lines
-    still holding a ``<placeholder>`` are dropped; None when no line is usable.
-    """
-    new = [
-        {"situation": _situation(line), "strategy": line}
-        for line in (m.group(1).strip() for m in _NEW_LINE.finditer(text))
-        if len(line) > 12 and not _PLACEHOLDER.search(line)
-    ]
-    edit = [
-        {"id": int(m.group(1)), "strategy": m.group(2).strip()}
-        for m in _EDIT_LINE.finditer(text)
-        if len(m.group(2).strip()) > 12 and not _PLACEHOLDER.search(m.group(2))
-    ]
-    if not new and not edit:
-        return None
-    return {"new": new, "edit": edit}
 
 
 @dataclass
@@ -528,7 +442,7 @@ def refine(state: TeachingState, ctx: TeachingContext, rnd: int) -> StageOutput:
         work.append(_Refining(sid, list(row.messages), teacher, [], []))
     new_ids: list[int] = []
     edited: set[int] = set()
-    known = {_normalised(s.text): s.id for s in library.strategies()}
+    known = {normalised(s.text): s.id for s in library.strategies()}
     for it in range(cfg.refine.max_iterations + 1):
         active = [w for w in work if not w.closed]
         if not active:
@@ -537,7 +451,7 @@ def refine(state: TeachingState, ctx: TeachingContext, rnd: int) -> StageOutput:
         student = next_replies(
             ctx.engine("student"), domain, [w.prefix for w in active], guidance, ctx.settings()
         )
-        shares = prefer(ctx, [w.prefix for w in active], student, [w.teacher for w in active])
+        shares = judge(ctx, [w.prefix for w in active], student, [w.teacher for w in active])
         writing = []
         for w, g, reply, share in zip(active, guidance, student, shares, strict=True):
             if w.touched and share is not None:
@@ -557,13 +471,11 @@ def refine(state: TeachingState, ctx: TeachingContext, rnd: int) -> StageOutput:
                 writing.append((w, g, reply, share))
         if not writing:
             continue
+        writer_system = system_prompt("writer_system", domain, max_new=cfg.refine.max_new)
         requests = [
             ChatRequest(
                 messages=[
-                    {
-                        "role": "system",
-                        "content": _system("writer_system", domain, max_new=cfg.refine.max_new),
-                    },
+                    {"role": "system", "content": writer_system},
                     {
                         "role": "user",
                         "content": PROMPTS["writer_user"].format(
@@ -588,7 +500,7 @@ def refine(state: TeachingState, ctx: TeachingContext, rnd: int) -> StageOutput:
                 continue
             seen = {i for i, _ in g}
             for j, new in enumerate(out["new"][: cfg.refine.max_new]):
-                same = known.get(_normalised(new["strategy"]))
+                same = known.get(normalised(new["strategy"]))
                 if same is not None:  # written before: link this scenario to it instead
                     if library.get(same).status != "rejected":
                         library.revise(
@@ -614,7 +526,7 @@ def refine(state: TeachingState, ctx: TeachingContext, rnd: int) -> StageOutput:
                 )
                 w.touched.append(strategy.id)
                 new_ids.append(strategy.id)
-                known[_normalised(strategy.text)] = strategy.id
+                known[normalised(strategy.text)] = strategy.id
             for change in out["edit"]:
                 if change["id"] not in seen:  # only what the student saw may be edited
                     continue
@@ -669,10 +581,6 @@ def refine(state: TeachingState, ctx: TeachingContext, rnd: int) -> StageOutput:
         "library_size": library.count(),
     }
     return StageOutput(metrics, {}, add=rows)
-
-
-def _normalised(text: str) -> str:
-    return " ".join(text.lower().split()).rstrip(".")
 
 
 def _mean(values: Sequence[float]) -> float | None:
@@ -778,7 +686,7 @@ def eval_judge(state: TeachingState, ctx: TeachingContext, rnd: int) -> StageOut
     for comparison, (a, b) in COMPARISONS.items():
         if a not in replies or b not in replies or not prefixes:
             continue
-        shares = prefer(ctx, prefixes, replies[a], replies[b])
+        shares = judge(ctx, prefixes, replies[a], replies[b])
         judged = [x for x in shares if x is not None]
         metrics[comparison] = {
             "win_rate": _mean(judged),  # ties (and split orders) count half

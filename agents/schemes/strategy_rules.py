@@ -1,0 +1,140 @@
+"""The rules of strategy teaching as functions: prompts, the judge's choice, the writer's lines.
+
+Kept apart from the graph (:mod:`agents.schemes.strategy_teaching`) so each rule is tested on
+its own.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from agents.dialogue import conversation_text, reply_text
+from agents.models.base import ChatRequest, Engine, Message
+from agents.schemes.base import ask_parsed
+from tools.service import ServiceDomain
+
+#: Prompts of every role, from ``strategy_prompts.yaml`` beside this module.
+PROMPTS: dict[str, str] = yaml.safe_load(
+    Path(__file__).with_name("strategy_prompts.yaml").read_text()
+)
+
+
+def retrieval_query(messages: Sequence[Message], turns: int = 3) -> str:
+    """What strategies are retrieved by: the last few customer and agent messages."""
+    said = [
+        str(m.get("content") or "")
+        for m in messages
+        if m["role"] in ("user", "assistant") and not m.get("tool_calls") and m.get("content")
+    ]
+    return "\n".join(said[-turns:])[-1500:]
+
+
+# ---------------------------------------------------------------------------- judging
+
+
+def system_prompt(key: str, domain: ServiceDomain, **extra: Any) -> str:
+    """The prompt ``key`` with the domain's policy and name filled in."""
+    return PROMPTS[key].format(policy=domain.policy.strip(), domain=domain.name, **extra)
+
+
+def parse_choice(text: str) -> str | None:
+    """``"A"`` or ``"B"``: the reply a judge chose (its answer continues the forced prefix)."""
+    match = re.match(r"\W*(?:reply\s*)?([AB])\b", text.strip(), re.I)
+    return match.group(1).upper() if match else None
+
+
+def prefer(
+    judge: Engine,
+    domain: ServiceDomain,
+    prefixes: Sequence[Sequence[Message]],
+    first: Sequence[Message],
+    second: Sequence[Message],
+    *,
+    both_orders: bool = True,
+    max_tokens: int = 4,
+    progress: bool = False,
+) -> list[float | None]:
+    """How much the judge prefers ``first`` over ``second`` as the next reply, per prefix.
+
+    The judge picks A or B (small judges cannot be trusted with scores: the 0.5B built-in gave
+    every pair the same one). With ``refine.both_orders`` each pair is shown both ways round,
+    so a judge that always picks one position ends in a tie, not a win: the result is the share
+    of orders in which ``first`` won (0, 0.5 or 1). Otherwise the order alternates by index.
+    Identical replies tie without asking; None means no answer could be read.
+    """
+    system = system_prompt("compare_system", domain)
+    asks: list[tuple[int, bool]] = []  # (pair, first shown as B)
+    for i, (x, y) in enumerate(zip(first, second, strict=True)):
+        if reply_text(x) != reply_text(y):
+            asks += [(i, False), (i, True)] if both_orders else [(i, i % 2 == 1)]
+    requests = []
+    for i, swap in asks:
+        a, b = (second[i], first[i]) if swap else (first[i], second[i])
+        user = PROMPTS["compare_user"].format(
+            conversation=conversation_text(prefixes[i]), a=reply_text(a), b=reply_text(b)
+        )
+        requests.append(
+            ChatRequest(
+                messages=[
+                    {"role": "system", "content": system},
+                    {"role": "user", "content": user},
+                ],
+                max_tokens=max_tokens,
+                prefix=PROMPTS["compare_prefix"],
+            )
+        )
+    choices, _, _ = ask_parsed(judge, requests, parse_choice, 1, progress)
+    wins: dict[int, list[float]] = {i: [] for i in range(len(first))}
+    for (i, swap), choice in zip(asks, choices, strict=True):
+        if choice is not None:
+            wins[i].append(1.0 if (choice == "B") == swap else 0.0)
+    shares: list[float | None] = []
+    for i, (x, y) in enumerate(zip(first, second, strict=True)):
+        if reply_text(x) == reply_text(y):
+            shares.append(0.5)
+        else:
+            shares.append(sum(wins[i]) / len(wins[i]) if wins[i] else None)
+    return shares
+
+
+_NEW_LINE = re.compile(r"^\W*NEW\s*:\s*(.+)$", re.I | re.M)
+_EDIT_LINE = re.compile(r"^\W*EDIT\s*\[?(\d+)\]?\s*:\s*(.+)$", re.I | re.M)
+_PLACEHOLDER = re.compile(r"<[^>]*>")
+
+
+def _situation(text: str) -> str:
+    """The "When ..." clause of a strategy, if it starts with one."""
+    head, comma, _ = text.partition(",")
+    return head.strip() if comma and head.lower().startswith("when ") else ""
+
+
+def parse_strategies(text: str) -> dict[str, list[dict[str, Any]]] | None:
+    """``{"new": [{situation, strategy}], "edit": [{id, strategy}]}`` from the writer, or None.
+
+    The writer answers in lines, ``NEW: When <situation>, <what to do>.`` and
+    ``EDIT <id>: <better strategy>`` (small models copy a JSON template's placeholders). Lines
+    still holding a ``<placeholder>`` are dropped; None when no line is usable.
+    """
+    new = [
+        {"situation": _situation(line), "strategy": line}
+        for line in (m.group(1).strip() for m in _NEW_LINE.finditer(text))
+        if len(line) > 12 and not _PLACEHOLDER.search(line)
+    ]
+    edit = [
+        {"id": int(m.group(1)), "strategy": m.group(2).strip()}
+        for m in _EDIT_LINE.finditer(text)
+        if len(m.group(2).strip()) > 12 and not _PLACEHOLDER.search(m.group(2))
+    ]
+    if not new and not edit:
+        return None
+    return {"new": new, "edit": edit}
+
+
+def normalised(text: str) -> str:
+    """A strategy's text for spotting the same advice written twice."""
+    return " ".join(text.lower().split()).rstrip(".")
