@@ -299,3 +299,15 @@ def test_prefer_shows_both_orders_and_ties_identical_replies() -> None:
     silent = PositionJudge("I cannot say")
     assert prefer(silent, domain, [prefix, prefix], [good, good], [bad, good]) == [None, 0.5]
     assert len(silent.requests) == 4  # 2 orders, each asked again once; identical: not asked
+
+
+def test_the_airline_domain_runs_too(tmp_path) -> None:
+    world = World(tmp_path)
+    config = small(rounds=1, tasks={"domain": "airline", "train": 1, "heldout": 1})
+    run = world.create(config)
+    assert run.run().status == "finished"
+    assert run.library.name == "airline"
+    prompts = world.student_prompts()
+    assert prompts and "airline" in prompts[0] and "# Policy" in prompts[0]
+    assert {h for h in run.scores()} >= {"student", "strategies_vs_alone"}
+    run.close()
