@@ -311,3 +311,16 @@ def test_the_airline_domain_runs_too(tmp_path) -> None:
     assert prompts and "airline" in prompts[0] and "# Policy" in prompts[0]
     assert {h for h in run.scores()} >= {"student", "strategies_vs_alone"}
     run.close()
+
+
+def test_strategies_naming_the_customer_are_too_specific() -> None:
+    from agents.schemes.strategy_rules import too_specific
+
+    policy = "Cancel only pending orders. Refunds go to PayPal or a gift card."
+    said = [{"role": "user", "content": "Hi, I am Olivia Lopez, order #W2378156 is late."}]
+    assert too_specific("When Olivia Lopez writes, check her order.", said, policy)
+    assert too_specific("When order #W2378156 is late, apologise.", said, policy)
+    assert too_specific("When asked, write to olivia@example.com.", said, policy)
+    assert not too_specific("When an order is late, check its status first.", said, policy)
+    assert not too_specific("When a refund is asked, offer PayPal.", said, policy)
+    assert not too_specific("Check the status. Then ask for the reason.", said, policy)

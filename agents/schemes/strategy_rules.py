@@ -138,3 +138,22 @@ def parse_strategies(text: str) -> dict[str, list[dict[str, Any]]] | None:
 def normalised(text: str) -> str:
     """A strategy's text for spotting the same advice written twice."""
     return " ".join(text.lower().split()).rstrip(".")
+
+
+_ID_LIKE = re.compile(r"#\w*\d\w*|\b\d{4,}\b|\S+@\S+")
+_NAME_LIKE = re.compile(r"(?<![.!?]\s)(?<!^)\b[A-Z][a-z]+\b")
+
+
+def too_specific(strategy: str, conversation: Sequence[Message], policy: str) -> bool:
+    """Whether a strategy names this customer's details instead of giving general advice.
+
+    It does when it holds something id-like (an order number, a long number, an email) or a
+    capitalised name the customer used that the policy never mentions ("When Olivia Lopez lost
+    her tablet, ..."): advice tied to one customer cannot transfer to the next.
+    """
+    if _ID_LIKE.search(strategy):
+        return True
+    said = " ".join(str(m.get("content") or "") for m in conversation if m["role"] == "user")
+    known = set(re.findall(r"\b[A-Z][a-z]+\b", policy))
+    names = {w for w in _NAME_LIKE.findall(strategy.strip()) if w not in known}
+    return any(re.search(rf"\b{re.escape(w)}\b", said) for w in names)

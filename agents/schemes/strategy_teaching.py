@@ -69,6 +69,7 @@ from agents.schemes.strategy_rules import (
     prefer,
     retrieval_query,
     system_prompt,
+    too_specific,
 )
 from agents.store import Item, Run, Trajectory
 from strategies import TRAINING, USABLE, StrategyLibrary
@@ -443,6 +444,7 @@ def refine(state: TeachingState, ctx: TeachingContext, rnd: int) -> StageOutput:
     new_ids: list[int] = []
     edited: set[int] = set()
     known = {normalised(s.text): s.id for s in library.strategies()}
+    policy, specific = domain.policy, 0
     for it in range(cfg.refine.max_iterations + 1):
         active = [w for w in work if not w.closed]
         if not active:
@@ -498,6 +500,15 @@ def refine(state: TeachingState, ctx: TeachingContext, rnd: int) -> StageOutput:
             if out is None:
                 w.history[-1]["writer"] = "malformed"
                 continue
+            kept = {
+                kind: [x for x in out[kind] if not too_specific(x["strategy"], w.prefix, policy)]
+                for kind in ("new", "edit")
+            }
+            dropped = len(out["new"]) + len(out["edit"]) - len(kept["new"]) - len(kept["edit"])
+            if dropped:
+                w.history[-1]["too_specific"] = dropped
+                specific += dropped
+            out = kept
             seen = {i for i, _ in g}
             for j, new in enumerate(out["new"][: cfg.refine.max_new]):
                 same = known.get(normalised(new["strategy"]))
@@ -575,6 +586,7 @@ def refine(state: TeachingState, ctx: TeachingContext, rnd: int) -> StageOutput:
         "iterations": sum(len(w.history) for w in work),
         "new_strategies": len(new_ids),
         "edited_strategies": len(edited),
+        "too_specific": specific,  # written for one customer only: dropped
         # the judge's preference for the student over the teacher, first and last try
         "student_preference_first": preference(0),
         "student_preference_last": preference(-1),
