@@ -448,7 +448,12 @@ class StrategyTeachingJob(StrictModel):
         True,
         description="a training run: retrieval also uses proposed (not yet audited) strategies",
     )
-    rounds: int = Field(2, ge=1, description="scenario generation + refinement rounds")
+    rounds: int = Field(
+        2,
+        ge=0,
+        description="scenario generation + refinement rounds; 0 only evaluates the library "
+        "(with use_proposed false: its audited strategies)",
+    )
     tasks: ServiceTaskSettings = Field(default_factory=ServiceTaskSettings)
     dialogue: ServiceDialogueSettings = Field(default_factory=ServiceDialogueSettings)
     scenarios: ScenarioSettings = Field(default_factory=ScenarioSettings)

@@ -324,3 +324,19 @@ def test_strategies_naming_the_customer_are_too_specific() -> None:
     assert not too_specific("When an order is late, check its status first.", said, policy)
     assert not too_specific("When a refund is asked, offer PayPal.", said, policy)
     assert not too_specific("Check the status. Then ask for the reason.", said, policy)
+
+
+def test_no_rounds_evaluates_the_audited_library(tmp_path) -> None:
+    world = World(tmp_path)
+    library = world.library()
+    approved = library.add("customer wants to cancel", "APPROVED identify advice", author="t")
+    library.set_status(approved.id, "approved", author="reviewer:x")
+    library.add("customer wants to cancel", "PROPOSED identify advice", author="t")
+    run = world.create(small(rounds=0, use_proposed=False))
+    assert run.run().status == "finished"
+    names = [s.name for s in world.store.stages(run.run_id)]
+    assert names == ["setup", "eval_dialogues", "eval_judge"]
+    prompts = world.student_prompts()
+    assert any("APPROVED" in p for p in prompts) and all("PROPOSED" not in p for p in prompts)
+    assert run.scores()["strategies_vs_alone"]["win_rate"] == 1.0
+    run.close()

@@ -740,15 +740,18 @@ def _more_rounds(state: TeachingState) -> str:
 
 
 def build_graph() -> StateGraph:
-    """setup → (scenarios → refine) × rounds → eval_dialogues → eval_judge."""
+    """setup → (scenarios → refine) × rounds → eval_dialogues → eval_judge.
+
+    With no rounds, setup leads straight to the evaluation of the library as it stands.
+    """
     graph = StateGraph(TeachingState, context_schema=TeachingContext)
     graph.add_node("setup", stage_node("setup", setup))
     graph.add_node("scenarios", stage_node("scenarios", scenarios, opens_round=True))
     graph.add_node("refine", stage_node("refine", refine))
     graph.add_edge(START, "setup")
-    graph.add_edge("setup", "scenarios")
+    # a (first or next) round, or the held-out evaluation
+    graph.add_conditional_edges("setup", _more_rounds, ["scenarios", "eval_dialogues"])
     graph.add_edge("scenarios", "refine")
-    # after refining: another round, or the held-out evaluation
     graph.add_conditional_edges("refine", _more_rounds, ["scenarios", "eval_dialogues"])
     add_stage_chain(graph, "eval_dialogues", EVAL_STAGES[1:], END)
     graph.add_node("eval_dialogues", stage_node("eval_dialogues", eval_dialogues))
