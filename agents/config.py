@@ -380,7 +380,9 @@ class ServiceTaskSettings(StrictModel):
 
     domain: Literal["retail", "airline"] = Field("retail", description="τ²-bench domain")
     data_dir: Path | None = Field(
-        None, description="a directory with policy.txt, db.json.gz, tasks.json, split_tasks.json"
+        None,
+        description="a directory holding <domain>/policy.txt, db.json.gz, tasks.json and "
+        "split_tasks.json (default: the installed inspect-evals package's τ²-bench data)",
     )
     train: int = Field(8, ge=1, description="training tasks per round (train split)")
     heldout: int = Field(8, ge=1, description="held-out tasks (test split)")
