@@ -423,6 +423,9 @@ class RefinementSettings(StrictModel):
     )
     judge_max_tokens: int = Field(4, ge=1, description="the judge answers A or B")
     writer_max_tokens: int = Field(256, ge=32)
+    writer_temperature: float = Field(
+        0.7, ge=0.0, description="the teacher samples its strategies: a retry is a new attempt"
+    )
 
 
 class StrategyTeachingJob(StrictModel):

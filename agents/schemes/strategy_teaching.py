@@ -489,7 +489,8 @@ def refine(state: TeachingState, ctx: TeachingContext, rnd: int) -> StageOutput:
                     },
                 ],
                 max_tokens=cfg.refine.writer_max_tokens,
-                seed=cfg.seed + it,
+                temperature=cfg.refine.writer_temperature,
+                seed=cfg.seed + 1000 * rnd + 10 * it + w.scenario_id,
             )
             for w, g, reply, _ in writing
         ]
