@@ -23,7 +23,6 @@ import random
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -33,28 +32,11 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
+from timing import percentiles, timed  # noqa: E402  (bench/ is the script's directory)
 
 from tools.retrieval import build_default_corpus, wiki_summaries  # noqa: E402
 
 QUERY_TEMPLATES = ["What is {}?", "Tell me about {}", "{}", "history of {}"]
-
-
-def percentiles(samples: list[float]) -> tuple[float, float]:
-    """p50 and p95 of ``samples`` in milliseconds."""
-    ms = sorted(s * 1000 for s in samples)
-    p95 = ms[min(len(ms) - 1, round(0.95 * (len(ms) - 1)))]
-    return statistics.median(ms), p95
-
-
-def timed(fn: Callable[[int], object], n: int, warmup: int = 3) -> list[float]:
-    for i in range(min(warmup, n)):
-        fn(i)
-    samples = []
-    for i in range(n):
-        start = time.perf_counter()
-        fn(i)
-        samples.append(time.perf_counter() - start)
-    return samples
 
 
 def main() -> None:

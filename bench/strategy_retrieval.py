@@ -31,7 +31,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -41,6 +40,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere: find agents/
 
 import numpy as np  # noqa: E402
+from timing import percentiles, timed  # noqa: E402  (bench/ is the script's directory)
 
 from agents.store import Store  # noqa: E402
 from strategies import USABLE, StrategyDraft, StrategyLibrary  # noqa: E402
@@ -106,24 +106,6 @@ def synthetic_drafts(n: int, seed: int = 0) -> list[StrategyDraft]:
             )
         )
     return drafts
-
-
-def percentiles(samples: list[float]) -> tuple[float, float]:
-    """p50 and p95 of ``samples`` in milliseconds."""
-    ms = sorted(s * 1000 for s in samples)
-    return statistics.median(ms), ms[min(len(ms) - 1, round(0.95 * (len(ms) - 1)))]
-
-
-def timed(fn: Callable[[int], object], n: int, warmup: int = 3) -> list[float]:
-    """Wall times of ``fn(0) .. fn(n - 1)`` after a few warm-up calls."""
-    for i in range(min(warmup, n)):
-        fn(i)
-    samples = []
-    for i in range(n):
-        start = time.perf_counter()
-        fn(i)
-        samples.append(time.perf_counter() - start)
-    return samples
 
 
 def main() -> None:

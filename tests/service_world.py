@@ -12,11 +12,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import re
 
-import numpy as np
-from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
 from scripted_engine import ScriptedEngine
 
 from agents.dialogue import CUSTOMER_STOP, GUIDANCE_HEADER
@@ -98,31 +95,3 @@ class ServiceEngine(ScriptedEngine):
         if kind == "scenario":
             return WRITTEN_SCENARIO
         return ""
-
-
-class WordEmbedding(EmbeddingFunction[Documents]):
-    """A fast bag-of-words embedding for tests (hashed into 64 dimensions, unit length)."""
-
-    def __init__(self) -> None:
-        pass
-
-    def __call__(self, input: Documents) -> Embeddings:
-        vectors = []
-        for text in input:
-            v = np.zeros(64, dtype=np.float32)
-            for word in re.findall(r"[a-z]+", text.lower()):
-                v[int(hashlib.md5(word.encode()).hexdigest(), 16) % 64] += 1.0
-            v[0] += 1e-3  # never all zeros
-            vectors.append(v / np.linalg.norm(v))
-        return vectors
-
-    @staticmethod
-    def name() -> str:
-        return "test-words"
-
-    def get_config(self) -> dict[str, object]:
-        return {}
-
-    @staticmethod
-    def build_from_config(config: dict[str, object]) -> WordEmbedding:
-        return WordEmbedding()

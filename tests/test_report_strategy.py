@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from service_world import WordEmbedding
+from test_strategy_library import HashEmbedding
 
 from agents.report import render_markdown, write_report
 from agents.store import Store, Workspace
@@ -121,7 +121,7 @@ def _teaching_run(store: Store, *, evaluated: bool = True) -> str:
 
 
 def _library(store: Store, workspace: Workspace) -> StrategyLibrary:
-    return StrategyLibrary.open(store, workspace.chroma_dir, "retail", embedding=WordEmbedding())
+    return StrategyLibrary.open(store, workspace.chroma_dir, "retail", embedding=HashEmbedding())
 
 
 def _add_strategies(library: StrategyLibrary, run_id: str) -> list[int]:

@@ -13,8 +13,8 @@ from service_world import (
     STRATEGY,
     WRITTEN_SCENARIO,
     ServiceEngine,
-    WordEmbedding,
 )
+from test_strategy_library import HashEmbedding
 
 from agents.config import ConfigError, StrategyTeachingJob
 from agents.dialogue import GUIDANCE_HEADER
@@ -54,7 +54,7 @@ class World:
 
     def library(self, name: str = "retail") -> StrategyLibrary:
         return StrategyLibrary.open(
-            self.store, self.workspace.chroma_dir, name, embedding=WordEmbedding()
+            self.store, self.workspace.chroma_dir, name, embedding=HashEmbedding()
         )
 
     def create(self, config: StrategyTeachingJob) -> StrategyTeaching:

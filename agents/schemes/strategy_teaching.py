@@ -514,10 +514,11 @@ def refine(state: TeachingState, ctx: TeachingContext, rnd: int) -> StageOutput:
             for j, new in enumerate(out["new"][: cfg.refine.max_new]):
                 same = known.get(normalised(new["strategy"]))
                 if same is not None:  # written before: link this scenario to it instead
-                    if library.get(same).status != "rejected":
+                    existing = library.get(same)
+                    if existing.status != "rejected":
                         library.revise(
                             same,
-                            library.get(same).text,
+                            existing.text,
                             author=author,
                             scenario_ids=[w.scenario_id],
                         )
