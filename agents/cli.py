@@ -81,109 +81,92 @@ def cmd_models_check(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- run / eval
 
 
-def _overrides(args: argparse.Namespace, mapping: dict[str, str]) -> dict[str, Any]:
+def scheme_parser(scheme: Any) -> argparse.ArgumentParser:
+    """The flags of ``agents run NAME``: common ones plus those of the scheme's config fields."""
+    from agents.config import config_flags
+
+    parser = argparse.ArgumentParser(
+        prog=f"agents run {scheme.name}",
+        description=scheme.help,
+        epilog="Any setting can also be given as --set key.sub=value.",
+    )
+    parser.add_argument("--config", type=Path, help="YAML config (default configs/<scheme>.yaml)")
+    parser.add_argument("--resume", metavar="RUN_ID", help="continue a stopped or killed run")
+    parser.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any setting")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    parser.add_argument("--workspace", help="workspace directory (default ./workspace)")
+    parser.add_argument("--db-url", help="SQLAlchemy URL of the store (default: workspace SQLite)")
+    settings = parser.add_argument_group(f"{scheme.name} settings")
+    for flag in config_flags(scheme.config):
+        dest = f"setting:{flag.key}"
+        if flag.kind is bool:
+            settings.add_argument(
+                f"--{flag.name}", dest=dest, action=argparse.BooleanOptionalAction, help=flag.help
+            )
+        else:
+            settings.add_argument(
+                f"--{flag.name}",
+                dest=dest,
+                type=flag.kind if flag.kind in (int, float) else str,
+                choices=flag.choices,
+                help=flag.help,
+                metavar=None if flag.choices else flag.name.replace("-", "_").upper(),
+            )
+    return parser
+
+
+def _scheme_args(name: str, outer: argparse.Namespace) -> tuple[Any, argparse.Namespace]:
+    """The scheme called ``name`` and its parsed flags (store flags may come before the name)."""
+    from agents.jobs import find_scheme
+
+    scheme = find_scheme(name)
+    args = scheme_parser(scheme).parse_args(outer.args)
+    args.workspace = args.workspace or outer.workspace
+    args.db_url = args.db_url or outer.db_url
+    return scheme, args
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Dotted config keys the flags and ``--set`` give; flags not given are left out."""
     from agents.config import parse_override
 
-    values: dict[str, Any] = {key: getattr(args, attr) for attr, key in mapping.items()}
+    values: dict[str, Any] = {
+        key.removeprefix("setting:"): value
+        for key, value in vars(args).items()
+        if key.startswith("setting:") and value is not None
+    }
     for text in args.set or []:
         key, value = parse_override(text)
         values[key] = value
     return values
 
 
-RUN_FLAGS = {
-    "base": "base",
-    "data": "data",
-    "role": "role",
-    "name": "name",
-    "max_steps": "training.max_steps",
-    "epochs": "training.epochs",
-    "learning_rate": "training.learning_rate",
-    # Socratic co-evolution
-    "seeds": "seeds.count",
-    "seed_data": "seeds.source",
-    "heldout": "seeds.heldout",
-    "rounds": "rounds",
-    "samples": "solve.samples",
-    "teacher": "teacher",
-    "solver": "solver",
-    "generator": "generator",
-    "use_generator": "refine.use_generator",
-    # Agent distillation
-    "student": "student",
-    "math": "tasks.math",
-    "factual": "tasks.factual",
-    "heldout_math": "tasks.heldout_math",
-    "heldout_factual": "tasks.heldout_factual",
-    "task_data": "tasks.data",
-    "heldout_data": "tasks.heldout_data",
-    "agent_steps": "student_agent.max_steps",
-    "candidates": "self_consistency.candidates",
-    "first_thought": "first_thought",
-    # Strategy teaching
-    "domain": "tasks.domain",
-    "train_tasks": "tasks.train",
-    "heldout_tasks": "tasks.heldout",
-    "transfer_student": "transfer_student",
-    "library": "library",
-    "iterations": "refine.max_iterations",
-    "top_k": "refine.top_k",
-    "turns": "dialogue.max_turns",
-}
+def launch(scheme: Any, args: argparse.Namespace) -> tuple[Any, Any]:
+    """Start (or, with ``--resume``, continue) a run of ``scheme``; returns (store, run)."""
+    from agents.config import ConfigError, load_config
+
+    overrides = _overrides(args)
+    if args.resume:
+        if overrides or args.config:
+            given = ", ".join(sorted(overrides)) or "--config"
+            raise ConfigError(f"a resumed run keeps its stored settings; drop {given}")
+        store, workspace = _open_store(args)
+        scheme_run = scheme.run.resume(args.resume, workspace, store, progress=not args.quiet)
+    else:
+        config = load_config(scheme.config, args.config or scheme.default_config, overrides)
+        store, workspace = _open_store(args)
+        scheme_run = scheme.run.create(config, workspace, store, progress=not args.quiet)
+    try:
+        return store, scheme_run.run()
+    finally:
+        scheme_run.close()
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from agents.config import ConfigError, default_config_path, load_config
-    from agents.jobs import RUNNERS
-
-    runner = RUNNERS.get(args.job)
-    if runner is None:
-        raise ConfigError(f"no job named {args.job!r}; available: {', '.join(sorted(RUNNERS))}")
-    overrides = _overrides(args, RUN_FLAGS)
-    if args.resume:
-        if not runner.resumable:
-            raise ConfigError(f"{args.job} runs cannot be resumed; start a new one")
-        given = sorted(key for key, value in overrides.items() if value is not None)
-        if given or args.config:
-            raise ConfigError(
-                f"a resumed run keeps its stored settings; drop {', '.join(given) or '--config'}"
-            )
-        store, workspace = _open_store(args)
-        run = runner.run(None, store, workspace, progress=not args.quiet, resume=args.resume)
-    else:
-        config = load_config(runner.config, args.config or default_config_path(args.job), overrides)
-        store, workspace = _open_store(args)
-        run = runner.run(config, store, workspace, progress=not args.quiet)
+    scheme, scheme_args = _scheme_args(args.scheme, args)
+    store, run = launch(scheme, scheme_args)
     print(f"run {run.id} {run.status}")
     _print_run(store, run.id)
-    return 0
-
-
-EVAL_FLAGS = {
-    "model": "model",
-    "adapter": "adapter",
-    "data": "data",
-    "samples": "samples",
-    "limit": "limit",
-    "temperature": "temperature",
-    "max_tokens": "max_tokens",
-}
-
-
-def cmd_eval(args: argparse.Namespace) -> int:
-    from agents.config import EvalJob, default_config_path, load_config
-    from agents.jobs import run_eval
-
-    config = load_config(
-        EvalJob, args.config or default_config_path("eval"), _overrides(args, EVAL_FLAGS)
-    )
-    store, workspace = _open_store(args)
-    run = run_eval(config, store, workspace, progress=not args.quiet)
-    metrics = store.stages(run.id)[-1].metrics
-    print(
-        f"run {run.id}: accuracy {metrics['accuracy']:.3f} on {metrics['items']} items "
-        f"({metrics['samples']} samples each)"
-    )
     return 0
 
 
@@ -311,78 +294,20 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--max-tokens", type=int, default=48)
     check.set_defaults(func=cmd_models_check)
 
-    run = with_store(sub.add_parser("run", help="run a job or scheme"))
-    run.add_argument("job", help="job name, e.g. sft or dpo")
-    run.add_argument("--config", type=Path, help="YAML config (default configs/<job>.yaml)")
-    run.add_argument("--base", help="base model spec")
-    run.add_argument("--data", type=Path, help="JSONL dataset")
-    run.add_argument("--role", help="role the trained adapter is registered under")
-    run.add_argument("--name", help="run name")
-    run.add_argument("--max-steps", type=int)
-    run.add_argument("--epochs", type=float)
-    run.add_argument("--learning-rate", type=float)
-    socratic = run.add_argument_group("socratic")
-    socratic.add_argument("--seeds", type=int, help="number of seed questions")
-    socratic.add_argument("--seed-data", help="JSONL of {question, answer} seeds")
-    socratic.add_argument("--heldout", type=int, help="held-out evaluation questions")
-    socratic.add_argument("--rounds", type=int, help="co-evolution rounds")
-    socratic.add_argument("--samples", type=int, help="Solver samples per question (k)")
-    socratic.add_argument("--teacher", help="Teacher model spec")
-    socratic.add_argument("--solver", help="Solver model spec")
-    socratic.add_argument("--generator", help="Generator model spec")
-    socratic.add_argument(
-        "--use-generator",
-        action="store_const",
-        const=True,
-        help="the trained Generator writes new problems instead of the Teacher",
+    run = with_store(
+        sub.add_parser(
+            "run",
+            help="run a scheme (agents run NAME --help lists its flags)",
+            description="Run a scheme. `agents run NAME --help` lists the flags of NAME; an "
+            "unknown NAME lists the schemes there are.",
+        )
     )
-    distill = run.add_argument_group("agent-distill")
-    distill.add_argument("--student", help="student model spec (trained)")
-    distill.add_argument("--math", type=int, help="training math problems")
-    distill.add_argument("--factual", type=int, help="training factual questions")
-    distill.add_argument("--heldout-math", type=int, help="held-out math problems")
-    distill.add_argument("--heldout-factual", type=int, help="held-out factual questions")
-    distill.add_argument("--task-data", help="JSONL of training tasks {question, answer, domain}")
-    distill.add_argument("--heldout-data", help="JSONL of held-out tasks")
-    distill.add_argument("--agent-steps", type=int, help="the student agent's step limit")
-    distill.add_argument(
-        "--candidates", type=int, help="self-consistent candidate actions per step"
-    )
-    distill.add_argument(
-        "--no-first-thought",
-        dest="first_thought",
-        action="store_const",
-        const=False,
-        help="do not open the teacher's first Thought with its chain of thought",
-    )
-    teaching = run.add_argument_group("strategy-teaching")
-    teaching.add_argument("--domain", help="customer-service domain: retail or airline")
-    teaching.add_argument("--train-tasks", type=int, help="training tasks per round")
-    teaching.add_argument("--heldout-tasks", type=int, help="held-out tasks")
-    teaching.add_argument("--transfer-student", help="second student given the same library")
-    teaching.add_argument("--library", help="strategy library name (default: the domain)")
-    teaching.add_argument("--iterations", type=int, help="refinement iterations per scenario")
-    teaching.add_argument("--top-k", type=int, help="strategies retrieved into a prompt")
-    teaching.add_argument("--turns", type=int, help="agent turns per simulated dialogue")
-    run.add_argument("--resume", metavar="RUN_ID", help="continue a stopped or killed run")
-    run.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any setting")
-    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument("scheme", metavar="NAME", help="the scheme to run")
+    run.add_argument("args", nargs=argparse.REMAINDER, help="flags of the scheme")
     run.set_defaults(func=cmd_run)
 
-    ev = with_store(
-        sub.add_parser("eval", help="held-out accuracy of a model on {question, answer}")
-    )
-    ev.add_argument("--model", help="model spec")
-    ev.add_argument("--adapter", type=Path, help="PEFT adapter for in-process models")
-    ev.add_argument("--data", type=Path, help="JSONL with question and answer")
-    ev.add_argument("--config", type=Path)
-    ev.add_argument("--samples", type=int)
-    ev.add_argument("--limit", type=int)
-    ev.add_argument("--temperature", type=float)
-    ev.add_argument("--max-tokens", type=int)
-    ev.add_argument("--set", action="append", metavar="KEY=VALUE")
-    ev.add_argument("--quiet", action="store_true")
-    ev.set_defaults(func=cmd_eval)
+    # `agents eval ...` is `agents run eval ...` (see main); listed here for --help.
+    sub.add_parser("eval", help="held-out accuracy of a model (= agents run eval ...)")
 
     export = with_store(sub.add_parser("export", help="export a trained student as a small agent"))
     export.add_argument("run_id", nargs="?", help="run whose adapter to export")
@@ -418,6 +343,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["eval"]:
+        argv = ["run", *argv]  # the eval command runs the one-stage eval scheme
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,

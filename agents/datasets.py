@@ -1,9 +1,17 @@
-"""Training data out of the store, in TRL's dataset formats.
+"""Training data in TRL's dataset formats: the one place SFT, weighted-SFT and preference rows are
+built, whether from the store (a run's trajectories and pairs) or from conversations a scheme
+stage assembles.
 
-* SFT: conversational rows ``{"messages": [...], "tools": [...]?, "weight": float?}``; assistant
-  tool calls stay in OpenAI format (``function.arguments`` a JSON string) and tool results stay
-  ``tool`` messages.
-* Preferences: conversational rows ``{"prompt": [...], "chosen": [...], "rejected": [...]}``.
+* SFT: conversational rows ``{"messages": [...], "tools": [...]?, "weight": float?,
+  "context_messages": int?}``; assistant tool calls stay in OpenAI format (``function.arguments``
+  a JSON string) and tool results stay ``tool`` messages. ``weight`` (finite, >= 0) scales the
+  example's loss; the first ``context_messages`` messages (e.g. worked examples in the prompt)
+  carry no loss.
+* Preferences: conversational rows ``{"prompt": [...], "chosen": [...], "rejected": [...],
+  "tools": [...]?}``.
+
+Every builder checks its input and normalises the messages, so a bad row fails here, naming what
+is wrong, rather than deep inside tokenisation or training.
 
 Messages of one conversation have different keys (``tool_calls`` on some, ``tool_call_id`` on
 others) and tool schemas are free-form JSON, which Arrow would otherwise force into one struct,
@@ -16,14 +24,16 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+import math
+import numbers
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from datasets import Dataset, Features, Json, List, Value
 
 from agents.models.base import Message
-from agents.store import Store
+from agents.store import PreferencePair, Store, Trajectory
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +65,243 @@ def normalize_messages(messages: Iterable[Message]) -> list[Message]:
 
 
 def _tools(tools: Any) -> list[dict[str, Any]] | None:
+    """Tool schemas as a list of dicts (a JSON string is parsed first); None when there are none."""
     if isinstance(tools, str):
         tools = json.loads(tools)
-    return [dict(tool) for tool in tools] if tools else None
+    if not tools:
+        return None
+    if not isinstance(tools, Sequence) or not all(isinstance(t, Mapping) for t in tools):
+        raise ValueError("tools must be a list of tool schemas (JSON objects)")
+    return [dict(tool) for tool in tools]
+
+
+def _conversation(messages: Any, what: str) -> list[Message]:
+    """``messages`` checked to be a non-empty list of chat messages, then normalised."""
+    if isinstance(messages, str | bytes | Mapping) or not isinstance(messages, Sequence):
+        raise ValueError(f"{what} must be a list of chat messages, got {type(messages).__name__}")
+    if not messages:
+        raise ValueError(f"{what} holds no message")
+    for k, message in enumerate(messages):
+        if not isinstance(message, Mapping) or not message.get("role"):
+            raise ValueError(f"{what}[{k}] is not a chat message (a mapping with a 'role')")
+    return normalize_messages(messages)
+
+
+def check_weight(weight: Any) -> float:
+    """An SFT example's loss weight as a float, checked to be finite and >= 0.
+
+    A negative weight would push the model away from the example and a NaN or infinite one would
+    poison every step it is in, so both are refused rather than trained on.
+
+    Raises:
+        ValueError: ``weight`` is not a number, or is negative, NaN or infinite.
+    """
+    # bool is an int subclass; a flag passed by mistake must not read as weight 1.0. Real covers
+    # numpy scalars; a string (say, from a hand-written JSONL) is refused rather than parsed.
+    if isinstance(weight, bool) or not isinstance(weight, numbers.Real):
+        raise ValueError(f"weight {weight!r} is not a number")
+    value = float(weight)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"weight is {value}; weights must be finite and >= 0")
+    return value
+
+
+def _context(context_messages: Any) -> int:
+    """``context_messages`` checked to be None (no context) or an integer >= 0."""
+    if context_messages is None:
+        return 0
+    if isinstance(context_messages, bool) or not isinstance(context_messages, int):
+        raise ValueError(f"context_messages must be an integer >= 0, got {context_messages!r}")
+    if context_messages < 0:
+        raise ValueError(f"context_messages must be an integer >= 0, got {context_messages}")
+    return context_messages
+
+
+def _has_reply(messages: Any, context: int) -> bool:
+    """Whether an assistant turn follows the first ``context`` messages (something to learn)."""
+    tail = list(messages or [])[context:]
+    return any(isinstance(m, Mapping) and m.get("role") == "assistant" for m in tail)
+
+
+def sft_record(
+    messages: Sequence[Message],
+    tools: Any = None,
+    weight: float | None = None,
+    context_messages: int | None = None,
+) -> Record:
+    """One checked SFT row in TRL's conversational format, as :func:`~agents.training.sft.train_sft`
+    takes it.
+
+    Args:
+        messages: The conversation (OpenAI format); copies are normalised, so tool call arguments
+            given as objects become JSON strings.
+        tools: OpenAI tool schemas the conversation was offered: a list, its JSON string, or None.
+        weight: The example's loss weight for weighted SFT; None for plain SFT.
+        context_messages: The first this many messages are prompt only, assistant turns among
+            them (worked examples) included: they carry no loss. None or 0: none are.
+
+    Returns:
+        ``{"messages": [...]}``, plus ``"tools"`` when there are any, ``"weight"`` when given and
+        ``"context_messages"`` when positive.
+
+    Raises:
+        ValueError: ``messages`` is not a non-empty list of chat messages, no assistant turn
+            follows the context (nothing to learn), ``context_messages`` is not a non-negative
+            integer, the weight is not finite and >= 0, or ``tools`` is not a list of schemas.
+    """
+    normalized = _conversation(messages, "messages")
+    context = _context(context_messages)
+    if not _has_reply(normalized, context):
+        where = f" after the first {context} messages" if context else ""
+        raise ValueError(f"the conversation has no assistant turn{where} to learn from")
+    record: Record = {"messages": normalized}
+    schemas = _tools(tools)
+    if schemas:
+        record["tools"] = schemas
+    if weight is not None:
+        record["weight"] = check_weight(weight)
+    if context:
+        record["context_messages"] = context
+    return record
+
+
+def sft_records_from(
+    trajectories: Iterable[Trajectory], context_messages: int | None = None
+) -> list[Record]:
+    """SFT rows of stored trajectories: each one's messages, the tools it was offered and, when
+    its ``meta`` has one, its ``"weight"``.
+
+    Args:
+        trajectories: The trajectories to learn from, already selected by the caller.
+        context_messages: Leading messages of every trajectory that are prompt only (see
+            :func:`sft_record`).
+
+    Returns:
+        One row per trajectory, in order. A trajectory with no assistant turn past the context is
+        skipped (logged): it holds nothing to learn.
+
+    Raises:
+        ValueError: A trajectory's messages, tools or weight fail :func:`sft_record`'s checks; the
+            message names the trajectory.
+    """
+    context = _context(context_messages)
+    records: list[Record] = []
+    for trajectory in trajectories:
+        if not _has_reply(trajectory.messages, context):
+            logger.debug("trajectory %s has no assistant turn to learn; skipped", trajectory.id)
+            continue
+        try:
+            record = sft_record(
+                trajectory.messages,
+                tools=trajectory.tools,
+                weight=(trajectory.meta or {}).get("weight"),
+                context_messages=context_messages,
+            )
+        except ValueError as error:
+            raise ValueError(f"trajectory {trajectory.id}: {error}") from None
+        records.append(record)
+    return records
+
+
+def weighted_records(
+    conversations: Sequence[Sequence[Message]],
+    weights: Sequence[float],
+    tools: Sequence[Any] | None = None,
+) -> list[Record]:
+    """Rows for weighted SFT: each conversation with the weight of its loss.
+
+    The Socratic Generator's loss is ``-E[U * log p(q' | q, y_fail)]``: the conversation is the
+    refinement prompt and the Teacher's refined problem, the weight its utility ``U``.
+
+    Args:
+        conversations: One message list per example.
+        weights: One finite, non-negative weight per example.
+        tools: Optional tool schemas per example (None entries for none).
+
+    Returns:
+        Records ``{"messages": [...], "weight": w}`` (plus ``"tools"`` when given), see
+        :func:`sft_record`.
+
+    Raises:
+        ValueError: The lengths differ, or an example fails :func:`sft_record`'s checks; the
+            message names the example.
+    """
+    if len(conversations) != len(weights):
+        raise ValueError(f"{len(conversations)} conversations but {len(weights)} weights")
+    if tools is not None and len(tools) != len(conversations):
+        raise ValueError(f"{len(conversations)} conversations but {len(tools)} tool lists")
+    records: list[Record] = []
+    for i, (messages, weight) in enumerate(zip(conversations, weights, strict=True)):
+        try:
+            records.append(
+                sft_record(messages, tools=None if tools is None else tools[i], weight=weight)
+            )
+        except ValueError as error:
+            raise ValueError(f"example {i}: {error}") from None
+    return records
+
+
+def _completion(value: Any, what: str) -> list[Message]:
+    """A preference completion as messages (a string is one assistant reply), checked."""
+    if isinstance(value, str):
+        value = [{"role": "assistant", "content": value}]
+    messages = _conversation(value, what)
+    if not any(m["role"] == "assistant" for m in messages):
+        raise ValueError(f"{what} has no assistant turn")
+    return messages
+
+
+def preference_record(
+    prompt: Sequence[Message],
+    chosen: Sequence[Message] | str,
+    rejected: Sequence[Message] | str,
+    tools: Any = None,
+) -> Record:
+    """One checked preference row in TRL's conversational format, as
+    :func:`~agents.training.dpo.train_dpo` takes it.
+
+    Args:
+        prompt: The shared conversation so far.
+        chosen: The preferred continuation: assistant turns (possibly with tool calls and tool
+            results), or a string for a single assistant reply.
+        rejected: The dispreferred continuation, in the same forms.
+        tools: OpenAI tool schemas offered in the conversation: a list, its JSON string, or None.
+
+    Returns:
+        ``{"prompt", "chosen", "rejected"}`` as normalised message lists, plus ``"tools"`` when
+        there are any.
+
+    Raises:
+        ValueError: A part is not a non-empty list of chat messages, a completion has no
+            assistant turn, or ``tools`` is not a list of schemas.
+    """
+    record: Record = {
+        "prompt": _conversation(prompt, "prompt"),
+        "chosen": _completion(chosen, "chosen"),
+        "rejected": _completion(rejected, "rejected"),
+    }
+    schemas = _tools(tools)
+    if schemas:
+        record["tools"] = schemas
+    return record
+
+
+def preference_records_from(pairs: Iterable[PreferencePair]) -> list[Record]:
+    """Preference rows of stored pairs; a pair whose ``meta`` has ``"tools"`` carries them.
+
+    Raises:
+        ValueError: A pair fails :func:`preference_record`'s checks; the message names the pair.
+    """
+    records: list[Record] = []
+    for pair in pairs:
+        try:
+            record = preference_record(
+                pair.prompt, pair.chosen, pair.rejected, tools=(pair.meta or {}).get("tools")
+            )
+        except ValueError as error:
+            raise ValueError(f"preference pair {pair.id}: {error}") from None
+        records.append(record)
+    return records
 
 
 def sft_records(
@@ -67,7 +311,7 @@ def sft_records(
     round: int | None = None,
     verdict: str | None = "correct",
 ) -> list[Record]:
-    """Conversational SFT rows from a run's trajectories.
+    """Conversational SFT rows from a run's trajectories (see :func:`sft_records_from`).
 
     Args:
         store: The store to read.
@@ -81,42 +325,20 @@ def sft_records(
         offered tools and ``"weight"`` when its ``meta`` has one. Trajectories with no assistant
         turn are skipped: they hold nothing to learn.
     """
-    records: list[Record] = []
-    for trajectory in store.trajectories(run_id, role=role, round=round, verdict=verdict):
-        messages = normalize_messages(trajectory.messages)
-        if not any(m.get("role") == "assistant" for m in messages):
-            logger.debug("trajectory %s has no assistant turn; skipped", trajectory.id)
-            continue
-        record: Record = {"messages": messages}
-        tools = _tools(trajectory.tools)
-        if tools:
-            record["tools"] = tools
-        weight = (trajectory.meta or {}).get("weight")
-        if weight is not None:
-            record["weight"] = float(weight)
-        records.append(record)
+    trajectories = store.trajectories(run_id, role=role, round=round, verdict=verdict)
+    records = sft_records_from(trajectories)
     logger.info("exported %d SFT rows from run %s", len(records), run_id)
     return records
 
 
 def preference_records(store: Store, run_id: str, round: int | None = None) -> list[Record]:
-    """Conversational preference rows ``{"prompt", "chosen", "rejected"}`` for DPO.
+    """Conversational preference rows ``{"prompt", "chosen", "rejected"}`` of a run, for DPO.
 
     ``prompt`` is the shared conversation so far; ``chosen`` and ``rejected`` are the competing
     continuations (assistant turns, possibly with tool calls and tool results). A pair whose
     ``meta`` has ``"tools"`` carries them as a ``"tools"`` column.
     """
-    records: list[Record] = []
-    for pair in store.pairs(run_id, round=round):
-        record: Record = {
-            "prompt": normalize_messages(pair.prompt),
-            "chosen": normalize_messages(pair.chosen),
-            "rejected": normalize_messages(pair.rejected),
-        }
-        tools = _tools((pair.meta or {}).get("tools"))
-        if tools:
-            record["tools"] = tools
-        records.append(record)
+    records = preference_records_from(store.pairs(run_id, round=round))
     logger.info("exported %d preference rows from run %s", len(records), run_id)
     return records
 

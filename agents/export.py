@@ -7,7 +7,7 @@ leaves nothing half-written.
 
 A card that lists tools (an agent-distill student) is a tool-using agent:
 ``load_agent(dir).run("question")`` runs the same Thought → tool call → observation loop it was
-trained in (:func:`agents.agent_loop.run_agent`), with the card's system prompt, worked examples
+trained in (:func:`agents.episodes.agent_loop.run_agent`), with the card's system prompt, worked examples
 and tools.
 """
 
@@ -28,7 +28,7 @@ from agents.models import load_engine, resolve_local_model
 from agents.models.base import Engine
 
 if TYPE_CHECKING:
-    from agents.agent_loop import Episode
+    from agents.episodes.agent_loop import Episode
     from tools import Tool
     from tools.retrieval import Corpus
 
@@ -230,17 +230,11 @@ def _copy_base(base_path: str, target: Path) -> None:
     AutoTokenizer.from_pretrained(base_path).save_pretrained(target)
 
 
-def _demonstrations(scheme: str | None) -> list[dict[str, Any]] | None:
-    """The worked-example turns a scheme's agent is trained and run with (None if it has none)."""
-    if scheme != "agent-distill":
-        return None
-    from agents.agent_loop import DEMONSTRATIONS
+def _scheme_of(name: str | None) -> Any:
+    """The scheme record of a stored run (None for a scheme this release does not list)."""
+    from agents.jobs import SCHEMES
 
-    return copy.deepcopy([dict(m) for m in DEMONSTRATIONS])
-
-
-#: The role a scheme's run exports by default (its student), when it trains several.
-PRIMARY_ROLE = {"socratic": "solver", "agent-distill": "student"}
+    return next((scheme for scheme in SCHEMES if scheme.name == name), None)
 
 
 def card_for_run(
@@ -251,12 +245,20 @@ def card_for_run(
     Args:
         store: An ``agents.store.Store``.
         run_id: The run to export from.
-        role: Which role's adapter (default: the scheme's student, see :data:`PRIMARY_ROLE`,
-            else the most recent checkpoint's role).
+        role: Which role's adapter (default: the first of the scheme's export roles that has
+            one, else the most recent checkpoint's role).
         round: Which round (default: the latest of that role).
     """
     run = store.get_run(run_id)
-    role = role or PRIMARY_ROLE.get(run.scheme)
+    scheme = _scheme_of(run.scheme)
+    if scheme is not None and not scheme.export_roles:
+        raise ExportError(
+            f"run {run_id} is a {run.scheme} run, which trains no weights; there is no model "
+            "to export"
+        )
+    if role is None and scheme is not None:
+        trained = {c.role for c in store.checkpoints(run_id)}
+        role = next((r for r in scheme.export_roles if r in trained), None)
     checkpoints = [
         c
         for c in store.checkpoints(run_id)
@@ -287,7 +289,11 @@ def card_for_run(
         ],
         system_prompt=metrics.get("system_prompt") or config.get("system_prompt"),
         tools=metrics.get("tools") or [],
-        demonstrations=_demonstrations(run.scheme),
+        demonstrations=(
+            copy.deepcopy([dict(m) for m in scheme.demonstrations()])
+            if scheme is not None and scheme.demonstrations
+            else None
+        ),
         strategies=metrics.get("strategies"),
         training_data={
             f"{c.role} round {c.round}": int((c.metrics or {}).get("examples", 0)) for c in lineage
@@ -400,17 +406,17 @@ class ExportedAgent:
                 use embeds the corpus, which takes minutes).
             max_steps: Replies per episode.
             candidates: Candidate actions per step; above 1, self-consistent action generation.
-            **settings: Other :class:`agents.agent_loop.LoopSettings` fields (``temperature``,
+            **settings: Other :class:`agents.episodes.agent_loop.LoopSettings` fields (``temperature``,
                 ``max_tokens``, ``sandbox_timeout``, ``seed``...).
 
         Returns:
-            The finished :class:`agents.agent_loop.Episode` (``.answer``, ``.status``,
+            The finished :class:`agents.episodes.agent_loop.Episode` (``.answer``, ``.status``,
             ``.messages``), or a list of them for a list of questions.
 
         Raises:
             ExportError: The card has no tools or unknown ones, or a setting is unknown.
         """
-        from agents.agent_loop import AGENT_SYSTEM_PROMPT, LoopSettings, run_agent
+        from agents.episodes.agent_loop import AGENT_SYSTEM_PROMPT, LoopSettings, run_agent
 
         tools = self.tools()
         allowed = {f.name for f in fields(LoopSettings)} - {"max_steps", "candidates"}

@@ -36,10 +36,10 @@ from pathlib import Path
 
 from scripted_engine import ScriptedEngine
 
-from agents.agent_loop import AGENT_SYSTEM_PROMPT
+from agents.episodes.agent_loop import AGENT_SYSTEM_PROMPT
 from agents.models.base import ChatRequest, ChatResult, Completion, Message
 from agents.models.chat_format import TOOL_CALL_CLOSE, TOOL_CALL_OPEN
-from agents.schemes.agent_distill import COT_SYSTEM_PROMPT
+from agents.schemes.agent_distill.graph import COT_SYSTEM_PROMPT
 from tools.retrieval import Document
 
 #: The fictional countries the corpus knows.

@@ -16,7 +16,7 @@ import re
 
 from scripted_engine import ScriptedEngine
 
-from agents.dialogue import CUSTOMER_STOP, GUIDANCE_HEADER
+from agents.episodes.dialogue import CUSTOMER_STOP, GUIDANCE_HEADER
 from agents.models.base import ChatRequest, ChatResult, Completion
 
 OPENING = "Hi, I want to cancel my order #W0000000, I no longer need it."

@@ -28,7 +28,7 @@ from pathlib import Path
 from scripted_engine import ScriptedEngine
 
 from agents.models.base import ChatRequest, ChatResult, Completion
-from agents.schemes.socratic_rules import PROMPTS
+from agents.schemes.socratic.rules import PROMPTS
 
 _SUM = re.compile(r"What is (\d+) \+ (\d+)\?")
 _RATE = re.compile(r"\[s(\d)\]")

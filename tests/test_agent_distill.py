@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 from agent_world import FakeCorpus, ScriptedAgent, alias_of, true_answer, write_tasks
 
-from agents.agent_loop import AGENT_SYSTEM_PROMPT, DEMONSTRATIONS
+from agents.episodes.agent_loop import AGENT_SYSTEM_PROMPT, DEMONSTRATIONS
 from agents.config import AgentDistillJob, ConfigError
-from agents.schemes.agent_distill import (
+from agents.schemes.agent_distill.graph import (
     COT_SYSTEM_PROMPT,
     STAGES,
     AgentDistillation,

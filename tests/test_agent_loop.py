@@ -12,7 +12,7 @@ import shutil
 import pytest
 from agent_world import FORCED, FakeCorpus, ScriptedAgent
 
-from agents.agent_loop import (
+from agents.episodes.agent_loop import (
     AGENT_SYSTEM_PROMPT,
     DEMONSTRATIONS,
     STOP,

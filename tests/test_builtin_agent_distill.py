@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from agents.agent_loop import DEMONSTRATIONS
+from agents.episodes.agent_loop import DEMONSTRATIONS
 from agents.cli import main
-from agents.schemes.agent_distill import STAGES
+from agents.schemes.agent_distill.graph import STAGES
 from agents.store import Store, Workspace
 
 pytestmark = pytest.mark.builtin

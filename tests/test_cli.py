@@ -144,7 +144,7 @@ def test_malformed_rows_are_reported_with_their_line(
 @pytest.mark.parametrize(
     ("argv", "needle"),
     [
-        (["run", "nope"], "no job named 'nope'"),
+        (["run", "nope"], "no scheme named 'nope'"),
         (["run", "sft", "--set", "training.learning_rate=fast"], "training.learning_rate"),
         (["run", "sft", "--set", "lora.rank=4"], "lora.rank"),
         (["run", "sft", "--base", "builtin:nope"], "unknown built-in model"),
@@ -152,7 +152,7 @@ def test_malformed_rows_are_reported_with_their_line(
         (["eval", "--set", "engine.bogus=1"], "unknown engine option 'bogus'"),
         (["run", "socratic", "--resume", "20990101-0000-abcd"], "No run '20990101-0000-abcd'"),
         (["run", "socratic", "--resume", "x", "--seeds", "3"], "keeps its stored settings"),
-        (["run", "sft", "--resume", "x"], "sft runs cannot be resumed"),
+        (["run", "sft", "--resume", "20990101-0000-abcd"], "No run '20990101-0000-abcd'"),
         (["run", "socratic", "--seed-data", "/no/seeds.jsonl"], "/no/seeds.jsonl does not exist"),
         (["run", "socratic", "--solver", "openai:gpt-4o-mini"], "the solver is trained"),
         (["run", "socratic", "--rounds", "0"], "rounds: Input should be greater than"),

@@ -6,22 +6,29 @@ from pathlib import Path
 
 import pytest
 
-from agents.config import (
-    ConfigError,
-    DPOJob,
-    EvalJob,
-    SFTJob,
-    default_config_path,
-    load_config,
-    parse_override,
-)
+from agents.config import CONFIG_DIR, ConfigError, config_flags, load_config, parse_override
+from agents.jobs import SCHEMES
+from agents.schemes.eval import EvalJob
+from agents.schemes.sft import SFTJob
+from agents.schemes.socratic import SocraticJob
 
 
-def test_shipped_configs_validate() -> None:
-    for job, model in (("sft", SFTJob), ("dpo", DPOJob), ("eval", EvalJob)):
-        path = default_config_path(job)
-        assert path is not None, job
-        load_config(model, path)
+def test_every_scheme_ships_a_config_that_validates() -> None:
+    for scheme in SCHEMES:
+        assert scheme.default_config is not None, scheme.name
+        load_config(scheme.config, scheme.default_config)
+
+
+def test_flags_come_from_the_config_fields_and_their_descriptions() -> None:
+    flags = {flag.name: flag for flag in config_flags(SocraticJob)}
+    assert flags["rounds"].key == "rounds" and flags["rounds"].kind is int
+    assert flags["rounds"].help == SocraticJob.model_fields["rounds"].description
+    assert flags["seeds"].key == "seeds.count"  # a short flag the config declares in FLAGS
+    assert flags["use-generator"].kind is bool
+    assert "engine" not in flags  # a mapping has no flag: --set engine.teacher.x=... sets it
+    sft = {flag.name: flag for flag in config_flags(SFTJob)}
+    # a dataclass setting's help is its line under "Attributes:"
+    assert sft["max-steps"].key == "training.max_steps" and "Optimizer steps" in sft["max-steps"].help
 
 
 def test_overrides_win_and_keep_their_types(tmp_path: Path) -> None:
@@ -59,8 +66,6 @@ def test_override_without_equals_is_rejected() -> None:
 
 
 def test_socratic_partial_sections_keep_the_scheme_defaults() -> None:
-    from agents.config import SocraticJob
-
     job = SocraticJob(solve={"samples": 4}, solver_training={"max_steps": 2}, eval={"samples": 1})
     assert (job.solve.samples, job.solve.temperature, job.solve.top_p) == (4, 0.8, 0.95)
     assert (job.eval.temperature, job.eval.top_p) == (0.7, 0.9)
@@ -71,8 +76,6 @@ def test_socratic_partial_sections_keep_the_scheme_defaults() -> None:
 
 
 def test_shipped_socratic_configs_validate() -> None:
-    from agents.config import CONFIG_DIR, SocraticJob, load_config
-
     full = load_config(SocraticJob, CONFIG_DIR / "socratic.yaml", {"seeds.count": 100})
     quick = load_config(SocraticJob, CONFIG_DIR / "socratic_quick.yaml")
     assert full.seeds.count == 100 and full.solve.samples == 8 and full.rounds == 3

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 from scripted_engine import ScriptedEngine
 
-from agents.dialogue import (
+from agents.episodes.dialogue import (
     CUSTOMER_STOP,
     GREETING,
     GUIDANCE_HEADER,

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from agents.agent_loop import AGENT_SYSTEM_PROMPT, DEMONSTRATIONS
+from agents.episodes.agent_loop import AGENT_SYSTEM_PROMPT, DEMONSTRATIONS
 from agents.export import CARD_FILE, AgentCard, ExportedAgent, ExportError, _readme, card_for_run
 from agents.models.base import ChatRequest, ChatResult, Completion, Engine
 from agents.store import Store

@@ -8,10 +8,22 @@ from typing import Any
 
 import pytest
 
-from agents.report import ReportFiles, render_markdown, write_report
+from agents import report
+from agents.jobs import report_section
+from agents.report import ReportFiles
 from agents.store import Store
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def render_markdown(store: Store, run_id: str, plot_name: str | None) -> str:
+    """The report of a run with its scheme's section, as a scheme run writes it."""
+    section = report_section(store.get_run(run_id).scheme)
+    return report.render_markdown(store, run_id, plot_name, section)
+
+
+def write_report(store: Store, run_id: str, out_dir: Path) -> ReportFiles:
+    return report.write_report(store, run_id, out_dir, report_section(store.get_run(run_id).scheme))
 
 
 @pytest.fixture

@@ -20,8 +20,8 @@ from socratic_world import ScriptedRole, true_answer, write_seeds
 
 from agents.config import ConfigError, SocraticJob
 from agents.models.base import ChatRequest
-from agents.schemes.socratic import SocraticLoop
-from agents.schemes.socratic_rules import PROMPTS, generator_messages
+from agents.schemes.socratic.graph import SocraticLoop
+from agents.schemes.socratic.rules import PROMPTS, generator_messages
 from agents.store import Item, Run, Store, Workspace
 
 ROLES = ("teacher", "solver", "generator")

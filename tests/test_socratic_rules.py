@@ -8,7 +8,7 @@ import random
 import pytest
 
 from agents.eval.answers import check_solution
-from agents.schemes.socratic_rules import (
+from agents.schemes.socratic.rules import (
     build_pairs,
     parse_json_object,
     parse_judge,

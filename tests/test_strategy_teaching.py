@@ -17,9 +17,9 @@ from service_world import (
 from test_strategy_library import HashEmbedding
 
 from agents.config import ConfigError, StrategyTeachingJob
-from agents.dialogue import GUIDANCE_HEADER
-from agents.schemes.strategy_rules import parse_choice, parse_strategies, retrieval_query
-from agents.schemes.strategy_teaching import StrategyTeaching
+from agents.episodes.dialogue import GUIDANCE_HEADER
+from agents.schemes.strategy_teaching.rules import parse_choice, parse_strategies, retrieval_query
+from agents.schemes.strategy_teaching.graph import StrategyTeaching
 from agents.store import Store, Workspace
 from strategies import StrategyLibrary
 
@@ -278,7 +278,7 @@ class PositionJudge(ServiceEngine):
 
 
 def test_prefer_shows_both_orders_and_ties_identical_replies() -> None:
-    from agents.schemes.strategy_rules import prefer
+    from agents.schemes.strategy_teaching.rules import prefer
     from tools.service import load_domain
 
     domain = load_domain("retail")
@@ -314,7 +314,7 @@ def test_the_airline_domain_runs_too(tmp_path) -> None:
 
 
 def test_strategies_naming_the_customer_are_too_specific() -> None:
-    from agents.schemes.strategy_rules import too_specific
+    from agents.schemes.strategy_teaching.rules import too_specific
 
     policy = "Cancel only pending orders. Refunds go to PayPal or a gift card."
     said = [{"role": "user", "content": "Hi, I am Olivia Lopez, order #W2378156 is late."}]

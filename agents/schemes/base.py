@@ -1,4 +1,8 @@
-"""What every scheme graph shares: atomic, resumable stages and a checkpointed graph runner.
+"""What every scheme shares: the :class:`Scheme` record, atomic resumable stages, the run lifecycle.
+
+A scheme is one package under ``agents/schemes/`` (config, graph, rules, prompts, report section)
+whose ``__init__`` exports one :class:`Scheme` record; ``agents/jobs.py`` lists them. The command
+line, the report and the export read that record and name no scheme themselves.
 
 A scheme is a LangGraph graph whose nodes are *stages*. :func:`stage_node` turns a function
 ``work(state, context, round) -> StageOutput`` into a node that
@@ -26,6 +30,7 @@ from typing import Any, ClassVar, Literal, Protocol
 from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import StateGraph
 from langgraph.runtime import Runtime
+from pydantic import BaseModel
 from sqlmodel import SQLModel
 from tqdm.auto import tqdm
 
@@ -235,6 +240,25 @@ def train_role(
     return StageOutput(metrics, {f"{role}_adapter": str(out_dir)}, add=[checkpoint])
 
 
+@dataclass(frozen=True)
+class ReportSection:
+    """What a scheme adds to the report of its runs (see :mod:`agents.report`).
+
+    Attributes:
+        markdown: ``markdown(view) -> lines`` placed after the run's header.
+        stages: Stage names the section reports itself; the generic "Stage metrics" table leaves
+            them out.
+        plot: ``plot(view, ax_a, ax_b, ax_c)`` draws panels (a) to (c) of the figure; panel (d)
+            is always the time per stage.
+        has_plot_data: ``has_plot_data(view)``: whether the panels have anything to show.
+    """
+
+    markdown: Callable[[Any], list[str]]
+    stages: tuple[str, ...] = ()
+    plot: Callable[[Any, Any, Any, Any], None] | None = None
+    has_plot_data: Callable[[Any], bool] | None = None
+
+
 class GraphRun:
     """A compiled scheme graph bound to one run: start, stop early, resume, finish.
 
@@ -336,6 +360,7 @@ class SchemeRun:
     scheme: ClassVar[str]  # the run's scheme name in the store, e.g. "socratic"
     job: ClassVar[Any]  # the pydantic config model
     trained_roles: ClassVar[tuple[str, ...]] = ()  # roles whose weights are trained
+    report_section: ClassVar[ReportSection | None] = None  # the scheme's part of the report
 
     def __init__(
         self, config: Any, store: Store, workspace: Workspace, run_id: str, **options: Any
@@ -356,6 +381,11 @@ class SchemeRun:
         raise NotImplementedError
 
     @classmethod
+    def trained(cls, config: Any) -> dict[str, str]:
+        """The model spec of every role whose weights the run trains, by role."""
+        return {role: getattr(config, role) for role in cls.trained_roles}
+
+    @classmethod
     def check(cls, config: Any) -> None:
         """Raise :class:`ConfigError` for a config that cannot run (e.g. a bad task file)."""
 
@@ -371,10 +401,10 @@ class SchemeRun:
         workspace = (workspace or Workspace.resolve()).ensure()
         store = store or Store.open(workspace)
         if options.get("loader") is None:
-            for role in cls.trained_roles:
+            for role, spec in cls.trained(config).items():
                 # Trained roles must be local weights; fail before storing anything.
                 try:
-                    resolve_local_model(getattr(config, role))
+                    resolve_local_model(spec)
                 except Exception as err:
                     raise ConfigError(
                         f"the {role} is trained, so it must be a local model (builtin:, hf: or "
@@ -432,10 +462,58 @@ class SchemeRun:
         """Write the run report (markdown + PNG) under ``reports/RUN_ID``; returns the markdown."""
         from agents.report import write_report
 
-        return write_report(
-            self.store, self.run_id, self.workspace.reports_dir / self.run_id
-        ).markdown
+        out_dir = self.workspace.reports_dir / self.run_id
+        return write_report(self.store, self.run_id, out_dir, self.report_section).markdown
 
     def close(self) -> None:
         self.context.close()
         self.runner.close()
+
+
+@dataclass(frozen=True)
+class Scheme:
+    """One runnable scheme, as the command line, the report and the export see it.
+
+    The name, the config model and the report section are the run class's own (its ``scheme``,
+    ``job`` and ``report_section``), so they are written once.
+
+    Attributes:
+        run: The :class:`SchemeRun` subclass that creates, resumes and runs a stored run.
+        help: One line for ``agents run --help``.
+        export_roles: Roles whose trained adapters ``agents export`` can export, the default
+            first; empty when the scheme trains no weights.
+        demonstrations: Worked examples written into an exported agent's card (agents that run
+            tools are shown them before every task).
+    """
+
+    run: type[SchemeRun]
+    help: str
+    export_roles: tuple[str, ...] = ()
+    demonstrations: Callable[[], list[dict[str, Any]]] | None = None
+
+    @property
+    def name(self) -> str:
+        """``agents run NAME``; also the run's scheme in the store."""
+        return self.run.scheme
+
+    @property
+    def config(self) -> type[BaseModel]:
+        """The pydantic model of ``configs/<name>.yaml``.
+
+        Its scalar top-level fields become command-line flags (``--field-name``), as do the dotted
+        keys of its ``FLAGS`` class attribute (``{"seeds": "seeds.count"}``); a flag's help is
+        the field's description.
+        """
+        return self.run.job
+
+    @property
+    def report(self) -> ReportSection | None:
+        return self.run.report_section
+
+    @property
+    def default_config(self) -> Path | None:
+        """``configs/<name>.yaml`` (dashes as underscores) shipped with the project, if present."""
+        from agents.config import CONFIG_DIR
+
+        path = CONFIG_DIR / f"{self.name.replace('-', '_')}.yaml"
+        return path if path.exists() else None

@@ -4,13 +4,8 @@ Every run fine-tunes a LoRA adapter on a frozen base model with TRL and saves on
 (plus the tokenizer); :func:`merge_adapter` folds it back into plain weights when needed.
 """
 
-from agents.training.common import TrainResult
-from agents.training.data import (
-    assistant_char_spans,
-    tokenize_conversation,
-    tokenize_records,
-    weighted_records,
-)
+from agents.training.common import TrainResult, TrainSettings
+from agents.training.data import assistant_char_spans, tokenize_conversation, tokenize_records
 from agents.training.dpo import DPOSettings, build_dpo_trainer, prepare_pairs, train_dpo
 from agents.training.lora import (
     LoraSettings,
@@ -28,6 +23,7 @@ __all__ = [
     "LoraSettings",
     "SFTSettings",
     "TrainResult",
+    "TrainSettings",
     "WeightedSFTTrainer",
     "assistant_char_spans",
     "build_dpo_trainer",
@@ -43,5 +39,4 @@ __all__ = [
     "tokenize_records",
     "train_dpo",
     "train_sft",
-    "weighted_records",
 ]

@@ -1,4 +1,4 @@
-"""What the SFT and DPO runners share: the result record, trainer arguments, saving, quiet mode."""
+"""What the SFT and DPO runners share: settings, results, trainer arguments, saving, quiet mode."""
 
 from __future__ import annotations
 
@@ -44,37 +44,67 @@ class TrainResult:
     seconds: float = 0.0
 
 
+@dataclass
+class TrainSettings:
+    """Hyper-parameters every LoRA run shares; :class:`SFTSettings` and :class:`DPOSettings` add
+    their own and may change the defaults.
+
+    Attributes:
+        learning_rate: Peak AdamW learning rate (linear decay to zero).
+        epochs: Passes over the data; ignored when ``max_steps`` is positive.
+        max_steps: Optimizer steps to take; ``-1`` trains for ``epochs``.
+        batch_size: Examples per forward pass.
+        grad_accum: Forward passes accumulated per optimizer step.
+        max_length: Token budget per example; longer ones are cut at the end.
+        seed: Seed for adapter initialisation and data order.
+        logging_steps: Log (and record in :class:`TrainResult`) every this many steps.
+        gradient_checkpointing: Recompute activations in the backward pass to save memory (TRL
+            turns it on by default; on small models it only costs time).
+    """
+
+    learning_rate: float = 2e-4
+    epochs: float = 1
+    max_steps: int = -1
+    batch_size: int = 4
+    grad_accum: int = 1
+    max_length: int = 1024
+    seed: int = 0
+    logging_steps: int = 1
+    gradient_checkpointing: bool = False
+
+
 def trainer_kwargs(
+    settings: TrainSettings,
     *,
     work_dir: Path,
-    learning_rate: float,
-    epochs: float,
-    max_steps: int,
-    batch_size: int,
-    grad_accum: int,
-    seed: int,
-    logging_steps: int,
-    gradient_checkpointing: bool,
     dtype: torch.dtype,
     progress: bool,
 ) -> dict[str, Any]:
-    """Keyword arguments common to every TRL config built here.
+    """Keyword arguments of a TRL config (``SFTConfig``, ``DPOConfig``) from the shared settings.
 
     Nothing is reported to an experiment tracker and no intermediate checkpoint is written: the
-    runner saves the final adapter itself.
+    runner saves the final adapter itself. Method-specific settings (DPO's ``beta``, SFT's
+    warm-up) are the caller's to add.
+
+    Args:
+        settings: The run's hyper-parameters; only the :class:`TrainSettings` part is read.
+        work_dir: Where TRL may write its run files.
+        dtype: The training dtype, which decides the mixed-precision flags.
+        progress: Show progress bars.
     """
     return {
         "output_dir": str(work_dir),
-        "learning_rate": learning_rate,
-        "num_train_epochs": epochs,
-        "max_steps": max_steps,
-        "per_device_train_batch_size": batch_size,
-        "gradient_accumulation_steps": grad_accum,
-        "seed": seed,
-        "logging_steps": logging_steps,
+        "learning_rate": settings.learning_rate,
+        "num_train_epochs": settings.epochs,
+        "max_steps": settings.max_steps,
+        "per_device_train_batch_size": settings.batch_size,
+        "gradient_accumulation_steps": settings.grad_accum,
+        "max_length": settings.max_length,
+        "seed": settings.seed,
+        "logging_steps": settings.logging_steps,
         # transformers 5 renamed gradient checkpointing; setting the new name silences the
         # deprecation TRL's own default (gradient_checkpointing=True) would otherwise trigger.
-        "activation_checkpointing": gradient_checkpointing,
+        "activation_checkpointing": settings.gradient_checkpointing,
         "report_to": "none",
         "save_strategy": "no",
         "disable_tqdm": not progress,

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -213,39 +212,3 @@ def tokenize_records(
     if not columns["input_ids"]:
         raise ValueError("no example has an assistant turn to train on; check the records")
     return Dataset.from_dict(columns)
-
-
-def weighted_records(
-    conversations: Sequence[Sequence[Message]],
-    weights: Sequence[float],
-    tools: Sequence[list[dict[str, Any]] | None] | None = None,
-) -> list[Record]:
-    """Rows for weighted SFT: each conversation with the weight of its loss.
-
-    Used by the Socratic Generator, whose loss is ``-E[U * log p(q' | q, y_fail)]``: the
-    conversation is the refinement prompt and the Teacher's refined problem, the weight its
-    utility ``U``.
-
-    Args:
-        conversations: One message list per example.
-        weights: One non-negative finite weight per example.
-        tools: Optional tool schemas per example.
-
-    Returns:
-        Records ``{"messages": [...], "weight": w}`` (plus ``"tools"`` when given) for
-        :func:`agents.training.sft.train_sft`.
-    """
-    if len(conversations) != len(weights):
-        raise ValueError(f"{len(conversations)} conversations but {len(weights)} weights")
-    if tools is not None and len(tools) != len(conversations):
-        raise ValueError(f"{len(conversations)} conversations but {len(tools)} tool lists")
-    records: list[Record] = []
-    for i, (messages, weight) in enumerate(zip(conversations, weights, strict=True)):
-        weight = float(weight)
-        if not math.isfinite(weight) or weight < 0:
-            raise ValueError(f"weight {i} is {weight}; weights must be finite and >= 0")
-        record: Record = {"messages": [dict(m) for m in messages], "weight": weight}
-        if tools is not None and tools[i]:
-            record["tools"] = tools[i]
-        records.append(record)
-    return records

@@ -35,15 +35,16 @@ from trl import DPOConfig, DPOTrainer
 
 from agents.models.base import Message
 from agents.models.chat_format import prepare_messages, template_supports_tools
-from agents.training.common import TrainResult, quiet, run_and_save, trainer_kwargs
+from agents.training.common import TrainResult, TrainSettings, quiet, run_and_save, trainer_kwargs
 from agents.training.lora import LoraSettings, device_and_dtype, load_for_training, lora_config
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class DPOSettings:
-    """Hyper-parameters of a LoRA DPO run.
+class DPOSettings(TrainSettings):
+    """Hyper-parameters of a LoRA DPO run: the shared :class:`TrainSettings`, DPO's defaults for
+    them, and ``beta``.
 
     Attributes:
         beta: Strength of the KL anchor to the reference policy (Socratic-Zero: 0.05-0.2).
@@ -58,16 +59,11 @@ class DPOSettings:
         gradient_checkpointing: Recompute activations in the backward pass to save memory.
     """
 
+    # The attribute list above repeats the inherited fields on purpose: command-line flag help
+    # is read from this class's own docstring.
     beta: float = 0.1
     learning_rate: float = 5e-6
-    epochs: float = 1
-    max_steps: int = -1
     batch_size: int = 2
-    grad_accum: int = 1
-    max_length: int = 1024
-    seed: int = 0
-    logging_steps: int = 1
-    gradient_checkpointing: bool = False
 
 
 def _completion(value: str | list[Message], template: str | None) -> list[Message]:
@@ -143,21 +139,8 @@ def build_dpo_trainer(
     model, tokenizer = load_for_training(base_model, init_adapter)
     dataset = prepare_pairs(pairs, tokenizer.chat_template)
     config = DPOConfig(
-        **trainer_kwargs(
-            work_dir=work_dir,
-            learning_rate=settings.learning_rate,
-            epochs=settings.epochs,
-            max_steps=settings.max_steps,
-            batch_size=settings.batch_size,
-            grad_accum=settings.grad_accum,
-            seed=settings.seed,
-            logging_steps=settings.logging_steps,
-            gradient_checkpointing=settings.gradient_checkpointing,
-            dtype=dtype,
-            progress=progress,
-        ),
+        **trainer_kwargs(settings, work_dir=work_dir, dtype=dtype, progress=progress),
         beta=settings.beta,
-        max_length=settings.max_length,
     )
     return DPOTrainer(
         model=model,

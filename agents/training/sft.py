@@ -30,7 +30,7 @@ from datasets import Dataset
 from trl import SFTConfig, SFTTrainer
 from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-from agents.training.common import TrainResult, quiet, run_and_save, trainer_kwargs
+from agents.training.common import TrainResult, TrainSettings, quiet, run_and_save, trainer_kwargs
 from agents.training.data import tokenize_records
 from agents.training.lora import LoraSettings, device_and_dtype, load_for_training, lora_config
 
@@ -38,8 +38,8 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class SFTSettings:
-    """Hyper-parameters of a LoRA SFT run.
+class SFTSettings(TrainSettings):
+    """Hyper-parameters of a LoRA SFT run: the shared :class:`TrainSettings` plus a warm-up.
 
     Attributes:
         learning_rate: Peak AdamW learning rate (linear decay to zero).
@@ -55,16 +55,9 @@ class SFTSettings:
             turns it on by default; on small models it only costs time).
     """
 
-    learning_rate: float = 2e-4
-    epochs: float = 1
-    max_steps: int = -1
-    batch_size: int = 4
-    grad_accum: int = 1
-    max_length: int = 1024
-    seed: int = 0
-    logging_steps: int = 1
+    # The attribute list above repeats the inherited fields on purpose: command-line flag help
+    # is read from this class's own docstring.
     warmup_ratio: float = 0.0
-    gradient_checkpointing: bool = False
 
 
 @dataclass
@@ -152,21 +145,8 @@ def build_sft_trainer(
     weighted = "weight" in dataset.column_names
 
     config = SFTConfig(
-        **trainer_kwargs(
-            work_dir=work_dir,
-            learning_rate=settings.learning_rate,
-            epochs=settings.epochs,
-            max_steps=settings.max_steps,
-            batch_size=settings.batch_size,
-            grad_accum=settings.grad_accum,
-            seed=settings.seed,
-            logging_steps=settings.logging_steps,
-            gradient_checkpointing=settings.gradient_checkpointing,
-            dtype=dtype,
-            progress=progress,
-        ),
+        **trainer_kwargs(settings, work_dir=work_dir, dtype=dtype, progress=progress),
         warmup_steps=settings.warmup_ratio,  # transformers 5: a float below 1 is a ratio
-        max_length=settings.max_length,
         dataset_num_proc=None,
     )
     common: dict[str, Any] = {

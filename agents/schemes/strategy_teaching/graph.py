@@ -39,8 +39,8 @@ from typing import Any, TypedDict
 
 from langgraph.graph import END, START, StateGraph
 
-from agents.config import ConfigError, StrategyTeachingJob
-from agents.dialogue import (
+from agents.config import ConfigError
+from agents.episodes.dialogue import (
     GREETING,
     Dialogue,
     DialogueSettings,
@@ -62,7 +62,9 @@ from agents.schemes.base import (
     ask_parsed,
     stage_node,
 )
-from agents.schemes.strategy_rules import (
+from agents.schemes.strategy_teaching.config import StrategyTeachingJob
+from agents.schemes.strategy_teaching.report import SECTION
+from agents.schemes.strategy_teaching.rules import (
     PROMPTS,
     normalised,
     parse_strategies,
@@ -776,6 +778,7 @@ class StrategyTeaching(SchemeRun):
     scheme = "strategy-teaching"
     job = StrategyTeachingJob
     trained_roles = ()
+    report_section = SECTION
 
     def _build(
         self,

@@ -23,9 +23,7 @@ Zone = Literal["mastered", "learning", "too_hard"]
 
 
 #: Prompts of every role, from ``socratic_prompts.yaml`` beside this module.
-PROMPTS: dict[str, str] = yaml.safe_load(
-    Path(__file__).with_name("socratic_prompts.yaml").read_text()
-)
+PROMPTS: dict[str, str] = yaml.safe_load(Path(__file__).with_name("prompts.yaml").read_text())
 
 
 def solver_messages(question: str) -> list[dict[str, str]]:

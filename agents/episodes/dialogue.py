@@ -28,7 +28,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from tqdm.auto import tqdm
 
-from agents.agent_loop import clip, parse_action
+from agents.episodes.agent_loop import clip, parse_action
 from agents.models.base import ChatRequest, Engine, Message
 from agents.models.chat_format import TOOL_CALL_CLOSE, TOOL_CALL_OPEN
 from tools.base import ToolContext, call_tool, tool_message

@@ -34,7 +34,8 @@ from typing import Any, TypedDict
 
 from langgraph.graph import END, START, StateGraph
 
-from agents.agent_loop import (
+from agents.config import ConfigError
+from agents.episodes.agent_loop import (
     AGENT_SYSTEM_PROMPT,
     DEMONSTRATIONS,
     Episode,
@@ -42,9 +43,10 @@ from agents.agent_loop import (
     first_paragraph,
     run_agent,
 )
-from agents.config import AgentDistillJob, AgentRunSettings, ConfigError
 from agents.eval.answers import check_answer, extract_answer
 from agents.models.base import ChatRequest, Engine
+from agents.schemes.agent_distill.config import AgentDistillJob, AgentRunSettings
+from agents.schemes.agent_distill.report import EVALS, SECTION
 from agents.schemes.base import (
     RoleContext,
     SchemeRun,
@@ -53,7 +55,7 @@ from agents.schemes.base import (
     ask_parsed,
     train_role,
 )
-from agents.schemes.socratic_rules import parse_judge
+from agents.schemes.socratic.rules import parse_judge
 from agents.store import Item, Run, Trajectory, Workspace
 from agents.tasks import Task, factual_splits, gsm_symbolic_splits, read_math_tasks
 from tools import DEFAULT_TOOLS, tool_schemas
@@ -72,15 +74,6 @@ Proposed answer: {answer}
 
 Does the proposed answer say the same as the reference answer? Reply with JSON only: \
 {{"correct": true}} or {{"correct": false}}."""
-
-#: Held-out evaluations: stage name → (trajectory role, what is evaluated).
-EVALS: dict[str, tuple[str, str]] = {
-    "eval_student_base": ("student_base", "student before training (agent)"),
-    "eval_teacher": ("teacher", "teacher (agent)"),
-    "eval_student": ("student", "student after agent distillation"),
-    "eval_student_sc": ("student_sc", "student after + self-consistent actions"),
-    "eval_cot": ("student_cot", "student after CoT distillation (no tools)"),
-}
 
 
 # ---------------------------------------------------------------------------- state and context
@@ -433,7 +426,7 @@ def _eval_agent(
         _episode_row(ctx, item, ep, role, stage, engine.fingerprint)
         for item, ep in zip(items, episodes, strict=True)
     ]
-    return StageOutput({"label": EVALS[stage][1], **_accuracy(rows)}, add=rows)
+    return StageOutput({"label": EVALS[stage][2], **_accuracy(rows)}, add=rows)
 
 
 def eval_student_base(state: DistillState, ctx: DistillContext, rnd: int) -> StageOutput:
@@ -475,7 +468,7 @@ def eval_cot(state: DistillState, ctx: DistillContext, rnd: int) -> StageOutput:
         return StageOutput({"skipped": "no CoT baseline was trained"})
     engine = ctx.with_adapter("student", adapter)
     rows = _cot_rows(ctx, engine, ctx.tasks("heldout"), "student_cot", "eval_cot")
-    return StageOutput({"label": EVALS["eval_cot"][1], **_accuracy(rows)}, add=rows)
+    return StageOutput({"label": EVALS["eval_cot"][2], **_accuracy(rows)}, add=rows)
 
 
 #: The stages, in order.
@@ -568,6 +561,7 @@ class AgentDistillation(SchemeRun):
     scheme = "agent-distill"
     job = AgentDistillJob
     trained_roles = ("student",)
+    report_section = SECTION
 
     def _build(
         self,

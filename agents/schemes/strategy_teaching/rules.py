@@ -1,6 +1,6 @@
 """The rules of strategy teaching as functions: prompts, the judge's choice, the writer's lines.
 
-Kept apart from the graph (:mod:`agents.schemes.strategy_teaching`) so each rule is tested on
+Kept apart from the graph (:mod:`agents.schemes.strategy_teaching.graph`) so each rule is tested on
 its own.
 """
 
@@ -13,15 +13,13 @@ from typing import Any
 
 import yaml
 
-from agents.dialogue import conversation_text, reply_text
+from agents.episodes.dialogue import conversation_text, reply_text
 from agents.models.base import ChatRequest, Engine, Message
 from agents.schemes.base import ask_parsed
 from tools.service import ServiceDomain
 
 #: Prompts of every role, from ``strategy_prompts.yaml`` beside this module.
-PROMPTS: dict[str, str] = yaml.safe_load(
-    Path(__file__).with_name("strategy_prompts.yaml").read_text()
-)
+PROMPTS: dict[str, str] = yaml.safe_load(Path(__file__).with_name("prompts.yaml").read_text())
 
 
 def retrieval_query(messages: Sequence[Message], turns: int = 3) -> str:

@@ -1,6 +1,6 @@
 """The "Strategy teaching" part of the run report: tables and figure panels.
 
-A strategy-teaching run (see :mod:`agents.schemes.strategy_teaching`) commits ``setup``, then per
+A strategy-teaching run (see :mod:`agents.schemes.strategy_teaching.graph`) commits ``setup``, then per
 round ``scenarios`` and ``refine``, then ``eval_dialogues`` and ``eval_judge``. This module turns
 those metrics, and the strategies the run wrote into its library, into:
 
@@ -20,11 +20,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from agents.report import _DASH, _finished, _is_num, _joined, _no_data, _num, _table
+from agents.reporting import DASH, RunView, finished, is_num, joined, no_data, num, table
+from agents.schemes.base import ReportSection
 from agents.store import Store
 
 if TYPE_CHECKING:
-    from agents.report import _RunData
     from strategies.records import Strategy
 
 #: The stages with a table in this section (kept out of "Stage metrics").
@@ -88,15 +88,15 @@ def _per_key(
     return [(k, *labels.get(k, (k, k)), found[k]) for k in order if needed in found[k]]
 
 
-def _agents(data: _RunData) -> list[tuple[str, str, str, dict[str, Any]]]:
-    return _per_key(_finished(data, "eval_dialogues"), AGENTS, "success")
+def _agents(data: RunView) -> list[tuple[str, str, str, dict[str, Any]]]:
+    return _per_key(finished(data, "eval_dialogues"), AGENTS, "success")
 
 
-def _comparisons(data: _RunData) -> list[tuple[str, str, str, dict[str, Any]]]:
-    return _per_key(_finished(data, "eval_judge"), COMPARISONS, "win_rate")
+def _comparisons(data: RunView) -> list[tuple[str, str, str, dict[str, Any]]]:
+    return _per_key(finished(data, "eval_judge"), COMPARISONS, "win_rate")
 
 
-def _rounds(data: _RunData) -> list[int]:
+def _rounds(data: RunView) -> list[int]:
     return sorted(
         {s.round for s in data.stages if s.round >= 1 and s.name in ("scenarios", "refine")}
     )
@@ -104,71 +104,71 @@ def _rounds(data: _RunData) -> list[int]:
 
 def _arrow(before: Any, after: Any) -> str:
     if before is None and after is None:
-        return _DASH
-    return f"{_num(before)} → {_num(after)}"
+        return DASH
+    return f"{num(before)} → {num(after)}"
 
 
 def _with_part(whole: Any, part: Any) -> str:
     """``whole (part)``, or just one of them when the other is missing."""
     if part is None:
-        return _num(whole)
-    return f"{_num(whole)} ({_num(part)})"
+        return num(whole)
+    return f"{num(whole)} ({num(part)})"
 
 
-def _setup_line(data: _RunData) -> list[str]:
-    setup = _finished(data, "setup")
+def _setup_line(data: RunView) -> list[str]:
+    setup = finished(data, "setup")
     if not setup:
         return []
     parts = []
     if setup.get("domain") is not None:
         parts.append(f"domain `{setup['domain']}`")
-    if _is_num(setup.get("train_tasks")):
-        parts.append(f"{_num(setup['train_tasks'])} training tasks")
-    if _is_num(setup.get("heldout_tasks")):
-        parts.append(f"{_num(setup['heldout_tasks'])} held-out tasks")
+    if is_num(setup.get("train_tasks")):
+        parts.append(f"{num(setup['train_tasks'])} training tasks")
+    if is_num(setup.get("heldout_tasks")):
+        parts.append(f"{num(setup['heldout_tasks'])} held-out tasks")
     if setup.get("library") is not None:
         library = f"library `{setup['library']}`"
-        if _is_num(setup.get("library_size")):
-            library += f" ({_num(setup['library_size'])} strategies at the start)"
+        if is_num(setup.get("library_size")):
+            library += f" ({num(setup['library_size'])} strategies at the start)"
         parts.append(library)
     return ["", "Setup: " + ", ".join(parts) + "."] if parts else []
 
 
-def _dialogue_rows(data: _RunData) -> list[list[str]]:
+def _dialogue_rows(data: RunView) -> list[list[str]]:
     keys = ("success", "action_recall", "violations", "dialogues_with_violations", "turns")
     return [
-        [label, *(_num(m.get(k)) for k in keys), _num(m.get("tool_errors"))]
+        [label, *(num(m.get(k)) for k in keys), num(m.get("tool_errors"))]
         for _, _, label, m in _agents(data)
     ]
 
 
-def _judge_rows(data: _RunData) -> list[list[str]]:
+def _judge_rows(data: RunView) -> list[list[str]]:
     return [
         [
             label,
-            _num(m.get("win_rate")),
-            _joined(m, ("wins", "ties", "losses")),
-            _num(m.get("identical")),
-            _num(m.get("unjudged")),
+            num(m.get("win_rate")),
+            joined(m, ("wins", "ties", "losses")),
+            num(m.get("identical")),
+            num(m.get("unjudged")),
         ]
         for _, _, label, m in _comparisons(data)
     ]
 
 
-def _round_row(data: _RunData, t: int) -> list[str]:
+def _round_row(data: RunView, t: int) -> list[str]:
     found, refine = data.metrics(t, "scenarios"), data.metrics(t, "refine")
     scenarios = found.get("scenarios", refine.get("scenarios"))
     return [
         str(t),
-        _num(found.get("dialogues")),
-        _num(found.get("student_preference")),
+        num(found.get("dialogues")),
+        num(found.get("student_preference")),
         _with_part(found.get("shortfalls"), found.get("rule_shortfalls")),
-        _num(found.get("teacher_scenarios")),
-        _num(scenarios),
-        _num(refine.get("closed")),
-        _joined(refine, ("new_strategies", "edited_strategies")),
+        num(found.get("teacher_scenarios")),
+        num(scenarios),
+        num(refine.get("closed")),
+        joined(refine, ("new_strategies", "edited_strategies")),
         _arrow(refine.get("student_preference_first"), refine.get("student_preference_last")),
-        _num(refine.get("library_size")),
+        num(refine.get("library_size")),
     ]
 
 
@@ -214,21 +214,21 @@ def _strategy_lines(strategies: list[Strategy]) -> list[str]:
             str(s.id),
             s.status,
             str(s.version),
-            _num(s.round),
+            num(s.round),
             _one_line(s.situation),
             _one_line(s.text),
             _arrow(s.score_before, s.score_after),
         ]
         for s in shown
     ]
-    return ["", "### Strategies learned in this run", "", intro + ".", "", *_table(headers, rows)]
+    return ["", "### Strategies learned in this run", "", intro + ".", "", *table(headers, rows)]
 
 
 def _subsection(title: str, headers: list[str], rows: list[list[str]]) -> list[str]:
-    return ["", f"### {title}", "", *_table(headers, rows)] if rows else []
+    return ["", f"### {title}", "", *table(headers, rows)] if rows else []
 
 
-def strategy_section(data: _RunData) -> list[str]:
+def strategy_section(data: RunView) -> list[str]:
     """The "Strategy teaching" section of a strategy-teaching run, as markdown lines.
 
     Args:
@@ -252,14 +252,14 @@ def strategy_section(data: _RunData) -> list[str]:
         headers = ["comparison (A vs B)", "win rate of A", "wins / ties / losses"]
         headers += ["identical replies (tied)", "unjudged"]
         lines += _subsection("Judged next replies", headers, judged)
-        scenarios = _finished(data, "eval_judge").get("scenarios")
+        scenarios = finished(data, "eval_judge").get("scenarios")
         note = (
             "The judge picks the better of two replies; win rate is the mean share of orders"
             " in which it picked A, so a tie (each reply picked once, or identical replies,"
             " which the judge is not asked about) counts as half a win"
         )
-        if _is_num(scenarios):
-            note += f"; {_num(scenarios)} held-out scenarios were judged per comparison"
+        if is_num(scenarios):
+            note += f"; {num(scenarios)} held-out scenarios were judged per comparison"
         lines += ["", note + "."]
 
     headers = ["round", "dialogues", "student preferred, turns", "shortfalls (rule-detected)"]
@@ -267,7 +267,7 @@ def strategy_section(data: _RunData) -> list[str]:
     headers += ["student preferred, first → last try", "library size"]
     rows = [_round_row(data, t) for t in _rounds(data)]
     rounds = _subsection("Rounds", headers, rows)
-    if any(row[2] != _DASH or row[8] != _DASH for row in rows):
+    if any(row[2] != DASH or row[8] != DASH for row in rows):
         rounds += [
             "",
             "Student preferred: the judge's mean preference (0 to 1) for the student's reply"
@@ -276,11 +276,13 @@ def strategy_section(data: _RunData) -> list[str]:
         ]
     lines += rounds
 
-    lines += _strategy_lines(list(data.strategies))
+    lines += _strategy_lines(
+        list(data.cached("strategies", lambda: load_strategies(data.store, data.run.id)))
+    )
     return lines
 
 
-def has_plot_data(data: _RunData) -> bool:
+def has_plot_data(data: RunView) -> bool:
     """Whether any of the three strategy-teaching panels has something to draw."""
     return bool(_agents(data) or _comparisons(data) or _rounds(data))
 
@@ -300,10 +302,10 @@ def _bar_groups(
 
 
 def _values(rows: list[dict[str, Any]], key: str) -> list[float | None]:
-    return [float(m[key]) if _is_num(m.get(key)) else None for m in rows]
+    return [float(m[key]) if is_num(m.get(key)) else None for m in rows]
 
 
-def plot_strategy_teaching(data: _RunData, ax_a: Any, ax_b: Any, ax_c: Any) -> None:
+def plot_strategy_teaching(data: RunView, ax_a: Any, ax_b: Any, ax_c: Any) -> None:
     """Panels (a) to (c) of a strategy-teaching run.
 
     Args:
@@ -314,7 +316,7 @@ def plot_strategy_teaching(data: _RunData, ax_a: Any, ax_b: Any, ax_c: Any) -> N
     """
     ax_a.set_title("(a) judged win rate of A (ties count half)")
     rated = [(short, m["win_rate"]) for _, short, _, m in _comparisons(data)]
-    rated = [(short, float(rate)) for short, rate in rated if _is_num(rate)]
+    rated = [(short, float(rate)) for short, rate in rated if is_num(rate)]
     if rated:
         bars = ax_a.bar([short for short, _ in rated], [rate for _, rate in rated])
         ax_a.bar_label(bars, fmt="%.2f", fontsize=8)
@@ -323,7 +325,7 @@ def plot_strategy_teaching(data: _RunData, ax_a: Any, ax_b: Any, ax_c: Any) -> N
         ax_a.tick_params(axis="x", labelsize=8)
         ax_a.legend(loc="upper right", fontsize=8)
     else:
-        _no_data(ax_a)
+        no_data(ax_a)
 
     ax_b.set_title("(b) held-out dialogues per agent")
     agents = _agents(data)
@@ -337,7 +339,7 @@ def plot_strategy_teaching(data: _RunData, ax_a: Any, ax_b: Any, ax_c: Any) -> N
         _bar_groups(ax_b, [short for _, short, _, _ in agents], groups, "%.2f")
         ax_b.set(ylabel="share of dialogues", ylim=(0, 1.15))
     else:
-        _no_data(ax_b)
+        no_data(ax_b)
 
     ax_c.set_title("(c) scenarios and strategies per round")
     rounds = _rounds(data)
@@ -362,4 +364,9 @@ def plot_strategy_teaching(data: _RunData, ax_a: Any, ax_b: Any, ax_c: Any) -> N
         ax_c.set(xlabel="round", ylabel="count")
         ax_c.margins(y=0.2)
     else:
-        _no_data(ax_c)
+        no_data(ax_c)
+
+
+SECTION = ReportSection(
+    strategy_section, stages=STAGES, plot=plot_strategy_teaching, has_plot_data=has_plot_data
+)

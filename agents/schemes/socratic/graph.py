@@ -38,7 +38,7 @@ from typing import Any, Literal, TypedDict
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
-from agents.config import ConfigError, SampleSettings, SocraticJob
+from agents.config import ConfigError, SampleSettings
 from agents.eval.answers import answers_match, check_solution, extract_answer, normalise_text
 from agents.models.base import ChatRequest, Engine
 from agents.schemes.base import (
@@ -51,7 +51,9 @@ from agents.schemes.base import (
     stage_node,
     train_role,
 )
-from agents.schemes.socratic_rules import (
+from agents.schemes.socratic.config import SocraticJob
+from agents.schemes.socratic.report import SECTION
+from agents.schemes.socratic.rules import (
     PROMPTS,
     ZONES,
     build_pairs,
@@ -688,6 +690,7 @@ class SocraticLoop(SchemeRun):
     scheme = "socratic"
     job = SocraticJob
     trained_roles = ("solver", "generator")
+    report_section = SECTION
 
     def _build(
         self, *, progress: bool = True, loader: Callable[[str], Engine] | None = None

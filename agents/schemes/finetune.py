@@ -1,0 +1,112 @@
+"""One-stage fine-tuning schemes (``sft``, ``dpo``): a JSONL dataset in, a registered adapter out.
+
+They run on the same lifecycle as the many-stage schemes (:class:`SchemeRun`): a run row, one
+``train`` stage committed atomically with its checkpoint, a report, ``--resume`` after a crash.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from langgraph.graph import END, START, StateGraph
+from pydantic import Field
+
+from agents.config import ConfigError, StrictModel
+from agents.datasets import read_jsonl
+from agents.schemes.base import RoleContext, SchemeRun, StageOutput, add_stage_chain, train_role
+from agents.training.lora import LoraSettings
+
+
+class FinetuneJob(StrictModel):
+    """LoRA fine-tuning of a base model on a JSONL dataset in TRL's conversational format."""
+
+    base: str = Field("builtin:smollm2-135m", description="model spec of the base model")
+    data: Path | None = Field(None, description="JSONL file: TRL conversational rows")
+    role: str = Field("student", description="role the adapter is registered under")
+    name: str | None = Field(None, description="human-readable run name")
+    system_prompt: str | None = Field(None, description="recorded in the agent card on export")
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+
+    FLAGS: ClassVar[dict[str, str]] = {
+        "max-steps": "training.max_steps",
+        "epochs": "training.epochs",
+        "learning-rate": "training.learning_rate",
+    }
+
+
+def read_rows(path: Path | None, required: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Rows of a JSONL dataset, checked for the fields a job needs before anything is stored."""
+    if path is None:
+        raise ConfigError(
+            "no training data given; pass --data FILE.jsonl or set data: in the config"
+        )
+    if not Path(path).is_file():
+        raise ConfigError(f"training data {path} does not exist")
+    try:
+        rows = read_jsonl(Path(path))
+    except ValueError as err:
+        raise ConfigError(f"{path} is not valid JSONL: {err}") from None
+    if not rows:
+        raise ConfigError(f"{path} holds no rows")
+    for number, row in enumerate(rows, start=1):
+        missing = [key for key in required if not row.get(key)]
+        if missing:
+            raise ConfigError(f"{path} row {number} lacks {', '.join(missing)}")
+    return rows
+
+
+def _tools_of(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every distinct tool schema the rows offer, for the agent card."""
+    seen: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        for tool in row.get("tools") or []:
+            seen.setdefault(tool.get("function", {}).get("name", str(tool)), tool)
+    return list(seen.values())
+
+
+class FinetuneRun(SchemeRun):
+    """A one-stage fine-tuning run; subclasses name the method and the fields a row needs."""
+
+    method: ClassVar[Literal["sft", "dpo"]]
+    required: ClassVar[tuple[str, ...]]  # fields every JSONL row must have
+
+    def _build(
+        self, *, progress: bool = True, loader: Callable[[str], Any] | None = None
+    ) -> tuple[RoleContext, StateGraph, int]:
+        context = RoleContext(self.config, self.store, self.workspace, self.run_id, progress)
+        graph = StateGraph(dict)
+        add_stage_chain(graph, START, [("train", self._train)], END)
+        return context, graph, 1
+
+    @classmethod
+    def check(cls, config: Any) -> None:
+        read_rows(config.data, cls.required)
+
+    @classmethod
+    def trained(cls, config: Any) -> dict[str, str]:
+        return {config.role: config.base}  # the adapter is registered under the configured role
+
+    def _train(self, state: dict[str, Any], ctx: RoleContext, rnd: int) -> StageOutput:
+        """Fine-tune the base model on the dataset and register the adapter."""
+        rows = read_rows(self.config.data, self.required)
+        out = train_role(
+            ctx,
+            self.config.role,
+            rnd,
+            rows,
+            base=self.config.base,
+            method=self.method,
+            settings=self.config.training,
+            lora=self.config.lora,
+            previous=None,
+            system_prompt=self.config.system_prompt,
+        )
+        checkpoint = out.add[0]
+        checkpoint.metrics = {**checkpoint.metrics, "tools": _tools_of(rows)}  # type: ignore[attr-defined]
+        return out
+
+    def run(self) -> Any:
+        """Train (or, resumed, finish training); writes the report however it ends."""
+        return self._run_graph(None)

@@ -1,0 +1,152 @@
+"""Settings of a Socratic co-evolution run (``configs/socratic.yaml``)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import Field, model_validator
+
+from agents.config import SampleSettings, StrictModel
+from agents.training.dpo import DPOSettings
+from agents.training.lora import LoraSettings
+from agents.training.sft import SFTSettings
+
+
+class SeedSettings(StrictModel):
+    """Where the seed questions and the held-out evaluation set come from."""
+
+    source: str = Field(
+        "gsm_symbolic",
+        description="'gsm_symbolic' (reasoning-gym) or a JSONL file of {question, answer}",
+    )
+    count: int = Field(100, ge=1, description="number of seed questions")
+    heldout: int = Field(50, ge=1, description="held-out evaluation questions")
+    heldout_data: Path | None = Field(
+        None, description="JSONL of held-out {question, answer}; default: drawn from the source"
+    )
+    heldout_share: float = Field(
+        0.25, gt=0, lt=1, description="share of gsm_symbolic templates reserved for held-out"
+    )
+
+
+class SolveSettings(SampleSettings):
+    """The Solver's k samples per question (paper: T 0.8-0.9)."""
+
+    samples: int = Field(8, ge=1)
+    temperature: float = Field(0.8, ge=0.0)
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+
+
+class HeldoutSettings(SampleSettings):
+    """Held-out scoring of the Solver, mean over samples (paper: T 0.7, top-p 0.9)."""
+
+    samples: int = Field(4, ge=1)
+    temperature: float = Field(0.7, ge=0.0)
+    top_p: float = Field(0.9, gt=0.0, le=1.0)
+
+
+class VerifySettings(StrictModel):
+    """Rule first; the Teacher judges only what the rule cannot decide."""
+
+    judge: bool = Field(True, description="ask the Teacher when the rule is inconclusive")
+    temperature: float = Field(0.1, ge=0.0)
+    max_tokens: int = Field(128, ge=1)
+    retries: int = Field(2, ge=0, description="re-asks after malformed judge output")
+
+
+class RefineSettings(StrictModel):
+    """New problems from mastered and learning questions."""
+
+    use_generator: bool = Field(
+        False, description="the trained Generator writes new problems instead of the Teacher"
+    )
+    temperature: float = Field(0.7, ge=0.0)
+    max_tokens: int = Field(384, ge=1)
+    retries: int = Field(1, ge=0, description="re-asks after malformed Teacher output")
+    max_problems: int | None = Field(None, ge=1, description="cap on new problems per round")
+
+
+class QualitySettings(StrictModel):
+    """The Teacher re-solves each new problem; irreproducible or ambiguous ones are dropped."""
+
+    samples: int = Field(1, ge=1, description="Teacher re-solves (2+ with --use-generator)")
+    temperature: float = Field(0.1, ge=0.0)
+    max_tokens: int = Field(384, ge=1)
+    min_chars: int = Field(30, ge=1, description="shorter questions are dropped as malformed")
+
+
+class UtilitySettings(StrictModel):
+    """U = exp(-(s - center)^2 / (2 sigma^2)) of the updated Solver's success rate s."""
+
+    samples: int = Field(4, ge=1)
+    center: float = Field(0.5, ge=0, le=1)
+    sigma: float = Field(0.2, gt=0)
+
+
+class SocraticJob(StrictModel):
+    """Socratic co-evolution of a Teacher, a Solver (DPO) and a Generator (weighted SFT)."""
+
+    FLAGS: ClassVar[dict[str, str]] = {
+        "seeds": "seeds.count",
+        "seed-data": "seeds.source",
+        "heldout": "seeds.heldout",
+        "samples": "solve.samples",
+        "use-generator": "refine.use_generator",
+    }
+
+    name: str | None = Field(None, description="human-readable run name")
+    teacher: str = Field("builtin:qwen2.5-coder-0.5b", description="Teacher model spec")
+    solver: str = Field("builtin:smollm2-135m", description="Solver model spec (trained)")
+    generator: str = Field("builtin:smollm2-135m", description="Generator model spec (trained)")
+    engine: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="engine options per role, e.g. {teacher: {max_concurrency: 8}}",
+    )
+    rounds: int = Field(3, ge=1, description="co-evolution rounds")
+    seed: int = Field(0, description="seed for data splits, sampling and training")
+    seeds: SeedSettings = Field(default_factory=SeedSettings)
+    questions_per_round: int | None = Field(
+        None, ge=1, description="questions solved per round (default: the number of seeds)"
+    )
+    replay: float = Field(0.25, ge=0, lt=1, description="share of each round replaying old items")
+    solve: SolveSettings = Field(default_factory=SolveSettings)
+    verify: VerifySettings = Field(default_factory=VerifySettings)
+    max_pairs_per_question: int = Field(16, ge=1)
+    warmup: SFTSettings | None = Field(
+        default_factory=lambda: SFTSettings(max_steps=30, learning_rate=2e-4, max_length=512),
+        description="LoRA SFT of the Solver on the seeds' reference solutions; null to skip",
+    )
+    solver_training: DPOSettings = Field(
+        # LoRA on a small model needs larger steps than the paper's full fine-tuning of an 8B
+        # model (lr 1e-6 to 5e-6), or a round of DPO barely moves it.
+        default_factory=lambda: DPOSettings(
+            beta=0.1, learning_rate=5e-5, epochs=1, batch_size=4, max_length=512
+        )
+    )
+    solver_lora: LoraSettings = Field(default_factory=LoraSettings)
+    refine: RefineSettings = Field(default_factory=RefineSettings)
+    quality: QualitySettings = Field(default_factory=QualitySettings)
+    utility: UtilitySettings = Field(default_factory=UtilitySettings)
+    generator_training: SFTSettings | None = Field(
+        default_factory=lambda: SFTSettings(epochs=2, learning_rate=1e-4, max_length=768),
+        description="weighted SFT of the Generator each round; null to skip",
+    )
+    generator_lora: LoraSettings = Field(default_factory=LoraSettings)
+    eval: HeldoutSettings = Field(default_factory=HeldoutSettings)
+    eval_base: bool = Field(True, description="also evaluate the Solver before the warm-up")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _partial_training_sections(cls, data: Any) -> Any:
+        """``warmup={"max_steps": 5}`` changes one value and keeps this scheme's other defaults
+        (which differ from the plain SFT/DPO defaults), as a YAML file plus ``--set`` does."""
+        if not isinstance(data, dict):
+            return data
+        merged = dict(data)
+        for name in ("warmup", "solver_training", "generator_training"):
+            factory = cls.model_fields[name].default_factory
+            if isinstance(data.get(name), dict) and factory is not None:
+                merged[name] = {**asdict(factory()), **data[name]}  # type: ignore[call-arg]
+        return merged

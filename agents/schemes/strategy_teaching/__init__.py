@@ -1,0 +1,17 @@
+"""Strategy teaching: a teacher writes an auditable strategy library for a small student.
+
+``config.py`` holds the settings, ``graph.py`` the LangGraph graph and :class:`StrategyTeaching`,
+``rules.py`` the judge's and writer's rules, ``prompts.yaml`` every prompt and ``report.py`` the
+report section. No weights change, so there is nothing to export.
+"""
+
+from agents.schemes.base import Scheme
+from agents.schemes.strategy_teaching.config import StrategyTeachingJob
+from agents.schemes.strategy_teaching.graph import StrategyTeaching
+
+SCHEME = Scheme(
+    run=StrategyTeaching,
+    help="Strategy teaching: a teacher writes an auditable strategy library for a small student",
+)
+
+__all__ = ["SCHEME", "StrategyTeaching", "StrategyTeachingJob"]
