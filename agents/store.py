@@ -9,6 +9,18 @@ SQLite notes: the stdlib driver only issues ``BEGIN`` before DML, and a transact
 before it writes can fail with "database is locked" without waiting for the busy timeout. So
 SQLAlchemy issues ``BEGIN`` itself, and write methods use ``BEGIN IMMEDIATE``, which takes the
 write lock up front and queues behind other writers instead of failing.
+
+Schema: opening a store brings its database to the current schema (:mod:`agents.migrations`),
+so a workspace written by an earlier release opens as it is; a new database is created at the
+current schema directly.
+
+One rule for idempotency on resume: a stage's own rows go in with
+:meth:`Store.commit_stage`, all or nothing. A write a stage makes *outside* that transaction (a
+side store: the strategy library's SQL tables and its Chroma index) must be keyed by where it
+came from — run, round, stage and the scenario or iteration inside the stage, e.g. the
+``origin`` of a strategy — and look that key up before writing. A stage re-run after a crash
+then finds what its first attempt wrote and reuses it instead of writing a duplicate, and it
+repairs what the crash left half done (a row the index lacks) on the way.
 """
 
 from __future__ import annotations
@@ -31,6 +43,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Session, SQLModel, col, create_engine, select
+
+from agents import migrations
 
 logger = logging.getLogger(__name__)
 RowT = TypeVar("RowT", bound=SQLModel)
@@ -217,6 +231,9 @@ class Trajectory(SQLModel, table=True):
     item_id: int | None = Field(default=None, foreign_key="items.id", index=True)
     round: int = Field(default=0, index=True)
     role: str = Field(index=True)
+    # The step of the scheme that wrote it (``solve``, ``eval_dialogues``...): a column rather
+    # than a meta key so a stage's rows are found with an indexed query.
+    stage: str | None = Field(default=None, index=True)
     model: str = ""
     messages: list[dict[str, Any]] = _json(list)
     tools: list[dict[str, Any]] | None = _json_or_null()
@@ -363,7 +380,8 @@ class Store:
         if self.dialect == "sqlite":
             _setup_sqlite(self.engine)
         self._writer = self.engine.execution_options(agents_write=True)
-        SQLModel.metadata.create_all(self._writer)
+        with self._writer.begin() as connection:
+            migrations.upgrade(connection, SQLModel.metadata)
 
     @classmethod
     def open(cls, workspace: Workspace | None = None, url: str | None = None) -> Store:
@@ -386,8 +404,21 @@ class Store:
         return f"Store({make_url(self.url).render_as_string(hide_password=True)!r})"
 
     @contextmanager
-    def _session(self, write: bool = False) -> Iterator[Session]:
-        """A session; with ``write`` it is one transaction that commits on exit."""
+    def session(self, write: bool = False) -> Iterator[Session]:
+        """A unit of work on the store's tables (and those of modules built on it).
+
+        Rows loaded in it stay usable after it closes (they are not expired on commit).
+
+        Args:
+            write: Make it one transaction that commits on exit and rolls back if the block
+                raises. On SQLite it takes the write lock up front (``BEGIN IMMEDIATE``), so it
+                waits behind other writers instead of failing with "database is locked" when
+                it reads before it writes. Without ``write`` the session is for reading; what
+                it changes is discarded.
+
+        Yields:
+            The session.
+        """
         with Session(self._writer if write else self.engine, expire_on_commit=False) as session:
             if not write:
                 yield session
@@ -406,7 +437,7 @@ class Store:
 
     def create_run(self, scheme: str, config: dict[str, Any], name: str | None = None) -> Run:
         """Record a new run of ``scheme`` with its resolved config; status ``created``."""
-        with self._session(write=True) as session:
+        with self.session(write=True) as session:
             run_id = _new_run_id()
             while session.get(Run, run_id) is not None:
                 run_id = _new_run_id()
@@ -417,7 +448,7 @@ class Store:
 
     def get_run(self, run_id: str) -> Run:
         """The run with this id; raises :class:`StoreError` when there is none."""
-        with self._session() as session:
+        with self.session() as session:
             return self._require_run(session, run_id)
 
     def list_runs(self, scheme: str | None = None, limit: int = 50) -> list[Run]:
@@ -425,14 +456,14 @@ class Store:
         query = select(Run).order_by(col(Run.created_at).desc(), col(Run.id).desc()).limit(limit)
         if scheme is not None:
             query = query.where(Run.scheme == scheme)
-        with self._session() as session:
+        with self.session() as session:
             return list(session.exec(query).all())
 
     def set_run_status(self, run_id: str, status: str, notes: str | None = None) -> Run:
         """Move a run to ``created``/``running``/``finished``/``failed``, optionally with notes."""
         if status not in RUN_STATUSES:
             raise ValueError(f"Run status must be one of {RUN_STATUSES}, got {status!r}.")
-        with self._session(write=True) as session:
+        with self.session(write=True) as session:
             run = self._require_run(session, run_id)
             run.status = status
             run.updated_at = utcnow()
@@ -450,7 +481,7 @@ class Store:
         """Mark a stage started; if it already exists (a resumed run) return it unchanged."""
         query = self._stage_query(run_id, round, name)
         try:
-            with self._session(write=True) as session:
+            with self.session(write=True) as session:
                 self._require_run(session, run_id)
                 stage = session.exec(query).first()
                 if stage is None:
@@ -460,7 +491,7 @@ class Store:
         except IntegrityError:
             # Another writer inserted it between our read and insert; only possible on
             # backends without SQLite's up-front write lock.
-            with self._session() as session:
+            with self.session() as session:
                 return session.exec(query).one()
 
     def finish_stage(
@@ -472,7 +503,7 @@ class Store:
         status: str = "finished",
     ) -> Stage:
         """Mark a stage finished (or ``failed``) with its metrics; creates the row if missing."""
-        with self._session(write=True) as session:
+        with self.session(write=True) as session:
             self._require_run(session, run_id)
             stage = session.exec(self._stage_query(run_id, round, name)).first()
             if stage is None:
@@ -485,7 +516,7 @@ class Store:
 
     def stage(self, run_id: str, round: int, name: str) -> Stage | None:
         """One stage of a run, or None when it never started."""
-        with self._session() as session:
+        with self.session() as session:
             return session.exec(self._stage_query(run_id, round, name)).first()
 
     def commit_stage(
@@ -506,7 +537,7 @@ class Store:
         ``update`` rows are merged by primary key.
         """
         _check_verdicts([row for row in add if isinstance(row, Trajectory)])
-        with self._session(write=True) as session:
+        with self.session(write=True) as session:
             self._require_run(session, run_id)
             for row in update:
                 session.merge(row)
@@ -523,13 +554,13 @@ class Store:
     def stages(self, run_id: str) -> list[Stage]:
         """All stages of a run in round, then start order."""
         query = select(Stage).where(Stage.run_id == run_id).order_by(Stage.round, Stage.id)
-        with self._session() as session:
+        with self.session() as session:
             return list(session.exec(query).all())
 
     # Items, trajectories, preference pairs
 
     def _add_all(self, rows: Sequence[RowT]) -> list[RowT]:
-        with self._session(write=True) as session:
+        with self.session(write=True) as session:
             session.add_all(rows)
         return list(rows)
 
@@ -539,7 +570,7 @@ class Store:
         for column, value in filters.items():
             if value is not None:
                 query = query.where(getattr(table, column) == value)
-        with self._session() as session:
+        with self.session() as session:
             return list(session.exec(query.order_by(table.id)).all())  # type: ignore[attr-defined]
 
     def add_items(self, items: Sequence[Item]) -> list[Item]:
@@ -553,7 +584,7 @@ class Store:
     def items_by_id(self, ids: Sequence[int]) -> dict[int, Item]:
         """Items by primary key (missing ids are absent from the result)."""
         found: dict[int, Item] = {}
-        with self._session() as session:
+        with self.session() as session:
             for chunk in _chunks(list(ids)):
                 for item in session.exec(select(Item).where(col(Item.id).in_(chunk))).all():
                     found[item.id] = item  # type: ignore[index]
@@ -570,9 +601,18 @@ class Store:
         role: str | None = None,
         round: int | None = None,
         verdict: str | None = None,
+        stage: str | None = None,
     ) -> list[Trajectory]:
-        """A run's trajectories in insertion order, optionally filtered."""
-        return self._rows(Trajectory, run_id, role=role, round=round, verdict=verdict)
+        """A run's trajectories in insertion order, optionally filtered (in SQL).
+
+        Args:
+            run_id: The run.
+            role: Only this role's.
+            round: Only this round's.
+            verdict: Only those with this verdict.
+            stage: Only those the scheme wrote in this stage (``Trajectory.stage``).
+        """
+        return self._rows(Trajectory, run_id, role=role, round=round, verdict=verdict, stage=stage)
 
     def add_pairs(self, pairs: Sequence[PreferencePair]) -> list[PreferencePair]:
         """Insert preference pairs; returns them with ids set."""
@@ -608,7 +648,7 @@ class Store:
             kind=kind,
             metrics=dict(metrics or {}),
         )
-        with self._session(write=True) as session:
+        with self.session(write=True) as session:
             self._require_run(session, run_id)
             if parent_id is not None and session.get(ModelCheckpoint, parent_id) is None:
                 raise StoreError(f"No model checkpoint {parent_id} to use as parent.")
@@ -626,7 +666,7 @@ class Store:
             .where(ModelCheckpoint.run_id == run_id, ModelCheckpoint.role == role)
             .order_by(col(ModelCheckpoint.round).desc(), col(ModelCheckpoint.id).desc())
         )
-        with self._session() as session:
+        with self.session() as session:
             return session.exec(query).first()
 
     def checkpoint_lineage(self, checkpoint_id: int) -> list[ModelCheckpoint]:
@@ -634,7 +674,7 @@ class Store:
         chain: list[ModelCheckpoint] = []
         seen: set[int] = set()
         next_id: int | None = checkpoint_id
-        with self._session() as session:
+        with self.session() as session:
             while next_id is not None and next_id not in seen:
                 checkpoint = session.get(ModelCheckpoint, next_id)
                 if checkpoint is None:
@@ -671,7 +711,7 @@ class Store:
             completion_tokens=completion_tokens,
             latency_s=latency_s,
         )
-        with self._session(write=True) as session:
+        with self.session(write=True) as session:
             session.add(record)
         return record
 
@@ -684,7 +724,7 @@ class Store:
             .where(CallRecord.run_id == run_id)
             .group_by(CallRecord.role, CallRecord.model)
         )
-        with self._session() as session:
+        with self.session() as session:
             rows = session.exec(query).all()
         return {
             (role, model): Usage(*(int(v or 0) for v in totals[:-1]), float(totals[-1] or 0.0))
@@ -697,7 +737,7 @@ class Store:
         """Cached completion dicts for those of ``keys`` that are present."""
         found: dict[str, dict[str, Any]] = {}
         unique = list(dict.fromkeys(keys))
-        with self._session() as session:
+        with self.session() as session:
             for chunk in _chunks(unique):
                 query = select(CacheEntry.key, CacheEntry.completion).where(
                     col(CacheEntry.key).in_(chunk)
@@ -721,14 +761,14 @@ class Store:
         if self.dialect in ("sqlite", "postgresql"):
             make = sqlite_insert if self.dialect == "sqlite" else postgresql_insert
             statement = make(table).on_conflict_do_nothing(index_elements=["key"])
-            with self._session(write=True) as session:
+            with self.session(write=True) as session:
                 session.connection().execute(statement, rows)
             return
         # Other backends: insert what is missing, one row at a time on a conflict race.
         present = self.cache_get_many([row["key"] for row in rows])
         for row in (r for r in rows if r["key"] not in present):
             try:
-                with self._session(write=True) as session:
+                with self.session(write=True) as session:
                     session.connection().execute(insert(table), [row])
             except IntegrityError:
                 logger.debug("cache key %s was stored concurrently", row["key"])

@@ -1,4 +1,4 @@
-"""Dataset export: TRL's conversational SFT and preference formats, HF datasets and JSONL."""
+"""Training records: TRL's SFT and preference formats, their checks, HF datasets and JSONL."""
 
 from __future__ import annotations
 
@@ -8,11 +8,17 @@ from pathlib import Path
 import pytest
 
 from agents.datasets import (
+    check_weight,
     normalize_messages,
+    preference_record,
     preference_records,
+    preference_records_from,
     read_jsonl,
+    sft_record,
     sft_records,
+    sft_records_from,
     to_hf_dataset,
+    weighted_records,
     write_jsonl,
 )
 from agents.store import PreferencePair, Store, Trajectory, Workspace
@@ -216,3 +222,147 @@ def test_read_jsonl_names_the_bad_line(tmp_path: Path) -> None:
     path.write_text('{"messages": []}\n\n{oops\n', encoding="utf-8")
     with pytest.raises(ValueError, match=r"bad\.jsonl:3"):
         read_jsonl(path)
+
+
+# --- record builders ------------------------------------------------------------------------------
+
+#: An assistant turn whose tool call arguments are an object, as a model or a hand-written row
+#: may give them; TRL and the chat templates want them as a JSON string.
+DICT_ARGS_CONVERSATION = [
+    {"role": "user", "content": "What is 6 * 7?"},
+    {
+        "role": "assistant",
+        "content": None,
+        "tool_calls": [
+            {
+                "id": "call_0",
+                "type": "function",
+                "function": {"name": "python_exec", "arguments": {"code": "print(6 * 7)"}},
+            }
+        ],
+    },
+    {"role": "tool", "tool_call_id": "call_0", "name": "python_exec", "content": "42\n"},
+    {"role": "assistant", "content": "42"},
+]
+
+
+def test_sft_record_normalises_tool_call_arguments_and_copies() -> None:
+    record = sft_record(DICT_ARGS_CONVERSATION, tools=json.dumps(TOOLS), weight=2)
+    assert record == {"messages": TOOL_CONVERSATION, "tools": TOOLS, "weight": 2.0}
+    assert isinstance(record["weight"], float)
+    assert DICT_ARGS_CONVERSATION[1]["tool_calls"][0]["function"]["arguments"] == {
+        "code": "print(6 * 7)"
+    }  # the caller's messages are untouched
+    assert sft_record(PLAIN_CONVERSATION, tools=[]) == {"messages": PLAIN_CONVERSATION}
+
+
+def test_sft_record_keeps_context_messages_and_needs_a_reply_after_them() -> None:
+    record = sft_record(TOOL_CONVERSATION, context_messages=3)
+    assert record == {"messages": TOOL_CONVERSATION, "context_messages": 3}
+    assert "context_messages" not in sft_record(TOOL_CONVERSATION, context_messages=0)
+    with pytest.raises(ValueError, match="no assistant turn after the first 4 messages"):
+        sft_record(TOOL_CONVERSATION, context_messages=4)
+    with pytest.raises(ValueError, match="no assistant turn"):
+        sft_record(PLAIN_CONVERSATION[:2])
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="context_messages must be an integer"):
+            sft_record(TOOL_CONVERSATION, context_messages=bad)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [[], "4", {"role": "assistant", "content": "4"}, [{"content": "4"}], ["4"], None],
+)
+def test_sft_record_rejects_what_is_not_a_conversation(messages: object) -> None:
+    with pytest.raises(ValueError, match="messages"):
+        sft_record(messages)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("weight", [-0.5, float("nan"), float("inf"), True, "0.5", None])
+def test_bad_weights_are_rejected(weight: object) -> None:
+    with pytest.raises(ValueError, match="weight"):
+        check_weight(weight)
+    if weight is not None:  # None means "no weight" to sft_record
+        with pytest.raises(ValueError, match="weight"):
+            sft_record(PLAIN_CONVERSATION, weight=weight)  # type: ignore[arg-type]
+
+
+def test_good_weights_become_floats() -> None:
+    import numpy as np
+
+    assert [check_weight(w) for w in (0, 0.0, 3, np.float32(0.25))] == [0.0, 0.0, 3.0, 0.25]
+
+
+def test_weighted_records_name_the_bad_example() -> None:
+    conversations = [PLAIN_CONVERSATION, TOOL_CONVERSATION]
+    records = weighted_records(conversations, [0.5, 0.0], tools=[None, TOOLS])
+    assert records == [
+        {"messages": PLAIN_CONVERSATION, "weight": 0.5},
+        {"messages": TOOL_CONVERSATION, "tools": TOOLS, "weight": 0.0},
+    ]
+    with pytest.raises(ValueError, match=r"example 1: weight is -1\.0; weights must be finite"):
+        weighted_records(conversations, [1.0, -1.0])
+    with pytest.raises(ValueError, match="2 conversations but 1 weights"):
+        weighted_records(conversations, [1.0])
+    with pytest.raises(ValueError, match="2 conversations but 1 tool lists"):
+        weighted_records(conversations, [1.0, 1.0], tools=[TOOLS])
+
+
+def test_sft_records_from_trajectories_as_a_training_stage_has_them() -> None:
+    """Stored agent trajectories (worked examples in the prompt) become rows with a context."""
+    demo = [
+        {"role": "system", "content": "Use tools."},
+        {"role": "user", "content": "Example: 1 + 1?"},
+        {"role": "assistant", "content": "2"},
+    ]
+    kept = [
+        Trajectory(
+            id=7, run_id="r", role="teacher", messages=demo + DICT_ARGS_CONVERSATION, tools=TOOLS
+        ),
+        Trajectory(id=8, run_id="r", role="teacher", messages=demo, tools=TOOLS),  # no reply
+        Trajectory(
+            id=9, run_id="r", role="teacher", messages=PLAIN_CONVERSATION * 2, meta={"weight": 0.5}
+        ),
+    ]
+    records = sft_records_from(kept, context_messages=len(demo))
+    assert records == [
+        {"messages": demo + TOOL_CONVERSATION, "tools": TOOLS, "context_messages": 3},
+        {"messages": PLAIN_CONVERSATION * 2, "weight": 0.5, "context_messages": 3},
+    ]
+    bad = Trajectory(
+        id=5, run_id="r", role="teacher", messages=PLAIN_CONVERSATION, meta={"weight": -1}
+    )
+    with pytest.raises(ValueError, match="trajectory 5: weight is -1.0"):
+        sft_records_from([bad])
+
+
+def test_preference_record_checks_and_normalises() -> None:
+    record = preference_record(TOOL_CONVERSATION[:1], DICT_ARGS_CONVERSATION[1:], "41", tools=TOOLS)
+    assert record == {
+        "prompt": TOOL_CONVERSATION[:1],
+        "chosen": TOOL_CONVERSATION[1:],
+        "rejected": [{"role": "assistant", "content": "41"}],
+        "tools": TOOLS,
+    }
+    with pytest.raises(ValueError, match="prompt holds no message"):
+        preference_record([], "42", "41")
+    with pytest.raises(ValueError, match="rejected has no assistant turn"):
+        preference_record(TOOL_CONVERSATION[:1], "42", [{"role": "user", "content": "41"}])
+    with pytest.raises(ValueError, match="tools must be a list"):
+        preference_record(TOOL_CONVERSATION[:1], "42", "41", tools={"name": "f"})
+
+
+def test_preference_records_from_pairs_name_the_bad_pair() -> None:
+    pair = PreferencePair(
+        id=3,
+        run_id="r",
+        prompt=TOOL_CONVERSATION[:1],
+        chosen=DICT_ARGS_CONVERSATION[1:],
+        rejected=[{"role": "assistant", "content": "41"}],
+        meta={"kind": "sample"},
+    )
+    (record,) = preference_records_from([pair])
+    assert record["chosen"] == TOOL_CONVERSATION[1:] and "tools" not in record
+    empty = PreferencePair(id=4, run_id="r", prompt=TOOL_CONVERSATION[:1], chosen=[], rejected=[])
+    with pytest.raises(ValueError, match="preference pair 4: chosen holds no message"):
+        preference_records_from([pair, empty])

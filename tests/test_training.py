@@ -6,18 +6,24 @@ Everything runs on the random 2-layer ``tiny_model_dir`` (seconds per test) exce
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from agents.datasets import preference_records_from, sft_records_from, weighted_records
 from agents.models.chat_format import prepare_messages
+from agents.store import PreferencePair, Trajectory
 from agents.training import (
     DPOSettings,
     LoraSettings,
     SFTSettings,
+    TrainSettings,
     WeightedSFTTrainer,
+    build_dpo_trainer,
     build_sft_trainer,
     load_tokenizer,
     merge_adapter,
@@ -25,7 +31,6 @@ from agents.training import (
     tokenize_conversation,
     train_dpo,
     train_sft,
-    weighted_records,
 )
 
 TOOL_CONVERSATION = [
@@ -129,6 +134,122 @@ def test_sft_labels_are_the_assistant_tokens(tiny_model_dir: Path, tmp_path: Pat
         ]
         assert row["input_ids"] == enc["input_ids"]
         assert row["labels"] == expected
+
+
+def test_stored_trajectories_become_rows_the_sft_trainer_takes(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """A training stage's input: a stored trajectory with a worked example in its prompt and tool
+    call arguments as an object; the example carries no loss and the arguments render as JSON."""
+    demo = [
+        {"role": "system", "content": "You solve problems with tools."},
+        {"role": "user", "content": "Example: what is 1 + 1?"},
+        {"role": "assistant", "content": "It is 2."},
+    ]
+    call = TOOL_CONVERSATION[2]["tool_calls"][0]
+    as_object = {**call, "function": {"name": "python", "arguments": {"code": "print(17 * 23)"}}}
+    messages = [*demo, TOOL_CONVERSATION[1], {**TOOL_CONVERSATION[2], "tool_calls": [as_object]}]
+    messages += TOOL_CONVERSATION[3:]
+    stored = Trajectory(id=1, run_id="r", role="teacher", messages=messages)
+    (record,) = sft_records_from([stored], context_messages=len(demo))
+    assert record["messages"][4]["tool_calls"] == [call]
+    assert record["context_messages"] == len(demo)
+
+    trainer = build_sft_trainer(tiny_model_dir, [record], tmp_path, progress=False)
+    tokenizer = trainer.processing_class
+    enc = tokenize_conversation(
+        tokenizer, record["messages"], max_length=1024, context_messages=len(demo)
+    )
+    (row,) = trainer.train_dataset
+    assert row["labels"] == [
+        t if m else -100 for t, m in zip(enc["input_ids"], enc["assistant_masks"], strict=True)
+    ]
+    learned = tokenizer.decode([t for t in row["labels"] if t != -100])
+    assert "It is 2." not in learned  # the worked example is context
+    assert '"arguments": {"code": "print(17 * 23)"}' in learned
+    assert learned.endswith("The answer is 391.<|im_end|>")
+
+
+# --- settings -----------------------------------------------------------------------------------
+
+
+def test_sft_and_dpo_settings_share_one_base_with_their_own_defaults() -> None:
+    shared = {
+        "epochs": 1,
+        "max_steps": -1,
+        "grad_accum": 1,
+        "max_length": 1024,
+        "seed": 0,
+        "logging_steps": 1,
+        "gradient_checkpointing": False,
+    }
+    assert issubclass(SFTSettings, TrainSettings) and issubclass(DPOSettings, TrainSettings)
+    assert dataclasses.asdict(SFTSettings()) == {
+        **shared,
+        "learning_rate": 2e-4,
+        "batch_size": 4,
+        "warmup_ratio": 0.0,
+    }
+    assert dataclasses.asdict(DPOSettings()) == {
+        **shared,
+        "learning_rate": 5e-6,
+        "batch_size": 2,
+        "beta": 0.1,
+    }
+
+
+SHARED = {
+    "learning_rate": 3e-3,
+    "epochs": 2,
+    "max_steps": 5,
+    "batch_size": 3,
+    "grad_accum": 2,
+    "max_length": 96,
+    "seed": 7,
+    "logging_steps": 2,
+}
+
+
+def _assert_shared_args(args: Any) -> None:
+    assert args.learning_rate == SHARED["learning_rate"]
+    assert args.num_train_epochs == SHARED["epochs"]
+    assert args.max_steps == SHARED["max_steps"]
+    assert args.per_device_train_batch_size == SHARED["batch_size"]
+    assert args.gradient_accumulation_steps == SHARED["grad_accum"]
+    assert args.max_length == SHARED["max_length"]
+    assert args.seed == SHARED["seed"]
+    assert args.logging_steps == SHARED["logging_steps"]
+    assert args.report_to in ([], "none", ["none"])
+
+
+def test_sft_trainer_args_come_from_the_settings(tiny_model_dir: Path, tmp_path: Path) -> None:
+    settings = SFTSettings(**SHARED, warmup_ratio=0.25)
+    trainer = build_sft_trainer(
+        tiny_model_dir, [_echo("apple")], tmp_path, settings, progress=False
+    )
+    _assert_shared_args(trainer.args)
+    assert trainer.args.warmup_steps == 0.25
+
+
+def test_stored_pairs_become_the_dpo_trainers_data(tiny_model_dir: Path, tmp_path: Path) -> None:
+    pairs = [
+        PreferencePair(
+            id=k,
+            run_id="r",
+            prompt=[{"role": "user", "content": f"Is {w} a word?"}],
+            chosen=[{"role": "assistant", "content": f"Yes, {w} is a word."}],
+            rejected=[{"role": "assistant", "content": "No."}],
+            meta={"kind": "sample"},
+        )
+        for k, w in enumerate(WORDS)
+    ]
+    settings = DPOSettings(**SHARED, beta=0.3)
+    trainer = build_dpo_trainer(
+        tiny_model_dir, preference_records_from(pairs), tmp_path, settings, progress=False
+    )
+    _assert_shared_args(trainer.args)
+    assert trainer.args.beta == 0.3
+    assert len(trainer.train_dataset) == len(WORDS)
 
 
 # --- LoRA SFT -----------------------------------------------------------------------------------

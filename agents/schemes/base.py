@@ -12,7 +12,7 @@ A scheme is a LangGraph graph whose nodes are *stages*. :func:`stage_node` turns
 * otherwise runs it and writes every new row, every updated row and the ``finished`` mark in one
   transaction (:meth:`agents.store.Store.commit_stage`), so a stage that dies leaves nothing.
 
-:class:`GraphRun` compiles a graph with LangGraph's SQLite saver and checkpoints after every
+:class:`CheckpointedGraph` compiles a graph with LangGraph's SQLite saver and checkpoints after every
 node before the next one starts, so ``kill -9`` at any point loses at most the running stage,
 whose model calls then come back from the response cache.
 """
@@ -259,7 +259,7 @@ class ReportSection:
     has_plot_data: Callable[[Any], bool] | None = None
 
 
-class GraphRun:
+class CheckpointedGraph:
     """A compiled scheme graph bound to one run: start, stop early, resume, finish.
 
     Args:
@@ -371,10 +371,10 @@ class SchemeRun:
         self.run_id = run_id
         progress = options.get("progress", True)
         self.context, graph, stages = self._build(**options)
-        self.runner = GraphRun(
+        self.checkpointed = CheckpointedGraph(
             graph, self.context, self.workspace, total_stages=stages, progress=progress
         )
-        self.graph = self.runner.graph  # the compiled LangGraph graph
+        self.graph = self.checkpointed.graph  # the compiled LangGraph graph
 
     def _build(self, **options: Any) -> tuple[Any, StateGraph, int]:
         """(runtime context, uncompiled graph, expected number of stages)."""
@@ -431,30 +431,10 @@ class SchemeRun:
             raise ConfigError(f"run {run_id} is a {run.scheme} run, not {article} {cls.scheme} one")
         return cls(cls.job.model_validate(run.config), store, workspace, run.id, **options)
 
-    @classmethod
-    def run_job(
-        cls,
-        config: Any,
-        store: Store,
-        workspace: Workspace,
-        *,
-        progress: bool = True,
-        resume: str | None = None,
-    ) -> Run:
-        """``agents run SCHEME``: a new run from ``config``, or the stored run ``resume``."""
-        if resume:
-            scheme_run = cls.resume(resume, workspace, store, progress=progress)
-        else:
-            scheme_run = cls.create(config, workspace, store, progress=progress)
-        try:
-            return scheme_run.run()
-        finally:
-            scheme_run.close()
-
     def _run_graph(self, stop: Callable[[str, dict[str, Any]], bool] | None) -> Run:
         """Run the graph until ``stop`` says so; the report is written however it ends."""
         try:
-            return self.runner.run(stop)
+            return self.checkpointed.run(stop)
         finally:
             self.report()
 
@@ -467,7 +447,7 @@ class SchemeRun:
 
     def close(self) -> None:
         self.context.close()
-        self.runner.close()
+        self.checkpointed.close()
 
 
 @dataclass(frozen=True)

@@ -32,9 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypedDict
 
+import yaml
 from langgraph.graph import END, START, StateGraph
 
 from agents.config import ConfigError
+from agents.datasets import sft_records_from
 from agents.episodes.agent_loop import (
     AGENT_SYSTEM_PROMPT,
     DEMONSTRATIONS,
@@ -63,17 +65,10 @@ from tools.retrieval import Corpus, CorpusUnavailable
 
 log = logging.getLogger(__name__)
 
-COT_SYSTEM_PROMPT = (
-    "Think step by step, then give the final answer in \\boxed{}: a number for a math problem, "
-    "a short phrase for a question."
-)
-JUDGE_PROMPT = """\
-Question: {question}
-Reference answer: {reference}
-Proposed answer: {answer}
-
-Does the proposed answer say the same as the reference answer? Reply with JSON only: \
-{{"correct": true}} or {{"correct": false}}."""
+#: Prompts of the teacher's chain of thought and of its judging, from ``prompts.yaml``.
+PROMPTS: dict[str, str] = yaml.safe_load(Path(__file__).with_name("prompts.yaml").read_text())
+COT_SYSTEM_PROMPT = PROMPTS["cot_system"]
+JUDGE_PROMPT = PROMPTS["judge_user"]
 
 
 # ---------------------------------------------------------------------------- state and context
@@ -132,13 +127,14 @@ def _episode_row(
         run_id=ctx.run_id,
         item_id=item.id,
         role=role,
+        stage=stage,
         model=model,
         messages=episode.messages,
         tools=tool_schemas(DEFAULT_TOOLS),
         final_answer=episode.answer,
         verdict="correct" if ok else "incorrect",
         reward=float(ok),
-        meta={"stage": stage, "domain": _domain(item), **episode.summary()},
+        meta={"domain": _domain(item), **episode.summary()},
     )
 
 
@@ -219,12 +215,13 @@ def _cot_rows(
                     run_id=ctx.run_id,
                     item_id=item.id,
                     role=role,
+                    stage=stage,
                     model=engine.fingerprint,
                     messages=[*request.messages, {"role": "assistant", "content": text}],
                     final_answer=answer,
                     verdict="correct" if ok else "incorrect",
                     reward=float(ok),
-                    meta={"stage": stage, "domain": _domain(item), "sample": j},
+                    meta={"domain": _domain(item), "sample": j},
                 )
             )
     return rows
@@ -240,9 +237,7 @@ def teacher_cot(state: DistillState, ctx: DistillContext, rnd: int) -> StageOutp
 
 
 def _stage_rows(ctx: DistillContext, role: str, stage: str) -> list[Trajectory]:
-    return [
-        t for t in ctx.store.trajectories(ctx.run_id, role=role) if t.meta.get("stage") == stage
-    ]
+    return ctx.store.trajectories(ctx.run_id, role=role, stage=stage)
 
 
 def teacher_agent(state: DistillState, ctx: DistillContext, rnd: int) -> StageOutput:
@@ -379,10 +374,11 @@ def train_student(state: DistillState, ctx: DistillContext, rnd: int) -> StageOu
     if not kept:
         return StageOutput({"skipped": "the filter kept no trajectory"}, {"student_adapter": None})
     # The system prompt and the worked examples are the prompt, not something to learn.
-    context = 1 + len(DEMONSTRATIONS)
-    records = [
-        {"messages": r.messages, "tools": r.tools, "context_messages": context} for r in kept
-    ]
+    records = sft_records_from(kept, context_messages=1 + len(DEMONSTRATIONS))
+    if not records:
+        return StageOutput(
+            {"skipped": "no kept trajectory has a reply to learn"}, {"student_adapter": None}
+        )
     out = _train_student(ctx, "student", records, AGENT_SYSTEM_PROMPT)
     out.state = {"student_adapter": out.state["student_adapter"]}
     return out
@@ -393,11 +389,10 @@ def train_cot(state: DistillState, ctx: DistillContext, rnd: int) -> StageOutput
     if not ctx.config.cot_baseline:
         return StageOutput({"skipped": "cot_baseline is off"}, {"cot_adapter": None})
     correct = [r for r in _stage_rows(ctx, "teacher", "cot") if r.verdict == "correct"]
-    if not correct:
+    records = sft_records_from(correct)
+    if not records:
         return StageOutput({"skipped": "no correct teacher CoT answer"}, {"cot_adapter": None})
-    out = _train_student(
-        ctx, "student_cot", [{"messages": r.messages} for r in correct], COT_SYSTEM_PROMPT
-    )
+    out = _train_student(ctx, "student_cot", records, COT_SYSTEM_PROMPT)
     out.state = {"cot_adapter": out.state["student_cot_adapter"]}
     return out
 
@@ -604,6 +599,3 @@ class AgentDistillation(SchemeRun):
         """The teacher trajectories the filter kept (the student's training data)."""
         return [r for r in _stage_rows(self.context, "teacher", "agent") if r.meta.get("kept")]
 
-
-#: ``agents run agent-distill``: a new run from a config, or a stored run resumed.
-run_agent_distill = AgentDistillation.run_job

@@ -39,6 +39,7 @@ from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 
 from agents.config import ConfigError, SampleSettings
+from agents.datasets import preference_records, sft_record, weighted_records
 from agents.eval.answers import answers_match, check_solution, extract_answer, normalise_text
 from agents.models.base import ChatRequest, Engine
 from agents.schemes.base import (
@@ -75,7 +76,7 @@ log = logging.getLogger(__name__)
 # ---------------------------------------------------------------------------- state and context
 
 
-class LoopState(TypedDict, total=False):
+class SocraticState(TypedDict, total=False):
     """What flows between nodes; everything bulky lives in the store."""
 
     round: int  # 0 before the loop, then 1..rounds
@@ -85,7 +86,7 @@ class LoopState(TypedDict, total=False):
 
 
 @dataclass
-class LoopContext(RoleContext):
+class SocraticContext(RoleContext):
     """Runtime context of the graph: config, store and the three role engines (loaded lazily)."""
 
     config: SocraticJob
@@ -94,20 +95,16 @@ class LoopContext(RoleContext):
 # ---------------------------------------------------------------------------- helpers
 
 
-def _question_items(ctx: LoopContext, kind: str = "question") -> list[Item]:
+def _question_items(ctx: SocraticContext, kind: str = "question") -> list[Item]:
     return ctx.store.items(ctx.run_id, kind=kind)
 
 
-def _stage_trajectories(ctx: LoopContext, rnd: int, stage: str) -> list[Trajectory]:
-    return [
-        t
-        for t in ctx.store.trajectories(ctx.run_id, role="solver", round=rnd)
-        if t.meta.get("stage") == stage
-    ]
+def _stage_trajectories(ctx: SocraticContext, rnd: int, stage: str) -> list[Trajectory]:
+    return ctx.store.trajectories(ctx.run_id, role="solver", round=rnd, stage=stage)
 
 
 def _attempt(
-    ctx: LoopContext,
+    ctx: SocraticContext,
     engine: Engine,
     items: list[Item],
     cfg: SampleSettings,
@@ -141,12 +138,13 @@ def _attempt(
                     item_id=item.id,
                     round=rnd,
                     role="solver",
+                    stage=stage,
                     model=engine.fingerprint,
                     messages=[*request.messages, {"role": "assistant", "content": text}],
                     final_answer=extract_answer(text),
                     verdict=None if verdict is None else ("correct" if verdict else "incorrect"),
                     reward=None if verdict is None else float(verdict),
-                    meta={"stage": stage, "sample": j},
+                    meta={"sample": j},
                 )
             )
         success[item.id] = sum(verdicts) / len(verdicts)  # type: ignore[index]
@@ -154,7 +152,7 @@ def _attempt(
 
 
 def _train(
-    ctx: LoopContext, role: str, rnd: int, rows: list[dict[str, Any]], previous: str | None
+    ctx: SocraticContext, role: str, rnd: int, rows: list[dict[str, Any]], previous: str | None
 ) -> StageOutput:
     """Train ``role``'s adapter on ``rows``: DPO rows train the Solver, SFT rows the warm-up
     (Solver) or the Generator's weighted SFT."""
@@ -182,7 +180,7 @@ def _train(
 # ---------------------------------------------------------------------------- stages
 
 
-def setup(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
+def setup(state: SocraticState, ctx: SocraticContext, rnd: int) -> StageOutput:
     """Store the seed questions (the first curriculum) and the held-out set."""
     seeds, heldout = load_tasks(ctx.config)
     rows = [
@@ -211,7 +209,7 @@ def setup(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
     )
 
 
-def _evaluate(state: LoopState, ctx: LoopContext, rnd: int, adapter: str | None) -> StageOutput:
+def _evaluate(state: SocraticState, ctx: SocraticContext, rnd: int, adapter: str | None) -> StageOutput:
     cfg = ctx.config.eval
     engine = ctx.with_adapter("solver", adapter)
     items = _question_items(ctx, kind="heldout")
@@ -222,19 +220,19 @@ def _evaluate(state: LoopState, ctx: LoopContext, rnd: int, adapter: str | None)
     )
 
 
-def evaluate_base(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
+def evaluate_base(state: SocraticState, ctx: SocraticContext, rnd: int) -> StageOutput:
     """Held-out accuracy of the Solver's base model, before any training."""
     if not ctx.config.eval_base:
         return StageOutput({"skipped": "eval_base is off"})
     return _evaluate(state, ctx, rnd, None)
 
 
-def evaluate_solver(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
+def evaluate_solver(state: SocraticState, ctx: SocraticContext, rnd: int) -> StageOutput:
     """Held-out accuracy of the current Solver (round 0: before round 1)."""
     return _evaluate(state, ctx, rnd, state.get("solver_adapter"))
 
 
-def warmup(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
+def warmup(state: SocraticState, ctx: SocraticContext, rnd: int) -> StageOutput:
     """Short LoRA SFT of the Solver on the seeds' reference solutions (the paper's warm-up)."""
     settings = ctx.config.warmup
     seeds = [i for i in _question_items(ctx) if i.content.get("solution")]
@@ -242,18 +240,18 @@ def warmup(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
         reason = "warmup is off" if settings is None else "the seeds have no solutions"
         return StageOutput({"skipped": reason})
     rows = [
-        {
-            "messages": [
+        sft_record(
+            [
                 *solver_messages(i.content["question"]),
                 {"role": "assistant", "content": i.content["solution"]},
             ]
-        }
+        )
         for i in seeds
     ]
     return _train(ctx, "solver", 0, rows, None)
 
 
-def select(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
+def select(state: SocraticState, ctx: SocraticContext, rnd: int) -> StageOutput:
     """Pick this round's questions: fresh ones first, a ``replay`` share of older ones."""
     active = [i for i in _question_items(ctx) if i.status == "active"]
     # Fresh: never attempted, or too hard in the round before (re-checked, as in the paper).
@@ -272,7 +270,7 @@ def select(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
     )
 
 
-def solve(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
+def solve(state: SocraticState, ctx: SocraticContext, rnd: int) -> StageOutput:
     """The Solver samples k solutions per question; the rule gives verdicts where it can."""
     engine = ctx.with_adapter("solver", state.get("solver_adapter"))
     found = ctx.store.items_by_id(state.get("batch", []))
@@ -284,7 +282,7 @@ def solve(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
     )
 
 
-def verify(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
+def verify(state: SocraticState, ctx: SocraticContext, rnd: int) -> StageOutput:
     """The Teacher judges solutions the rule could not decide; malformed replies are retried."""
     cfg = ctx.config.verify
     rows = _stage_trajectories(ctx, rnd, "solve")
@@ -331,7 +329,7 @@ def _by_item(rows: list[Trajectory]) -> dict[int, list[Trajectory]]:
     return grouped
 
 
-def pairs(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
+def pairs(state: SocraticState, ctx: SocraticContext, rnd: int) -> StageOutput:
     """All (correct, incorrect) pairs per question; the reference wins when all samples fail."""
     grouped = _by_item(_stage_trajectories(ctx, rnd, "solve"))
     items = ctx.store.items_by_id(list(grouped))
@@ -369,12 +367,9 @@ def pairs(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
     return StageOutput(metrics, add=rows)
 
 
-def train_solver(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
+def train_solver(state: SocraticState, ctx: SocraticContext, rnd: int) -> StageOutput:
     """LoRA DPO of the Solver on this round's pairs, from the previous round's adapter."""
-    rows = [
-        {"prompt": p.prompt, "chosen": p.chosen, "rejected": p.rejected}
-        for p in ctx.store.pairs(ctx.run_id, round=rnd)
-    ]
+    rows = preference_records(ctx.store, ctx.run_id, round=rnd)
     if not rows:
         return StageOutput({"skipped": "no preference pairs this round", "pairs": 0})
     out = _train(ctx, "solver", rnd, rows, state.get("solver_adapter"))
@@ -382,7 +377,7 @@ def train_solver(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
     return out
 
 
-def zones(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
+def zones(state: SocraticState, ctx: SocraticContext, rnd: int) -> StageOutput:
     """Success rate per question → mastered / learning / too hard (stored on the item)."""
     grouped = _by_item(_stage_trajectories(ctx, rnd, "solve"))
     items = ctx.store.items_by_id(list(grouped))
@@ -403,7 +398,7 @@ def zones(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
     return StageOutput({z: counts[z] for z in ZONES}, update=list(items.values()))
 
 
-def _refine_inputs(ctx: LoopContext, rnd: int) -> list[tuple[Item, str, str]]:
+def _refine_inputs(ctx: SocraticContext, rnd: int) -> list[tuple[Item, str, str]]:
     """(question, the solution shown to the writer, zone) for mastered and learning questions."""
     grouped = _by_item(_stage_trajectories(ctx, rnd, "solve"))
     items = ctx.store.items_by_id(list(grouped))
@@ -424,7 +419,7 @@ def _question_only(text: str) -> dict[str, str] | None:
     return {"question": text.strip(), "solution": "", "answer": ""} if text.strip() else None
 
 
-def refine(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
+def refine(state: SocraticState, ctx: SocraticContext, rnd: int) -> StageOutput:
     """New candidate problems: harder variants of mastered ones, error-targeted for learning."""
     cfg = ctx.config.refine
     inputs = _refine_inputs(ctx, rnd)
@@ -479,7 +474,7 @@ def refine(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
     return StageOutput({**metrics, "by": by}, add=rows)
 
 
-def quality(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
+def quality(state: SocraticState, ctx: SocraticContext, rnd: int) -> StageOutput:
     """The Teacher re-solves each candidate; drop it when its answer cannot be reproduced."""
     cfg = ctx.config.quality
     candidates = [
@@ -545,7 +540,7 @@ def quality(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
     return StageOutput(metrics, update=candidates)
 
 
-def _accepted(ctx: LoopContext, rnd: int) -> list[Item]:
+def _accepted(ctx: SocraticContext, rnd: int) -> list[Item]:
     return [
         i
         for i in ctx.store.items(ctx.run_id, round=rnd, kind="question")
@@ -553,7 +548,7 @@ def _accepted(ctx: LoopContext, rnd: int) -> list[Item]:
     ]
 
 
-def measure_utility(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
+def measure_utility(state: SocraticState, ctx: SocraticContext, rnd: int) -> StageOutput:
     """The updated Solver attempts each accepted problem; U peaks at a 50% success rate."""
     cfg = ctx.config.utility
     accepted = _accepted(ctx, rnd)
@@ -573,7 +568,7 @@ def measure_utility(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput
     return StageOutput(metrics, add=rows, update=accepted)
 
 
-def train_generator(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
+def train_generator(state: SocraticState, ctx: SocraticContext, rnd: int) -> StageOutput:
     """Weighted SFT of the Generator: (question, solution → accepted new question) × U."""
     settings = ctx.config.generator_training
     accepted = [i for i in _accepted(ctx, rnd) if i.meta.get("utility", 0) > 0]
@@ -581,24 +576,22 @@ def train_generator(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput
         reason = "generator training is off" if settings is None else "no new problems"
         return StageOutput({"skipped": reason, "examples": 0})
     parents = ctx.store.items_by_id([i.parent_id for i in accepted])  # type: ignore[misc]
-    rows = [
-        {
-            "messages": [
-                *generator_messages(
-                    parents[i.parent_id].content["question"],  # type: ignore[index]
-                    i.content["parent_solution"],
-                    i.meta["from_zone"],
-                ),
-                {"role": "assistant", "content": i.content["question"]},
-            ],
-            "weight": i.meta["utility"],
-        }
+    conversations = [
+        [
+            *generator_messages(
+                parents[i.parent_id].content["question"],  # type: ignore[index]
+                i.content["parent_solution"],
+                i.meta["from_zone"],
+            ),
+            {"role": "assistant", "content": i.content["question"]},
+        ]
         for i in accepted
     ]
+    rows = weighted_records(conversations, [i.meta["utility"] for i in accepted])
     return _train(ctx, "generator", rnd, rows, state.get("generator_adapter"))
 
 
-def curriculum(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
+def curriculum(state: SocraticState, ctx: SocraticContext, rnd: int) -> StageOutput:
     """D_{t+1} = D_t ∪ accepted problems; counts per zone for the report."""
     active = [i for i in _question_items(ctx) if i.status == "active"]
     by_zone = Counter(i.zone or "unseen" for i in active)
@@ -613,7 +606,7 @@ def curriculum(state: LoopState, ctx: LoopContext, rnd: int) -> StageOutput:
 # ---------------------------------------------------------------------------- routing and graph
 
 
-def after_eval(state: LoopState, runtime: Runtime[LoopContext]) -> Literal["select", "__end__"]:
+def after_eval(state: SocraticState, runtime: Runtime[SocraticContext]) -> Literal["select", "__end__"]:
     """Another round, or the end once the last round is evaluated."""
     return "select" if state.get("round", 0) < runtime.context.config.rounds else END
 
@@ -635,7 +628,7 @@ ROUND_STAGES: list[tuple[str, StageWork]] = [
 
 def build_graph() -> StateGraph:
     """The co-evolution graph (uncompiled): setup, warm-up, then rounds until ``rounds``."""
-    graph = StateGraph(LoopState, context_schema=LoopContext)
+    graph = StateGraph(SocraticState, context_schema=SocraticContext)
     graph.add_node("setup", stage_node("setup", setup))
     graph.add_node("eval_base", stage_node("eval_base", evaluate_base))
     graph.add_node("warmup", stage_node("warmup", warmup))
@@ -694,8 +687,8 @@ class SocraticLoop(SchemeRun):
 
     def _build(
         self, *, progress: bool = True, loader: Callable[[str], Engine] | None = None
-    ) -> tuple[LoopContext, StateGraph, int]:
-        context = LoopContext(
+    ) -> tuple[SocraticContext, StateGraph, int]:
+        context = SocraticContext(
             self.config, self.store, self.workspace, self.run_id, progress=progress, loader=loader
         )
         return context, build_graph(), 4 + self.config.rounds * (len(ROUND_STAGES) + 2)
@@ -710,8 +703,8 @@ class SocraticLoop(SchemeRun):
         def stop(node: str, state: dict[str, Any]) -> bool:
             return rounds is not None and node == "eval" and state.get("round", 0) >= rounds
 
-        if rounds is not None and self.runner.pending == ("select",):
-            if self.runner.state().get("round", 0) >= rounds:  # already paused there
+        if rounds is not None and self.checkpointed.pending == ("select",):
+            if self.checkpointed.state().get("round", 0) >= rounds:  # already paused there
                 return self.store.get_run(self.run_id)
         return self._run_graph(stop)
 
@@ -730,6 +723,3 @@ class SocraticLoop(SchemeRun):
                 found["base" if stage.name == "eval_base" else stage.round] = accuracy
         return found
 
-
-#: ``agents run socratic``: a new run from a config, or a stored run resumed.
-run_socratic = SocraticLoop.run_job

@@ -365,12 +365,12 @@ def scenarios(state: TeachingState, ctx: TeachingContext, rnd: int) -> StageOutp
             run_id=ctx.run_id,
             round=rnd,
             role="student",
+            stage="scenarios",
             model=cfg.student,
             messages=d.messages,
             tools=domain.schemas(),
             meta={
                 **d.summary(),
-                "stage": "scenarios",
                 "guidance": d.guidance,
                 "preference": per_dialogue.get(id(d), []),
                 "problems": {str(t): p for t, p in problems[id(d)].items()},
@@ -561,11 +561,11 @@ def refine(state: TeachingState, ctx: TeachingContext, rnd: int) -> StageOutput:
             run_id=ctx.run_id,
             round=rnd,
             role="refine",
+            stage="refine",
             model=cfg.student,
             messages=w.prefix,
             reward=1.0 if w.closed else 0.0,
             meta={
-                "stage": "refine",
                 "scenario": w.scenario_id,
                 "closed": w.closed,
                 "history": w.history,
@@ -643,6 +643,7 @@ def eval_dialogues(state: TeachingState, ctx: TeachingContext, rnd: int) -> Stag
                     run_id=ctx.run_id,
                     round=rnd,
                     role=name,
+                    stage="eval_dialogues",
                     model=cfg.role_model(role),
                     messages=d.messages,
                     tools=domain.schemas(),
@@ -650,7 +651,6 @@ def eval_dialogues(state: TeachingState, ctx: TeachingContext, rnd: int) -> Stag
                     verdict="correct" if score.success else "incorrect",
                     meta={
                         **d.summary(),
-                        "stage": "eval_dialogues",
                         "guidance": d.guidance,
                         "recall": score.recall,
                         "extra_writes": score.extra_writes,
@@ -675,11 +675,7 @@ def eval_judge(state: TeachingState, ctx: TeachingContext, rnd: int) -> StageOut
     cfg = ctx.config
     domain = ctx.domain()
     source = "teacher" if cfg.eval_teacher else "student"
-    held = [
-        r
-        for r in ctx.store.trajectories(ctx.run_id, role=source)
-        if r.meta.get("stage") == "eval_dialogues"
-    ]
+    held = ctx.store.trajectories(ctx.run_id, role=source, stage="eval_dialogues")
     prefixes: list[list[Message]] = []
     for row in held:
         starts = [
@@ -720,10 +716,11 @@ def eval_judge(state: TeachingState, ctx: TeachingContext, rnd: int) -> StageOut
                     run_id=ctx.run_id,
                     round=rnd,
                     role=f"judge:{comparison}",
+                    stage="eval_judge",
                     model=cfg.role_model("judge"),
                     messages=prefix,
                     reward=share,
-                    meta={"stage": "eval_judge", "a": reply_text(x), "b": reply_text(y)},
+                    meta={"a": reply_text(x), "b": reply_text(y)},
                 )
             )
     return StageOutput(metrics, {}, add=rows)
@@ -832,6 +829,3 @@ class StrategyTeaching(SchemeRun):
                 )
         return found
 
-
-#: ``agents run strategy-teaching``: a new run from a config, or a stored run resumed.
-run_strategy_teaching = StrategyTeaching.run_job
