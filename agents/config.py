@@ -183,10 +183,11 @@ def _field_at(model: type, dotted: str) -> tuple[Any, str | None]:
 def config_flags(model: type[BaseModel]) -> list[Flag]:
     """The command-line flags of a config model.
 
-    Every scalar top-level field is a flag (``max_pairs_per_question`` → ``--max-pairs-per-question``;
-    a boolean also gets its ``--no-`` form); the model's ``FLAGS`` class attribute adds short flags
-    for nested fields (``{"seeds": "seeds.count"}`` → ``--seeds``). A flag's help is the field's
-    description (for dataclass settings: its line under ``Attributes:``).
+    Every scalar top-level field is a flag (``max_pairs_per_question`` →
+    ``--max-pairs-per-question``; a boolean also gets its ``--no-`` form); the model's ``FLAGS``
+    class attribute adds short flags for nested fields (``{"seeds": "seeds.count"}`` →
+    ``--seeds``). A flag's help is the field's description (for dataclass settings: its line
+    under ``Attributes:``).
     """
     found: dict[str, Flag] = {}
     for name, info in model.model_fields.items():

@@ -22,8 +22,9 @@ from typing import Any
 import pytest
 from agent_world import FakeCorpus, ScriptedAgent, alias_of, true_answer, write_tasks
 
+from agents.config import ConfigError
 from agents.episodes.agent_loop import AGENT_SYSTEM_PROMPT, DEMONSTRATIONS
-from agents.config import AgentDistillJob, ConfigError
+from agents.schemes.agent_distill import AgentDistillJob
 from agents.schemes.agent_distill.graph import (
     COT_SYSTEM_PROMPT,
     STAGES,
@@ -122,7 +123,7 @@ def agent_rows(run: AgentDistillation) -> dict[str, Trajectory]:
     return {
         items[t.item_id]: t
         for t in run.store.trajectories(run.run_id, role="teacher")
-        if t.meta["stage"] == "agent"
+        if t.stage == "agent"
     }
 
 
@@ -309,7 +310,7 @@ def test_scores_of_every_evaluated_agent(full: FullRun) -> None:
 @needs_sandbox
 def test_trajectories_are_stored_per_role(full: FullRun) -> None:
     store, run_id = full.run.store, full.run.run_id
-    by_role = Counter((t.role, t.meta["stage"]) for t in store.trajectories(run_id))
+    by_role = Counter((t.role, t.stage) for t in store.trajectories(run_id))
     assert by_role == {
         ("teacher", "cot"): 7,
         ("teacher", "agent"): 7,

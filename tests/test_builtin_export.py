@@ -8,10 +8,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from agents.config import SFTJob
 from agents.export import card_for_run, export_agent, load_agent
-from agents.jobs import run_sft
 from agents.models import resolve_local_model
+from agents.schemes.sft import SFTJob, SFTRun
 from agents.store import Store, Workspace
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -31,7 +30,9 @@ def test_trained_smollm2_exports_reloads_and_answers(tmp_path: Path) -> None:
             "training": {"max_steps": 1, "batch_size": 2, "max_length": 256, "learning_rate": 1e-3},
         }
     )
-    run = run_sft(config, store, workspace, progress=False)
+    sft = SFTRun.create(config, workspace, store, progress=False)
+    run = sft.run()
+    sft.close()
     assert run.status == "finished"
 
     card, adapter = card_for_run(store, run.id)

@@ -16,10 +16,11 @@ from service_world import (
 )
 from test_strategy_library import HashEmbedding
 
-from agents.config import ConfigError, StrategyTeachingJob
+from agents.config import ConfigError
 from agents.episodes.dialogue import GUIDANCE_HEADER
-from agents.schemes.strategy_teaching.rules import parse_choice, parse_strategies, retrieval_query
+from agents.schemes.strategy_teaching import StrategyTeachingJob
 from agents.schemes.strategy_teaching.graph import StrategyTeaching
+from agents.schemes.strategy_teaching.rules import parse_choice, parse_strategies, retrieval_query
 from agents.store import Store, Workspace
 from strategies import StrategyLibrary
 
@@ -126,7 +127,8 @@ def test_a_run_teaches_the_student_through_strategies(tmp_path) -> None:
     guided = world.store.trajectories(run.run_id, role="student_strategies")
     assert guided and all(any(ids for ids in r.meta["guidance"]) for r in guided)
     alone = world.store.trajectories(run.run_id, role="student")
-    assert all(r.meta.get("stage") in ("scenarios", "eval_dialogues") for r in alone)
+    assert all(r.stage in ("scenarios", "eval_dialogues") for r in alone)
+    assert all("stage" not in r.meta for r in alone)  # the column is the one place
     assert (tmp_path / "ws" / "reports" / run.run_id).exists()
     run.close()
 
@@ -340,3 +342,51 @@ def test_no_rounds_evaluates_the_audited_library(tmp_path) -> None:
     assert any("APPROVED" in p for p in prompts) and all("PROPOSED" not in p for p in prompts)
     assert run.scores()["strategies_vs_alone"]["win_rate"] == 1.0
     run.close()
+
+
+def test_refine_rerun_after_a_crash_reuses_what_it_wrote(tmp_path) -> None:
+    """Refine writes the library outside its stage transaction; re-run, it must not duplicate."""
+    clean = World(tmp_path / "clean")
+    expected = clean.create(small(rounds=1))
+    expected.run(until="refine")
+    clean_refine = clean.store.stage(expected.run_id, 1, "refine")
+    clean_texts = sorted(s.text for s in expected.library.strategies())
+    clean_scenarios = len(expected.library.scenarios(run_id=expected.run_id))
+    expected.close()
+
+    world = World(tmp_path / "crash")
+    run = world.create(small(rounds=1))
+    commit = world.store.commit_stage
+
+    def crash_refine(run_id: str, round: int, name: str, *args, **kwargs):
+        if name == "refine":
+            raise RuntimeError("killed before refine committed")
+        return commit(run_id, round, name, *args, **kwargs)
+
+    world.store.commit_stage = crash_refine  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError, match="killed"):
+        run.run(until="refine")
+    del world.store.commit_stage  # back to the class's method
+    run_id = run.run_id
+    written = [(s.id, s.origin) for s in run.library.strategies()]
+    assert written and world.store.stage(run_id, 1, "refine").status == "running"
+    run.close()
+
+    again = StrategyTeaching.resume(
+        run_id,
+        world.workspace,
+        world.store,
+        progress=False,
+        loader=world.load,
+        library=world.library,
+    )
+    again.run(until="refine")
+    library = again.library
+    assert [(s.id, s.origin) for s in library.strategies()] == written  # nothing added twice
+    assert sorted(s.text for s in library.strategies()) == clean_texts
+    assert library.collection.count() == library.count()
+    assert len(library.scenarios(run_id=run_id)) == clean_scenarios
+    refine = world.store.stage(run_id, 1, "refine")
+    assert refine.status == "finished"
+    assert refine.metrics["new_strategies"] == clean_refine.metrics["new_strategies"] >= 1
+    again.close()

@@ -12,8 +12,8 @@ A scheme is a LangGraph graph whose nodes are *stages*. :func:`stage_node` turns
 * otherwise runs it and writes every new row, every updated row and the ``finished`` mark in one
   transaction (:meth:`agents.store.Store.commit_stage`), so a stage that dies leaves nothing.
 
-:class:`CheckpointedGraph` compiles a graph with LangGraph's SQLite saver and checkpoints after every
-node before the next one starts, so ``kill -9`` at any point loses at most the running stage,
+:class:`CheckpointedGraph` compiles a graph with LangGraph's SQLite saver and checkpoints after
+every node before the next one starts, so ``kill -9`` at any point loses at most the running stage,
 whose model calls then come back from the response cache.
 """
 

@@ -1,7 +1,7 @@
 """The "Strategy teaching" part of the run report: tables and figure panels.
 
-A strategy-teaching run (see :mod:`agents.schemes.strategy_teaching.graph`) commits ``setup``, then per
-round ``scenarios`` and ``refine``, then ``eval_dialogues`` and ``eval_judge``. This module turns
+A strategy-teaching run (see :mod:`agents.schemes.strategy_teaching.graph`) commits ``setup``,
+then per round ``scenarios`` and ``refine``, then ``eval_dialogues`` and ``eval_judge``. This module turns
 those metrics, and the strategies the run wrote into its library, into:
 
 * held-out dialogues per agent: task success, gold-action recall, policy violations, turns, tool
@@ -72,7 +72,7 @@ def load_strategies(store: Store, run_id: str) -> list[Strategy]:
     if not inspect(store.engine).has_table(Strategy.__tablename__):
         return []
     query = select(Strategy).where(Strategy.run_id == run_id).order_by(col(Strategy.id))
-    with store._session() as session:
+    with store.session() as session:
         return list(session.exec(query).all())
 
 
