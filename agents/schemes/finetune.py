@@ -14,7 +14,7 @@ from langgraph.graph import END, START, StateGraph
 from pydantic import Field
 
 from agents.config import ConfigError, StrictModel
-from agents.datasets import read_jsonl
+from agents.datasets import preference_records_from_rows, read_jsonl, sft_records_from_rows
 from agents.schemes.base import RoleContext, SchemeRun, StageOutput, add_stage_chain, train_role
 from agents.training.lora import LoraSettings
 
@@ -36,8 +36,15 @@ class FinetuneJob(StrictModel):
     }
 
 
-def read_rows(path: Path | None, required: tuple[str, ...]) -> list[dict[str, Any]]:
-    """Rows of a JSONL dataset, checked for the fields a job needs before anything is stored."""
+def read_records(path: Path | None, method: Literal["sft", "dpo"]) -> list[dict[str, Any]]:
+    """The training records of a JSONL dataset, checked before anything is stored.
+
+    Rows go through :mod:`agents.datasets` like every scheme's training data: conversations are
+    normalised (tool-call arguments as JSON strings), weights and turns are checked.
+
+    Raises:
+        ConfigError: a missing, empty or malformed file, naming the row at fault.
+    """
     if path is None:
         raise ConfigError(
             "no training data given; pass --data FILE.jsonl or set data: in the config"
@@ -50,11 +57,16 @@ def read_rows(path: Path | None, required: tuple[str, ...]) -> list[dict[str, An
         raise ConfigError(f"{path} is not valid JSONL: {err}") from None
     if not rows:
         raise ConfigError(f"{path} holds no rows")
+    required = ("messages",) if method == "sft" else ("prompt", "chosen", "rejected")
     for number, row in enumerate(rows, start=1):
         missing = [key for key in required if not row.get(key)]
         if missing:
             raise ConfigError(f"{path} row {number} lacks {', '.join(missing)}")
-    return rows
+    build = sft_records_from_rows if method == "sft" else preference_records_from_rows
+    try:
+        return build(rows)
+    except ValueError as err:
+        raise ConfigError(f"{path}: {err}") from None
 
 
 def _tools_of(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -70,7 +82,6 @@ class FinetuneRun(SchemeRun):
     """A one-stage fine-tuning run; subclasses name the method and the fields a row needs."""
 
     method: ClassVar[Literal["sft", "dpo"]]
-    required: ClassVar[tuple[str, ...]]  # fields every JSONL row must have
 
     def _build(
         self, *, progress: bool = True, loader: Callable[[str], Any] | None = None
@@ -82,7 +93,7 @@ class FinetuneRun(SchemeRun):
 
     @classmethod
     def check(cls, config: Any) -> None:
-        read_rows(config.data, cls.required)
+        read_records(config.data, cls.method)
 
     @classmethod
     def trained(cls, config: Any) -> dict[str, str]:
@@ -90,7 +101,7 @@ class FinetuneRun(SchemeRun):
 
     def _train(self, state: dict[str, Any], ctx: RoleContext, rnd: int) -> StageOutput:
         """Fine-tune the base model on the dataset and register the adapter."""
-        rows = read_rows(self.config.data, self.required)
+        rows = read_records(self.config.data, self.method)
         out = train_role(
             ctx,
             self.config.role,

@@ -21,7 +21,6 @@ class DPORun(FinetuneRun):
     scheme = "dpo"
     job = DPOJob
     method = "dpo"
-    required = ("prompt", "chosen", "rejected")
 
 
 SCHEME = Scheme(

@@ -24,7 +24,6 @@ class SFTRun(FinetuneRun):
     scheme = "sft"
     job = SFTJob
     method = "sft"
-    required = ("messages",)
 
 
 SCHEME = Scheme(
