@@ -304,12 +304,68 @@ def preference_records_from(pairs: Iterable[PreferencePair]) -> list[Record]:
     return records
 
 
+def _row_field(row: Mapping[str, Any], key: str, number: int) -> Any:
+    """``row[key]``, or a ValueError naming row ``number`` when the row or the key is missing."""
+    if not isinstance(row, Mapping):
+        raise ValueError(f"row {number} is not a JSON object")
+    if row.get(key) is None:
+        raise ValueError(f"row {number} lacks {key!r}")
+    return row[key]
+
+
+def sft_records_from_rows(rows: Iterable[Mapping[str, Any]]) -> list[Record]:
+    """Checked SFT records from rows already in the SFT format (e.g. a JSONL file's).
+
+    Each row's ``messages``, ``tools``, ``weight`` and ``context_messages`` go through
+    :func:`sft_record`; other keys are left out.
+
+    Raises:
+        ValueError: A row lacks ``messages`` or fails :func:`sft_record`'s checks; the message
+            names the row (counted from 1).
+    """
+    records: list[Record] = []
+    for number, row in enumerate(rows, start=1):
+        messages = _row_field(row, "messages", number)
+        try:
+            record = sft_record(
+                messages,
+                tools=row.get("tools"),
+                weight=row.get("weight"),
+                context_messages=row.get("context_messages"),
+            )
+        except ValueError as error:
+            raise ValueError(f"row {number}: {error}") from None
+        records.append(record)
+    return records
+
+
+def preference_records_from_rows(rows: Iterable[Mapping[str, Any]]) -> list[Record]:
+    """Checked preference records from rows already in the preference format (e.g. a JSONL
+    file's); each row's ``prompt``, ``chosen``, ``rejected`` and ``tools`` go through
+    :func:`preference_record`, other keys are left out.
+
+    Raises:
+        ValueError: A row lacks a part or fails :func:`preference_record`'s checks; the message
+            names the row (counted from 1).
+    """
+    records: list[Record] = []
+    for number, row in enumerate(rows, start=1):
+        parts = [_row_field(row, key, number) for key in ("prompt", "chosen", "rejected")]
+        try:
+            record = preference_record(*parts, tools=row.get("tools"))
+        except ValueError as error:
+            raise ValueError(f"row {number}: {error}") from None
+        records.append(record)
+    return records
+
+
 def sft_records(
     store: Store,
     run_id: str,
     role: str | None = None,
     round: int | None = None,
     verdict: str | None = "correct",
+    stage: str | None = None,
 ) -> list[Record]:
     """Conversational SFT rows from a run's trajectories (see :func:`sft_records_from`).
 
@@ -319,13 +375,15 @@ def sft_records(
         role: Only trajectories of this role (e.g. ``"teacher"``); None for all roles.
         round: Only trajectories of this round; None for all rounds.
         verdict: Only trajectories with this verdict; None for all, judged or not.
+        stage: Only trajectories written by this stage (e.g. agent distillation's ``"agent"``);
+            None for all stages.
 
     Returns:
         One ``{"messages": [...]}`` row per trajectory, plus ``"tools"`` when the trajectory
         offered tools and ``"weight"`` when its ``meta`` has one. Trajectories with no assistant
         turn are skipped: they hold nothing to learn.
     """
-    trajectories = store.trajectories(run_id, role=role, round=round, verdict=verdict)
+    trajectories = store.trajectories(run_id, role=role, round=round, verdict=verdict, stage=stage)
     records = sft_records_from(trajectories)
     logger.info("exported %d SFT rows from run %s", len(records), run_id)
     return records

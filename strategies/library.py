@@ -9,6 +9,17 @@ collection so a conversation can fetch the strategies that fit it.
 The audit gate: inference only ever sees ``approved`` or ``edited`` strategies (:data:`USABLE`).
 Retrieval filters by status inside Chroma *and* checks the status again in SQL before returning
 anything, so a strategy a reviewer rejected is never served even if the index lags behind.
+
+Resuming after a crash: a scheme stage writes the library *outside* its own stage transaction
+(:meth:`agents.store.Store.commit_stage`), so a stage that dies before its commit leaves its
+library writes behind and runs again from the start. The one rule that makes that safe: every
+write a stage makes here is keyed by where it came from — run, round, stage and the scenario or
+iteration inside it — through ``origin``, and a key already stored gives back the stored row
+instead of a new one (:meth:`StrategyLibrary.add`, :meth:`~StrategyLibrary.add_many`,
+:meth:`~StrategyLibrary.add_scenario`). Re-adding by origin also indexes a row the crash left out
+of Chroma. Writes that change an existing row (:meth:`~StrategyLibrary.revise`,
+:meth:`~StrategyLibrary.set_status`, :meth:`~StrategyLibrary.record_scores`) are no-ops or plain
+overwrites when repeated with the same values, so they need no key.
 """
 
 from __future__ import annotations
@@ -124,13 +135,14 @@ def collection_name(library: str) -> str:
 
 def ensure_tables(store: Store) -> None:
     """Create the strategy tables in ``store`` if they are missing."""
-    SQLModel.metadata.create_all(store._writer, tables=TABLES)
+    with store.session(write=True) as session:
+        SQLModel.metadata.create_all(session.connection(), tables=TABLES)
 
 
 def library_names(store: Store) -> list[str]:
     """Names of the libraries in ``store`` that hold strategies or audit events, sorted."""
     ensure_tables(store)
-    with store._session() as session:
+    with store.session() as session:
         names = set(session.exec(select(Strategy.library).distinct()).all())
         names |= set(session.exec(select(AuditEvent.library).distinct()).all())
     return sorted(names)
@@ -243,7 +255,7 @@ class StrategyLibrary:
         Raises:
             StrategyNotFound: If it does not exist or belongs to another library.
         """
-        with self.store._session() as session:
+        with self.store.session() as session:
             return self._require(session, strategy_id)
 
     def versions(self, strategy_id: int) -> list[StrategyVersion]:
@@ -253,7 +265,7 @@ class StrategyLibrary:
             .where(StrategyVersion.strategy_id == strategy_id)
             .order_by(col(StrategyVersion.version))
         )
-        with self.store._session() as session:
+        with self.store.session() as session:
             self._require(session, strategy_id)
             return list(session.exec(query).all())
 
@@ -265,14 +277,14 @@ class StrategyLibrary:
 
     def strategies(self, statuses: Iterable[str] | None = None) -> list[Strategy]:
         """The library's strategies in id order, optionally only those with ``statuses``."""
-        with self.store._session() as session:
+        with self.store.session() as session:
             query = self._strategy_query(statuses).order_by(col(Strategy.id))
             return list(session.exec(query).all())
 
     def count(self, statuses: Iterable[str] | None = None) -> int:
         """How many strategies the library holds, optionally only those with ``statuses``."""
         query = self._strategy_query(statuses).with_only_columns(func.count())
-        with self.store._session() as session:
+        with self.store.session() as session:
             return int(session.exec(query).one())
 
     def add(
@@ -343,7 +355,7 @@ class StrategyLibrary:
             check_statuses([draft.status])
         rows: list[Strategy] = []
         created: list[Strategy] = []
-        with self.store._session(write=True) as session:
+        with self.store.session(write=True) as session:
             origins = [d.origin for d in drafts if d.origin is not None]
             by_origin: dict[str, Strategy] = {}
             for chunk in _chunks(origins, 500):
@@ -425,7 +437,7 @@ class StrategyLibrary:
             scenario_ids: More source scenarios to link (duplicates are ignored).
         """
         text = _required_text(text, "text")
-        with self.store._session(write=True) as session:
+        with self.store.session(write=True) as session:
             row = self._require(session, strategy_id)
             new_situation = (
                 _required_text(situation, "situation") if situation is not None else row.situation
@@ -462,7 +474,7 @@ class StrategyLibrary:
             reason: Why.
         """
         check_statuses([status])
-        with self.store._session(write=True) as session:
+        with self.store.session(write=True) as session:
             row = self._require(session, strategy_id)
             if row.status == status:
                 return row
@@ -489,7 +501,7 @@ class StrategyLibrary:
 
     def record_scores(self, strategy_ids: Sequence[int], *, score_after: float) -> None:
         """Record the student's judge score once these strategies were in use (no new version)."""
-        with self.store._session(write=True) as session:
+        with self.store.session(write=True) as session:
             for strategy_id in dict.fromkeys(strategy_ids):
                 row = self._require(session, strategy_id)
                 row.score_after = float(score_after)
@@ -612,7 +624,7 @@ class StrategyLibrary:
 
     def _rows_by_id(self, ids: Sequence[int]) -> dict[int, Strategy]:
         found: dict[int, Strategy] = {}
-        with self.store._session() as session:
+        with self.store.session() as session:
             for chunk in _chunks(list(ids), 500):
                 query = select(Strategy).where(
                     Strategy.library == self.name, col(Strategy.id).in_(chunk)
@@ -656,7 +668,7 @@ class StrategyLibrary:
             raise ValueError(
                 f"Unknown scenario source {source!r}; allowed: {', '.join(SCENARIO_SOURCES)}."
             )
-        with self.store._session(write=True) as session:
+        with self.store.session(write=True) as session:
             if origin is not None:
                 query = select(Scenario).where(
                     Scenario.library == self.name, Scenario.origin == origin
@@ -684,7 +696,7 @@ class StrategyLibrary:
         Raises:
             StrategyNotFound: If it does not exist or belongs to another library.
         """
-        with self.store._session() as session:
+        with self.store.session() as session:
             scenario = session.get(Scenario, scenario_id)
         if scenario is None or scenario.library != self.name:
             raise StrategyNotFound(f"There is no scenario {scenario_id} in library {self.name!r}.")
@@ -697,7 +709,7 @@ class StrategyLibrary:
         query = select(Scenario).where(Scenario.library == self.name)
         if run_id is not None:
             query = query.where(Scenario.run_id == run_id)
-        with self.store._session() as session:
+        with self.store.session() as session:
             if ids is None:
                 return list(session.exec(query.order_by(col(Scenario.id))).all())
             found: list[Scenario] = []
@@ -725,7 +737,7 @@ class StrategyLibrary:
             actor=actor,
             detail=_plain_json(detail),
         )
-        with self.store._session(write=True) as session:
+        with self.store.session(write=True) as session:
             session.add(event)
         return event
 
@@ -745,7 +757,7 @@ class StrategyLibrary:
             query = query.where(AuditEvent.at >= since)
         if actions is not None:
             query = query.where(col(AuditEvent.action).in_(sorted(set(actions))))
-        with self.store._session() as session:
+        with self.store.session() as session:
             return list(session.exec(query.order_by(col(AuditEvent.id))).all())
 
     def versions_since(self, since: datetime | None = None) -> list[StrategyVersion]:
@@ -758,5 +770,5 @@ class StrategyLibrary:
         )
         if since is not None:
             query = query.where(StrategyVersion.created_at > since)
-        with self.store._session() as session:
+        with self.store.session() as session:
             return list(session.exec(query.order_by(col(StrategyVersion.id))).all())

@@ -54,7 +54,7 @@ def test_agent_distill_on_builtin_models(tmp_path: Path, capsys: pytest.CaptureF
     # The teacher ran the tool loop on every training task; its trajectories are well formed:
     # every tool call is answered by a tool message with its id, every unusable reply by an
     # error turn.
-    agent = [t for t in store.trajectories(run_id, role="teacher") if t.meta["stage"] == "agent"]
+    agent = [t for t in store.trajectories(run_id, role="teacher") if t.stage == "agent"]
     assert len(agent) == 3
     observations = 0
     for row in agent:

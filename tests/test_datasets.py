@@ -13,10 +13,12 @@ from agents.datasets import (
     preference_record,
     preference_records,
     preference_records_from,
+    preference_records_from_rows,
     read_jsonl,
     sft_record,
     sft_records,
     sft_records_from,
+    sft_records_from_rows,
     to_hf_dataset,
     weighted_records,
     write_jsonl,
@@ -95,6 +97,18 @@ def test_sft_export_keeps_only_matching_verdicts_and_carries_tool_calls(store: S
     ]
     assert len(sft_records(store, run.id, verdict="incorrect")) == 1
     assert len(sft_records(store, run.id, verdict=None)) == 6
+
+
+def test_sft_export_of_one_stage(store: Store) -> None:
+    run = store.create_run("agent_distill", {})
+    store.add_trajectories(
+        [
+            _trajectory(run.id, TOOL_CONVERSATION, tools=TOOLS, verdict="correct", stage="agent"),
+            _trajectory(run.id, PLAIN_CONVERSATION, verdict="correct", stage="cot"),
+        ]
+    )
+    assert sft_records(store, run.id, stage="cot") == [{"messages": PLAIN_CONVERSATION}]
+    assert len(sft_records(store, run.id)) == 2
 
 
 def test_sft_export_skips_trajectories_without_an_assistant_turn(store: Store) -> None:
@@ -366,3 +380,33 @@ def test_preference_records_from_pairs_name_the_bad_pair() -> None:
     empty = PreferencePair(id=4, run_id="r", prompt=TOOL_CONVERSATION[:1], chosen=[], rejected=[])
     with pytest.raises(ValueError, match="preference pair 4: chosen holds no message"):
         preference_records_from([pair, empty])
+
+
+def test_rows_of_a_file_are_checked_and_named(tmp_path: Path) -> None:
+    path = tmp_path / "rows.jsonl"
+    write_jsonl(
+        [
+            {"messages": DICT_ARGS_CONVERSATION, "tools": TOOLS, "weight": 1, "id": "a"},
+            {"messages": PLAIN_CONVERSATION, "context_messages": 1},
+        ],
+        path,
+    )
+    assert sft_records_from_rows(read_jsonl(path)) == [
+        {"messages": TOOL_CONVERSATION, "tools": TOOLS, "weight": 1.0},
+        {"messages": PLAIN_CONVERSATION, "context_messages": 1},
+    ]
+    with pytest.raises(ValueError, match="row 2 lacks 'messages'"):
+        sft_records_from_rows([{"messages": PLAIN_CONVERSATION}, {"prompt": []}])
+    with pytest.raises(ValueError, match="row 1: weight is -2.0"):
+        sft_records_from_rows([{"messages": PLAIN_CONVERSATION, "weight": -2}])
+
+    pairs = [{"prompt": TOOL_CONVERSATION[:1], "chosen": "42", "rejected": "41", "source": "x"}]
+    assert preference_records_from_rows(pairs) == [
+        {
+            "prompt": TOOL_CONVERSATION[:1],
+            "chosen": [{"role": "assistant", "content": "42"}],
+            "rejected": [{"role": "assistant", "content": "41"}],
+        }
+    ]
+    with pytest.raises(ValueError, match="row 1 lacks 'rejected'"):
+        preference_records_from_rows([{"prompt": TOOL_CONVERSATION[:1], "chosen": "42"}])

@@ -343,3 +343,18 @@ def test_in_memory_store_is_one_database_across_threads() -> None:
     thread.start()
     thread.join()
     assert seen == [run.id]
+
+
+def test_session_is_a_unit_of_work_that_commits_or_rolls_back(store: Store) -> None:
+    run = store.create_run("socratic", {})
+    with store.session(write=True) as session:
+        session.add(Trajectory(run_id=run.id, role="student", stage="solve"))
+    with pytest.raises(RuntimeError), store.session(write=True) as session:
+        session.add(Trajectory(run_id=run.id, role="student", stage="utility"))
+        session.flush()
+        raise RuntimeError("abandoned")
+    with store.session() as session:
+        session.add(Trajectory(run_id=run.id, role="student", stage="read-only"))
+    assert [t.stage for t in store.trajectories(run.id)] == ["solve"]
+    assert [t.role for t in store.trajectories(run.id, stage="solve")] == ["student"]
+    assert store.trajectories(run.id, stage="utility") == []

@@ -233,7 +233,7 @@ def test_a_stale_index_never_serves_a_strategy_rejected_in_sql(library: Strategy
     for s in (good, bad):
         library.set_status(s.id, "approved", author="reviewer:x")
     # Reject ``bad`` in SQL only: the Chroma metadata still says "approved".
-    with library.store._session(write=True) as session:
+    with library.store.session(write=True) as session:
         row = session.exec(select(Strategy).where(Strategy.id == bad.id)).one()
         row.status = "rejected"
         session.add(row)

@@ -1,7 +1,7 @@
 """LoRA DPO on preference pairs (the Socratic Solver's update).
 
 Pairs are TRL conversational rows ``{"prompt": [...messages], "chosen": [...], "rejected": [...],
-"tools": [...]?}``. Every part is rendered through
+"tools": [...]?}``, built and checked by :mod:`agents.datasets`. Every part is rendered through
 :func:`agents.models.chat_format.prepare_messages` first, so tool calls and tool observations in
 prompts or completions become the same text the student sees at inference, and tool schemas of
 templates without native tool support are described in the prompt's system message. ``chosen``

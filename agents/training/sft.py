@@ -1,11 +1,11 @@
 """LoRA supervised fine-tuning on conversations, with an assistant-only loss and optional weights.
 
-Records are TRL conversational rows ``{"messages": [...], "tools": [...]?, "weight": float?}``.
-They are tokenized here (see :mod:`agents.training.data`) into ``input_ids`` plus
-``assistant_masks`` and handed to TRL's ``SFTTrainer`` pre-tokenized: TRL turns the mask into
-``labels`` (``-100`` off the assistant turns) during its own dataset preparation. TRL's
-``assistant_only_loss=True`` is not used because it needs ``{% generation %}`` markers in the chat
-template, which small models' templates lack.
+Records are TRL conversational rows ``{"messages": [...], "tools": [...]?, "weight": float?,
+"context_messages": int?}``, built and checked by :mod:`agents.datasets`. They are tokenized here
+(see :mod:`agents.training.data`) into ``input_ids`` plus ``assistant_masks`` and handed to TRL's
+``SFTTrainer`` pre-tokenized: TRL turns the mask into ``labels`` (``-100`` off the assistant turns)
+during its own dataset preparation. TRL's ``assistant_only_loss=True`` is not used because it
+needs ``{% generation %}`` markers in the chat template, which small models' templates lack.
 
 Weighted SFT (the Socratic Generator's ``-E[U * log p]``): when records carry ``weight``, each
 example's loss is its token-mean negative log-likelihood over assistant tokens, and the batch loss

@@ -443,7 +443,10 @@ def refine(state: TeachingState, ctx: TeachingContext, rnd: int) -> StageOutput:
         row = library.scenario(sid)
         teacher = row.meta.get("teacher_message") or {"role": "assistant", "content": ""}
         work.append(_Refining(sid, list(row.messages), teacher, [], []))
-    new_ids: list[int] = []
+    # What this stage adds to the library is keyed by run, round, scenario and iteration
+    # (``origin``): re-run after a crash, it gets back what its first attempt added instead of a
+    # copy, and a text already in the library is linked, never added twice.
+    ours = f"{ctx.run_id}/r{rnd}/s"
     edited: set[int] = set()
     known = {normalised(s.text): s.id for s in library.strategies()}
     policy, specific = domain.policy, 0
@@ -537,10 +540,9 @@ def refine(state: TeachingState, ctx: TeachingContext, rnd: int) -> StageOutput:
                     score_before=share,
                     teacher_score=1 - share,
                     domain=domain.name,
-                    origin=f"{ctx.run_id}/r{rnd}/s{w.scenario_id}/i{it}/n{j}",
+                    origin=f"{ours}{w.scenario_id}/i{it}/n{j}",
                 )
                 w.touched.append(strategy.id)
-                new_ids.append(strategy.id)
                 known[normalised(strategy.text)] = strategy.id
             for change in out["edit"]:
                 if change["id"] not in seen:  # only what the student saw may be edited
@@ -588,7 +590,9 @@ def refine(state: TeachingState, ctx: TeachingContext, rnd: int) -> StageOutput:
         "scenarios": len(work),
         "closed": sum(w.closed for w in work),
         "iterations": sum(len(w.history) for w in work),
-        "new_strategies": len(new_ids),
+        # Counted by origin, not by this attempt's adds: a re-run after a crash finds what its
+        # first attempt wrote already there (and its student may already be guided by it).
+        "new_strategies": sum((s.origin or "").startswith(ours) for s in library.strategies()),
         "edited_strategies": len(edited),
         "too_specific": specific,  # written for one customer only: dropped
         # the judge's preference for the student over the teacher, first and last try
