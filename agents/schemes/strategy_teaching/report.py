@@ -1,8 +1,8 @@
 """The "Strategy teaching" part of the run report: tables and figure panels.
 
 A strategy-teaching run (see :mod:`agents.schemes.strategy_teaching.graph`) commits ``setup``,
-then per round ``scenarios`` and ``refine``, then ``eval_dialogues`` and ``eval_judge``. This module turns
-those metrics, and the strategies the run wrote into its library, into:
+then per round ``scenarios`` and ``refine``, then ``eval_dialogues`` and ``eval_judge``. This
+module turns those metrics, and the strategies the run wrote into its library, into:
 
 * held-out dialogues per agent: task success, gold-action recall, policy violations, turns, tool
   errors;
