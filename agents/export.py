@@ -7,8 +7,8 @@ leaves nothing half-written.
 
 A card that lists tools (an agent-distill student) is a tool-using agent:
 ``load_agent(dir).run("question")`` runs the same Thought → tool call → observation loop it was
-trained in (:func:`agents.episodes.agent_loop.run_agent`), with the card's system prompt, worked examples
-and tools.
+trained in (:func:`agents.episodes.agent_loop.run_agent`), with the card's system prompt, worked
+examples and tools.
 """
 
 from __future__ import annotations
@@ -406,8 +406,8 @@ class ExportedAgent:
                 use embeds the corpus, which takes minutes).
             max_steps: Replies per episode.
             candidates: Candidate actions per step; above 1, self-consistent action generation.
-            **settings: Other :class:`agents.episodes.agent_loop.LoopSettings` fields (``temperature``,
-                ``max_tokens``, ``sandbox_timeout``, ``seed``...).
+            **settings: Other :class:`agents.episodes.agent_loop.LoopSettings` fields
+                (``temperature``, ``max_tokens``, ``sandbox_timeout``, ``seed``...).
 
         Returns:
             The finished :class:`agents.episodes.agent_loop.Episode` (``.answer``, ``.status``,

@@ -7,8 +7,9 @@ record; adding one to this list is all the command line, the report and the expo
 from __future__ import annotations
 
 from agents.config import ConfigError
+from agents.reporting import ReportSection
 from agents.schemes import agent_distill, dpo, eval, sft, socratic, strategy_teaching
-from agents.schemes.base import ReportSection, Scheme
+from agents.schemes.base import Scheme
 
 SCHEMES: list[Scheme] = [
     sft.SCHEME,

@@ -2,7 +2,7 @@
 
 Every report has the run's header, the stages that did not finish, the metrics of every stage the
 scheme's section does not show itself (training stages included), model usage per role and time
-per stage. A scheme adds its own part through a :class:`~agents.schemes.base.ReportSection`: its
+per stage. A scheme adds its own part through a :class:`~agents.reporting.ReportSection`: its
 markdown after the header and, when it has anything to plot, panels (a) to (c) of the figure;
 panel (d) is always the time per stage. A missing stage or metric is left out (a dash in a table,
 a "no data" panel), never guessed.
@@ -15,13 +15,9 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from agents.reporting import DASH, RunView, duration, is_num, no_data, num, section
+from agents.reporting import DASH, ReportSection, RunView, duration, is_num, no_data, num, section
 from agents.store import Run, Store, Usage
-
-if TYPE_CHECKING:
-    from agents.schemes.base import ReportSection
 
 logger = logging.getLogger(__name__)
 

@@ -53,6 +53,25 @@ class RunView:
         return self._cache[key]
 
 
+@dataclass(frozen=True)
+class ReportSection:
+    """What a scheme adds to the report of its runs (see :mod:`agents.report`).
+
+    Attributes:
+        markdown: ``markdown(view) -> lines`` placed after the run's header.
+        stages: Stage names the section reports itself; the generic "Stage metrics" table leaves
+            them out.
+        plot: ``plot(view, ax_a, ax_b, ax_c)`` draws panels (a) to (c) of the figure; panel (d)
+            is always the time per stage.
+        has_plot_data: ``has_plot_data(view)``: whether the panels have anything to show.
+    """
+
+    markdown: Callable[[Any], list[str]]
+    stages: tuple[str, ...] = ()
+    plot: Callable[[Any, Any, Any, Any], None] | None = None
+    has_plot_data: Callable[[Any], bool] | None = None
+
+
 def is_num(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 

@@ -195,8 +195,8 @@ COMMAND_TABLE: dict[str, CommandFn] = {
 
 
 def _auditor(context: ToolContext) -> Auditor:
-    auditor = context.extra.get("auditor")
-    if not isinstance(auditor, Auditor):
+    auditor = context.get(Auditor)
+    if auditor is None:
         raise ToolError("no strategy library is open")
     return auditor
 
@@ -438,7 +438,7 @@ def agent_tools(state: TurnState, runtime: Runtime[ChatContext]) -> dict[str, An
         question = tool_call_question(call, auditor)
         if question is not None and not confirm(question):
             declined.add(call["id"])
-    context = ToolContext(extra={"auditor": auditor})
+    context = ToolContext([auditor])
     results: list[Message] = []
     for call in calls:
         name = str((call.get("function") or {}).get("name") or "")

@@ -107,5 +107,3 @@ def solve_requests(role: ScriptedRole, config: SocraticJob, rnd: int) -> list[Ch
         and r.n == config.solve.samples
         and "A shop counts" not in r.messages[-1]["content"]
     ]
-
-

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from agents.episodes.agent_loop import DEMONSTRATIONS
 from agents.cli import main
+from agents.episodes.agent_loop import DEMONSTRATIONS
 from agents.schemes.agent_distill.graph import STAGES
 from agents.store import Store, Workspace
 

@@ -28,7 +28,9 @@ def test_flags_come_from_the_config_fields_and_their_descriptions() -> None:
     assert "engine" not in flags  # a mapping has no flag: --set engine.teacher.x=... sets it
     sft = {flag.name: flag for flag in config_flags(SFTJob)}
     # a dataclass setting's help is its line under "Attributes:"
-    assert sft["max-steps"].key == "training.max_steps" and "Optimizer steps" in sft["max-steps"].help
+    assert (
+        sft["max-steps"].key == "training.max_steps" and "Optimizer steps" in sft["max-steps"].help
+    )
 
 
 def test_overrides_win_and_keep_their_types(tmp_path: Path) -> None:

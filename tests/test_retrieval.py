@@ -154,7 +154,7 @@ def test_jsonl_bad_line_names_file_and_line(tmp_path: Path, line: str, problem: 
 
 
 def test_retrieve_tool_output(wiki_dir: Path) -> None:
-    context = ToolContext(corpus=Corpus.open(wiki_dir))
+    context = ToolContext([Corpus.open(wiki_dir)])
     text = retrieve("gothic vampire novel by Bram Stoker", k=2, context=context)
     blocks = text.split("\n\n")
     assert len(blocks) == 2
@@ -176,9 +176,7 @@ def test_retrieve_tool_output(wiki_dir: Path) -> None:
 def test_retrieve_errors_are_observations(wiki_dir: Path) -> None:
     def call(args: dict) -> str:
         tool_call = {"id": "x", "function": {"name": "retrieve", "arguments": json.dumps(args)}}
-        return call_tool(tool_call, [retrieve], ToolContext(corpus=Corpus.open(wiki_dir)))[
-            "content"
-        ]
+        return call_tool(tool_call, [retrieve], ToolContext([Corpus.open(wiki_dir)]))["content"]
 
     assert "k must be between 1 and 10" in call({"query": "music", "k": 0})
     assert "query is empty" in call({"query": "  "})

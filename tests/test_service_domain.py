@@ -12,12 +12,13 @@ import pytest
 from tools.base import ToolContext, ToolError, call_tool
 from tools.service import (
     DOMAINS,
+    DomainState,
     DomainUnavailable,
     ServiceDomain,
     load_domain,
     score_actions,
 )
-from tools.service.domain import calculate
+from tools.service.common import calculate
 
 RETAIL_TOOLS = [
     "find_user_id_by_email",
@@ -288,7 +289,8 @@ def test_cancel_checks_reason_and_status_and_refunds_gift_cards(retail: ServiceD
     order = cancel(order_id=PENDING_GIFT_CARD_ORDER, reason="Ordered by mistake", context=context)
     assert order["status"] == "cancelled" and order["cancel_reason"] == "ordered by mistake"
     assert order["payment_history"][-1]["transaction_type"] == "refund"
-    card = context.extra["db"]["users"]["ethan_lopez_6291"]["payment_methods"]["gift_card_7219486"]
+    user = context.require(DomainState).db["users"]["ethan_lopez_6291"]
+    card = user["payment_methods"]["gift_card_7219486"]
     assert card["balance"] == round(49.0 + 4079.45, 2)
     with pytest.raises(ToolError, match="pending"):
         cancel(order_id=PENDING_GIFT_CARD_ORDER, reason="no longer needed", context=context)
@@ -307,8 +309,8 @@ def test_fresh_databases_are_isolated(retail: ServiceDomain) -> None:
         order_id=PENDING_GIFT_CARD_ORDER,
         reason="no longer needed",
     )
-    assert first.extra["db"]["orders"][PENDING_GIFT_CARD_ORDER]["status"] == "cancelled"
-    assert second.extra["db"]["orders"][PENDING_GIFT_CARD_ORDER]["status"] == "pending"
+    assert first.require(DomainState).db["orders"][PENDING_GIFT_CARD_ORDER]["status"] == "cancelled"
+    assert second.require(DomainState).db["orders"][PENDING_GIFT_CARD_ORDER]["status"] == "pending"
     assert retail.fresh_db()["orders"][PENDING_GIFT_CARD_ORDER]["status"] == "pending"
     assert retail.pristine_db()["orders"][PENDING_GIFT_CARD_ORDER]["status"] == "pending"
 
@@ -471,7 +473,7 @@ def test_airline_search_and_booking_checks_the_total(airline: ServiceDomain) -> 
     arguments["payment_methods"][0]["amount"] = price
     booked = json.loads(run(airline, context, "book_reservation", **arguments))
     assert booked["reservation_id"] == "HATHAT"
-    db = context.extra["db"]
+    db = context.require(DomainState).db
     assert "HATHAT" in db["users"]["chen_jackson_3290"]["reservations"]
     assert db["users"]["chen_jackson_3290"]["payment_methods"]["gift_card_3576581"]["amount"] == (
         245.0 - price

@@ -401,5 +401,3 @@ def test_solver_adapters_chain_across_rounds(rich: RichRun) -> None:
     ]
     assert {t.model for t in solve_2} == {f"scripted:solver+{checkpoints[1].adapter_path}"}
     assert rich.world["solver"].adapter == checkpoints[2].adapter_path
-
-

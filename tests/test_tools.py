@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Literal
 
 import pytest
@@ -70,13 +71,27 @@ def refuse(reason: str) -> str:
     raise ToolError(reason)
 
 
+@dataclass
+class User:
+    """A resource of the kind a custom tool reads from its context."""
+
+    name: str
+
+
 @tool
 def whoami(*, context: ToolContext) -> str:
     """Reads the episode context."""
-    return str(context.extra.get("user", "nobody"))
+    user = context.get(User)
+    return user.name if user is not None else "nobody"
 
 
-TOOLS = [lookup, explode, refuse, whoami, final_answer]
+@tool
+def greet(*, context: ToolContext) -> str:
+    """Needs a user in the episode context."""
+    return f"hello {context.require(User).name}"
+
+
+TOOLS = [lookup, explode, refuse, whoami, greet, final_answer]
 
 
 def make_call(name: str, arguments: object, call_id: str = "call_1") -> dict:
@@ -189,9 +204,39 @@ def test_call_tool_errors_become_observations(name: str, arguments: object, expe
 
 
 def test_call_tool_injects_context() -> None:
-    context = ToolContext(extra={"user": "ada"})
+    context = ToolContext([User("ada")])
     assert call_tool(make_call("whoami", {}), TOOLS, context)["content"] == "ada"
     assert call_tool(make_call("whoami", ""), TOOLS)["content"] == "nobody"
+    assert call_tool(make_call("greet", {}), TOOLS, context)["content"] == "hello ada"
+
+
+def test_a_missing_required_resource_is_an_observation_naming_it() -> None:
+    message = call_tool(make_call("greet", {}), TOOLS, ToolContext())
+    assert message["content"] == "Error: no User is available in this episode"
+
+
+def test_resources_are_found_by_type() -> None:
+    class Admin(User):
+        pass
+
+    class StandIn:  # does not inherit from User, so it must be filed under User explicitly
+        name = "double"
+
+    admin = Admin("root")
+    assert ToolContext([admin]).get(User) is admin  # a subclass serves its base type
+    assert ToolContext([admin]).get(Admin) is admin
+    assert ToolContext([User("ada")]).get(Admin) is None
+    stand_in = StandIn()
+    assert ToolContext({User: stand_in}).get(User) is stand_in
+    assert ToolContext([stand_in]).get(User) is None
+    exact = User("exact")
+    assert ToolContext([admin, exact]).get(User) is exact  # the exact type wins over a subclass
+    with pytest.raises(ValueError, match="two resources of type User"):
+        ToolContext([User("a"), User("b")])
+    with pytest.raises(TypeError, match="must be types"):
+        ToolContext({"user": User("a")})  # type: ignore[dict-item]
+    with pytest.raises(TypeError, match="no close"):
+        ToolContext(owned=[User("a")])
 
 
 # --- final_answer ---------------------------------------------------------------------------
@@ -221,7 +266,7 @@ def session():
 
 
 def test_python_exec_session_keeps_variables(session) -> None:
-    context = ToolContext(session=session)
+    context = ToolContext([session])
     tools = [python_exec]
     first = call_tool(make_call("python_exec", {"code": "x = 2"}, "a"), tools, context)
     assert not first["content"].startswith("Error: ")
@@ -231,7 +276,7 @@ def test_python_exec_session_keeps_variables(session) -> None:
 
 
 def test_python_exec_exception_is_an_observation(session) -> None:
-    context = ToolContext(session=session)
+    context = ToolContext([session])
     message = call_tool(make_call("python_exec", {"code": "1 / 0"}), [python_exec], context)
     assert message["role"] == "tool"
     assert "ZeroDivisionError" in message["content"]
@@ -250,6 +295,33 @@ def test_tool_context_closes_session() -> None:
             self.closed = True
 
     fake = FakeSession()
-    with ToolContext(session=fake) as context:  # type: ignore[arg-type]
-        assert context.session is fake
-    assert fake.closed and context.session is None
+    with ToolContext(owned={sandbox.Session: fake}) as context:
+        assert context.get(sandbox.Session) is fake
+    assert fake.closed and context.get(sandbox.Session) is None
+    context.close()  # closing again is harmless
+
+
+def test_tool_context_closes_only_what_it_owns_even_when_one_close_fails() -> None:
+    closed: list[str] = []
+
+    class Resource:
+        def __init__(self, name: str, fails: bool = False) -> None:
+            self.name, self.fails = name, fails
+
+        def close(self) -> None:
+            closed.append(self.name)
+            if self.fails:
+                raise OSError(f"{self.name} failed")
+
+    class Lent(Resource):
+        pass
+
+    class Broken(Resource):
+        pass
+
+    lent = Lent("lent")
+    context = ToolContext([lent], owned=[Resource("first"), Broken("broken", fails=True)])
+    with pytest.raises(OSError, match="broken failed"):
+        context.close()
+    assert closed == ["broken", "first"]  # newest first, and the failure stopped nothing
+    assert context.get(Lent) is lent and context.get(Broken) is None

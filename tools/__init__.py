@@ -4,7 +4,8 @@ Tool-using trajectories record calls and results in OpenAI tool-call message for
 ``agents.models.chat_format`` for how they are rendered for models without native tool support.
 
 ``DEFAULT_TOOLS`` is the explicit list agents get unless a scheme picks its own; tools reach the
-episode's sandbox session and corpus through the ``ToolContext`` that ``call_tool`` is given.
+episode's resources (the sandbox ``Session``, the ``Corpus``) by type through the ``ToolContext``
+that ``call_tool`` is given.
 """
 
 from __future__ import annotations

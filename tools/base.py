@@ -4,7 +4,8 @@ A tool is a plain typed function. Its signature and Google-style docstring give 
 schema: the summary becomes the description, the ``Args:`` section the parameter descriptions, type
 hints the JSON types, and parameters with defaults are optional. A parameter annotated
 ``ToolContext`` is not part of the schema: ``call_tool`` injects the episode's context there, which
-is how a tool reaches the sandbox session or the retrieval corpus without globals.
+is how a tool reaches the episode's resources (a sandbox session, a corpus, a database) without
+globals. The context finds resources by type, so this module needs to know none of them.
 
 ``call_tool`` never raises for anything a model can get wrong (bad JSON, an unknown tool, a missing
 or mistyped argument, a tool that fails): each becomes an ``Error: ...`` observation, so the agent
@@ -19,13 +20,9 @@ import logging
 import re
 import types
 import typing
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin
-
-if TYPE_CHECKING:
-    from sandbox import Session
-    from tools.retrieval import Corpus
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar, Union, cast, get_args, get_origin
 
 logger = logging.getLogger(__name__)
 
@@ -39,32 +36,95 @@ class ToolError(Exception):
     """Raised by a tool for a failure the agent should read as an observation."""
 
 
-@dataclass
-class ToolContext:
-    """What the tools of one episode share.
+R = TypeVar("R")
+Resources = Iterable[object] | Mapping[type, object]
 
-    Attributes:
-        session: The episode's sandbox session; ``python_exec`` keeps variables in it between
-            calls. ``None`` runs each snippet in a fresh sandbox.
-        corpus: The document collection ``retrieve`` searches; ``None`` disables retrieval.
-        extra: Anything else a custom tool needs (kept as a plain dict, read by name).
+
+def _keyed(resources: Resources) -> list[tuple[type, object]]:
+    """``(key, resource)`` pairs: a mapping's own keys, else each resource's class."""
+    if isinstance(resources, Mapping):
+        pairs = list(resources.items())
+        for key, _ in pairs:
+            if not isinstance(key, type):
+                raise TypeError(f"resource keys must be types, got {key!r}")
+        return pairs
+    return [(type(resource), resource) for resource in resources]
+
+
+class ToolContext:
+    """The resources the tools of one episode share, each found by its type.
+
+    A tool asks for what it needs by class, ``context.get(Corpus)`` or ``context.require(Corpus)``,
+    so the context holds any kind of resource without depending on the modules defining them.
+    A resource is filed under its own class; pass a mapping ``{Corpus: stand_in}`` to file an
+    object under a type it does not inherit from (a test double, say). A lookup takes the resource
+    filed under exactly that type, else the first one that is an instance of it.
+
+    Args:
+        resources: What the context lends but does not close, such as a corpus shared by every
+            episode.
+        owned: What the context closes in ``close()``, such as the sandbox session opened for
+            this episode; looked up the same way.
+
+    Raises:
+        ValueError: If two resources are filed under the same type.
+        TypeError: If a mapping key is not a type, or an owned resource cannot be closed.
     """
 
-    session: Session | None = None
-    corpus: Corpus | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    def __init__(self, resources: Resources = (), *, owned: Resources = ()) -> None:
+        self._resources: dict[type, object] = {}
+        owned_pairs = _keyed(owned)
+        for key, resource in [*_keyed(resources), *owned_pairs]:
+            if key in self._resources:
+                raise ValueError(f"two resources of type {key.__name__} in one tool context")
+            self._resources[key] = resource
+        for key, resource in owned_pairs:
+            if not callable(getattr(resource, "close", None)):
+                raise TypeError(f"owned resource {key.__name__} has no close() method")
+        self._owned = [key for key, _ in owned_pairs]
+
+    def get(self, kind: type[R]) -> R | None:
+        """The resource of type ``kind``, or None when the episode has none."""
+        if kind in self._resources:
+            return cast(R, self._resources[kind])
+        return next((r for r in self._resources.values() if isinstance(r, kind)), None)
+
+    def require(self, kind: type[R]) -> R:
+        """The resource of type ``kind``.
+
+        Raises:
+            ToolError: If the episode has none; the agent reads the message as an observation.
+        """
+        resource = self.get(kind)
+        if resource is None:
+            raise ToolError(f"no {kind.__name__} is available in this episode")
+        return resource
 
     def close(self) -> None:
-        """Close the sandbox session, if any (the corpus is persistent and needs no closing)."""
-        if self.session is not None:
-            self.session.close()
-            self.session = None
+        """Close the owned resources, newest first, and forget them; safe to call twice.
+
+        Every owned resource is closed even when one of them fails; the first failure is then
+        raised.
+        """
+        failure: BaseException | None = None
+        while self._owned:
+            resource = self._resources.pop(self._owned.pop())
+            try:
+                resource.close()  # type: ignore[attr-defined]
+            except Exception as exc:  # noqa: BLE001 - the rest must still be closed
+                failure = failure or exc
+        if failure is not None:
+            raise failure
 
     def __enter__(self) -> ToolContext:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    def __repr__(self) -> str:
+        kinds = ", ".join(key.__name__ for key in self._resources)
+        return f"ToolContext({kinds})"
 
 
 @dataclass

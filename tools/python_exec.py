@@ -1,8 +1,9 @@
 """``python_exec``: run model-written Python in the sandbox.
 
-With a session in the ``ToolContext`` the snippets of one episode share an interpreter, so a
-variable defined in one call is there in the next; without one each call starts fresh. The sandbox
-package owns isolation and limits; this tool only turns its result into an observation.
+With a ``sandbox.Session`` in the ``ToolContext`` the snippets of one episode share an
+interpreter, so a variable defined in one call is there in the next; without one each call starts
+fresh. The sandbox package owns isolation and limits; this tool only turns its result into an
+observation.
 """
 
 from __future__ import annotations
@@ -20,8 +21,6 @@ def python_exec(code: str, *, context: ToolContext) -> str:
     Args:
         code: Python source to execute.
     """
-    if context.session is not None:
-        result = context.session.run(code)
-    else:
-        result = sandbox.run(code)
+    session = context.get(sandbox.Session)
+    result = session.run(code) if session is not None else sandbox.run(code)
     return result.observation()

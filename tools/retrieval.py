@@ -355,10 +355,11 @@ def retrieve(query: str, k: int = 3, *, context: ToolContext) -> str:
         query: What to look for, in natural language or keywords.
         k: How many documents to return (1 to 10).
     """
-    if context.corpus is None:
+    corpus = context.get(Corpus)
+    if corpus is None:
         raise ToolError("retrieve: no document collection is available in this episode")
     if not 1 <= k <= MAX_K:
         raise ToolError(f"retrieve: k must be between 1 and {MAX_K}, got {k}")
     if not query.strip():
         raise ToolError("retrieve: the query is empty")
-    return format_documents(context.corpus.search(query, k))
+    return format_documents(corpus.search(query, k))

@@ -313,12 +313,21 @@ class LoopContext:
     code: dict[int, list[str]] = field(default_factory=dict)  # python run so far, per episode
     progress: Callable[[int], None] | None = None
 
+    def shared(self) -> dict[type, object]:
+        """The resources every episode's tools share, filed by the type tools ask for.
+
+        The corpus is filed under ``Corpus`` explicitly so that any object with its ``search``
+        (a stand-in corpus, say) serves ``retrieve`` too.
+        """
+        return {Corpus: self.corpus} if self.corpus is not None else {}
+
     def context(self, index: int) -> ToolContext:
         if index not in self.contexts:
             from sandbox import Session
 
             session = Session(timeout=self.settings.sandbox_timeout)
-            self.contexts[index] = ToolContext(session=session, corpus=self.corpus)
+            # The episode's context owns its session: closing the context closes the sandbox.
+            self.contexts[index] = ToolContext(self.shared(), owned=[session])
         return self.contexts[index]
 
     def close(self, index: int | None = None) -> None:
@@ -354,14 +363,14 @@ def _trial(ctx: LoopContext, index: int, action: Action) -> tuple[bool, str]:
         args = json.loads(action.call["function"]["arguments"])
         return "answer" in args, str(args.get("answer", "")).strip()
     if name != "python_exec":
-        output, failed = _run(ctx, action.call, ToolContext(corpus=ctx.corpus))
+        output, failed = _run(ctx, action.call, ToolContext(ctx.shared()))
         return not failed, output
     from sandbox import Session
 
     with Session(timeout=ctx.settings.sandbox_timeout) as scratch:
         for code in ctx.code.get(index, []):
             scratch.run(code)
-        output, failed = _run(ctx, action.call, ToolContext(session=scratch))
+        output, failed = _run(ctx, action.call, ToolContext([scratch]))
     return not failed, output
 
 

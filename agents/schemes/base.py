@@ -38,6 +38,7 @@ from agents.config import ConfigError
 from agents.models import load_engine, resolve_local_model
 from agents.models.base import ChatRequest, Engine
 from agents.models.cached import CachedEngine
+from agents.reporting import ReportSection
 from agents.store import ModelCheckpoint, Run, Store, Workspace
 
 log = logging.getLogger(__name__)
@@ -238,25 +239,6 @@ def train_role(
         metrics={**metrics, "system_prompt": system_prompt},
     )
     return StageOutput(metrics, {f"{role}_adapter": str(out_dir)}, add=[checkpoint])
-
-
-@dataclass(frozen=True)
-class ReportSection:
-    """What a scheme adds to the report of its runs (see :mod:`agents.report`).
-
-    Attributes:
-        markdown: ``markdown(view) -> lines`` placed after the run's header.
-        stages: Stage names the section reports itself; the generic "Stage metrics" table leaves
-            them out.
-        plot: ``plot(view, ax_a, ax_b, ax_c)`` draws panels (a) to (c) of the figure; panel (d)
-            is always the time per stage.
-        has_plot_data: ``has_plot_data(view)``: whether the panels have anything to show.
-    """
-
-    markdown: Callable[[Any], list[str]]
-    stages: tuple[str, ...] = ()
-    plot: Callable[[Any, Any, Any, Any], None] | None = None
-    has_plot_data: Callable[[Any], bool] | None = None
 
 
 class CheckpointedGraph:

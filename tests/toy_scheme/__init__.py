@@ -6,13 +6,14 @@ the list of schemes and drives it through ``agents run``, ``--resume``, the repo
 ``agents export`` without any edit to a shared module.
 """
 
+from agents.schemes.base import Scheme
 from toy_scheme.config import ToyJob
 from toy_scheme.graph import ToyDistillation
-
-from agents.schemes.base import Scheme
 
 SCHEME = Scheme(
     run=ToyDistillation,
     help="Toy self-distillation: a teacher answers, a student is fine-tuned on the answers",
     export_roles=("student",),
 )
+
+__all__ = ["SCHEME", "ToyDistillation", "ToyJob"]

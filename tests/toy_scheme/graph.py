@@ -7,13 +7,13 @@ from typing import Any, TypedDict
 
 import yaml
 from langgraph.graph import END, START, StateGraph
-from toy_scheme.config import ToyJob
-from toy_scheme.report import SECTION
 
 from agents.datasets import sft_record
 from agents.models.base import ChatRequest
 from agents.schemes.base import RoleContext, SchemeRun, StageOutput, add_stage_chain, train_role
 from agents.store import Run, Trajectory
+from toy_scheme.config import ToyJob
+from toy_scheme.report import SECTION
 
 PROMPTS: dict[str, str] = yaml.safe_load(Path(__file__).with_name("prompts.yaml").read_text())
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agents.reporting import RunView, finished, no_data, num, section
-from agents.schemes.base import ReportSection
+from agents.reporting import ReportSection, RunView, finished, no_data, num, section
 
 
 def _markdown(view: RunView) -> list[str]:

@@ -14,18 +14,19 @@ from tools.service.checks import (
     score_actions,
     tool_calls_of,
 )
-from tools.service.domain import (
-    DOMAINS,
+from tools.service.common import (
+    DomainState,
     DomainUnavailable,
     GoldAction,
     ServiceDomain,
     ServiceTask,
-    load_domain,
 )
+from tools.service.registry import DOMAINS, load_domain
 
 __all__ = [
     "DOMAINS",
     "ActionScore",
+    "DomainState",
     "DomainUnavailable",
     "GoldAction",
     "ServiceDomain",

@@ -1,13 +1,14 @@
 """The airline agent's tools: look up users, reservations and flights; book, change, cancel.
 
-Every tool reads and changes the episode database in ``ToolContext.extra["db"]`` (a dict with
-``users``, ``reservations`` and ``flights``, keyed by id). Like τ²-bench's airline API, the write
-tools check only what the system can check by itself: flights bookable on the date with enough
-seats, payment methods in the user's profile with enough balance, a payment total that adds up,
-an unchanged passenger count. The policy rules the agent must apply before calling them (who may
-cancel, basic economy flights cannot change, bags can only be added...) are deliberately not
-enforced here, as the policy itself says. Seat counts drop when a reservation is booked; flight
-changes and cancellations leave them as they are, as in τ²-bench.
+Every tool reads and changes the episode database, held by the ``DomainState`` in its
+``ToolContext`` (a dict with ``users``, ``reservations`` and ``flights``, keyed by id). Like
+τ²-bench's airline API, the write tools check only what the system can check by itself: flights
+bookable on the date with enough seats, payment methods in the user's profile with enough
+balance, a payment total that adds up, an unchanged passenger count. The policy rules the agent
+must apply before calling them (who may cancel, basic economy flights cannot change, bags can
+only be added...) are deliberately not enforced here, as the policy itself says. Seat counts drop
+when a reservation is booked; flight changes and cancellations leave them as they are, as in
+τ²-bench.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import datetime as dt
 from typing import Any, Literal
 
 from tools.base import Tool, ToolContext, ToolError, tool
-from tools.service.domain import calculate, db_of, transfer_to_human_agents
+from tools.service.common import calculate, db_of, transfer_to_human_agents
 
 Cabin = Literal["basic_economy", "economy", "business"]
 NOW = "2024-05-15T15:00:00"  # the policy's "current time"; new reservations are created then

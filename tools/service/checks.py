@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tools.service.domain import GoldAction, ServiceDomain, ServiceTask
+from tools.service.common import GoldAction, ServiceDomain, ServiceTask
 
 _YES = re.compile(r"\byes\b|\bi confirm\b", re.IGNORECASE)
 

@@ -1,12 +1,13 @@
 """The retail agent's tools: look up users, orders and products; cancel, modify, return, exchange.
 
-Every tool reads and changes the episode database in ``ToolContext.extra["db"]`` (a dict with
-``users``, ``orders`` and ``products``, keyed by id). The write tools enforce the rules the policy
-says the system itself checks: order status (cancel and modify only pending orders, return and
-exchange only delivered ones), the two accepted cancellation reasons, item variants of the same
-product that are available, payment methods the user owns, and gift-card balances. Rules the
-policy leaves to the agent (authentication, explicit confirmation, one user per conversation) are
-not enforced here; ``tools.service.checks`` flags their violations.
+Every tool reads and changes the episode database, held by the ``DomainState`` in its
+``ToolContext`` (a dict with ``users``, ``orders`` and ``products``, keyed by id). The write
+tools enforce the rules the policy says the system itself checks: order status (cancel and modify
+only pending orders, return and exchange only delivered ones), the two accepted cancellation
+reasons, item variants of the same product that are available, payment methods the user owns,
+and gift-card balances. Rules the policy leaves to the agent (authentication, explicit
+confirmation, one user per conversation) are not enforced here; ``tools.service.checks`` flags
+their violations.
 
 Money moves the way the policy describes: refunds to a gift card raise its balance at once, other
 refunds are only recorded in the order's payment history.
@@ -17,7 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from tools.base import Tool, ToolContext, ToolError, tool
-from tools.service.domain import calculate, db_of, transfer_to_human_agents
+from tools.service.common import calculate, db_of, transfer_to_human_agents
 
 CANCEL_REASONS = ("no longer needed", "ordered by mistake")
 

@@ -598,4 +598,3 @@ class AgentDistillation(SchemeRun):
     def kept(self) -> list[Trajectory]:
         """The teacher trajectories the filter kept (the student's training data)."""
         return [r for r in _stage_rows(self.context, "teacher", "agent") if r.meta.get("kept")]
-

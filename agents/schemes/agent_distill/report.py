@@ -11,8 +11,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from agents.reporting import DASH, RunView, finished, is_num, latest, no_data, num, table
-from agents.schemes.base import ReportSection
+from agents.reporting import (
+    DASH,
+    ReportSection,
+    RunView,
+    finished,
+    is_num,
+    latest,
+    no_data,
+    num,
+    table,
+)
 
 #: Held-out evaluations in report order: stage → (trajectory role, short name for plots, label).
 EVALS: dict[str, tuple[str, str, str]] = {

@@ -18,8 +18,8 @@ from agents.eval.heldout import EvalItem, evaluate, read_eval_items
 from agents.models import load_engine
 from agents.models.base import Engine
 from agents.models.cached import CachedEngine
+from agents.reporting import ReportSection
 from agents.schemes.base import (
-    ReportSection,
     RoleContext,
     Scheme,
     SchemeRun,

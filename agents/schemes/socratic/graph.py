@@ -209,7 +209,9 @@ def setup(state: SocraticState, ctx: SocraticContext, rnd: int) -> StageOutput:
     )
 
 
-def _evaluate(state: SocraticState, ctx: SocraticContext, rnd: int, adapter: str | None) -> StageOutput:
+def _evaluate(
+    state: SocraticState, ctx: SocraticContext, rnd: int, adapter: str | None
+) -> StageOutput:
     cfg = ctx.config.eval
     engine = ctx.with_adapter("solver", adapter)
     items = _question_items(ctx, kind="heldout")
@@ -606,7 +608,9 @@ def curriculum(state: SocraticState, ctx: SocraticContext, rnd: int) -> StageOut
 # ---------------------------------------------------------------------------- routing and graph
 
 
-def after_eval(state: SocraticState, runtime: Runtime[SocraticContext]) -> Literal["select", "__end__"]:
+def after_eval(
+    state: SocraticState, runtime: Runtime[SocraticContext]
+) -> Literal["select", "__end__"]:
     """Another round, or the end once the last round is evaluated."""
     return "select" if state.get("round", 0) < runtime.context.config.rounds else END
 
@@ -722,4 +726,3 @@ class SocraticLoop(SchemeRun):
             if stage.status == "finished" and accuracy is not None:
                 found["base" if stage.name == "eval_base" else stage.round] = accuracy
         return found
-

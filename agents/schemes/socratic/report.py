@@ -12,8 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from agents.reporting import DASH, RunView, is_num, joined, no_data, num, section
-from agents.schemes.base import ReportSection
+from agents.reporting import DASH, ReportSection, RunView, is_num, joined, no_data, num, section
 
 LOOP_STAGES = ("solve", "verify", "pairs", "zones", "refine", "quality", "utility", "curriculum")
 ZONES = ("mastered", "learning", "too_hard", "unseen")

@@ -703,4 +703,3 @@ class StrategyTeaching(SchemeRun):
                     {k: v for k, v in stage.metrics.items() if isinstance(v, dict) and k[0] != "_"}
                 )
         return found
-

