@@ -29,8 +29,10 @@ import re
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal, TypedDict
 
+import yaml
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from tqdm.auto import tqdm
@@ -42,64 +44,34 @@ from tools.retrieval import Corpus
 
 log = logging.getLogger(__name__)
 
-AGENT_SYSTEM_PROMPT = """\
-You solve tasks step by step with tools. In every step, write "Thought:" and your reasoning, \
-then call exactly one tool:
-- python_exec(code): run Python code; print() the values you need. Use it for all arithmetic.
-- retrieve(query): search an encyclopedia of Wikipedia summaries. Use it to look up facts.
-- final_answer(answer): give the final answer and stop. For a math problem the answer is a \
-number only; for a question it is a short phrase.
-You see each tool's result before your next step."""
+_PROMPTS: dict[str, Any] = yaml.safe_load(
+    Path(__file__).with_name("agent_prompts.yaml").read_text(encoding="utf-8")
+)
+#: The agent's system prompt, from ``agent_prompts.yaml`` beside this module.
+AGENT_SYSTEM_PROMPT: str = _PROMPTS["system"]
 
 
-def _demo_call(call_id: str, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+def _demo_message(message: dict[str, Any]) -> Message:
+    """A worked-example turn with its tool calls in OpenAI format (arguments as JSON text)."""
+    calls = message.get("tool_calls")
+    if not calls:
+        return dict(message)
     return {
-        "id": call_id,
-        "type": "function",
-        "function": {"name": name, "arguments": json.dumps(arguments)},
+        **message,
+        "tool_calls": [
+            {
+                "id": call["id"],
+                "type": "function",
+                "function": {"name": call["name"], "arguments": json.dumps(call["arguments"])},
+            }
+            for call in calls
+        ],
     }
 
 
 #: Worked examples shown before every task (as earlier turns of the conversation): one math
 #: problem solved with Python, one question answered by retrieval.
-DEMONSTRATIONS: list[Message] = [
-    {
-        "role": "user",
-        "content": "A baker makes 14 trays of 18 rolls and sells all but 37 rolls. "
-        "How many rolls does he sell?",
-    },
-    {
-        "role": "assistant",
-        "content": "Thought: He makes 14 * 18 rolls and keeps 37; I compute the rest in Python.",
-        "tool_calls": [_demo_call("demo_0", "python_exec", {"code": "print(14 * 18 - 37)"})],
-    },
-    {"role": "tool", "tool_call_id": "demo_0", "name": "python_exec", "content": "stdout:\n215"},
-    {
-        "role": "assistant",
-        "content": "Thought: He sells 215 rolls.",
-        "tool_calls": [_demo_call("demo_1", "final_answer", {"answer": "215"})],
-    },
-    {"role": "tool", "tool_call_id": "demo_1", "name": "final_answer", "content": "215"},
-    {"role": "user", "content": "In which city was the composer Edvard Grieg born?"},
-    {
-        "role": "assistant",
-        "content": "Thought: I look up Edvard Grieg in the encyclopedia.",
-        "tool_calls": [_demo_call("demo_2", "retrieve", {"query": "Edvard Grieg composer"})],
-    },
-    {
-        "role": "tool",
-        "tool_call_id": "demo_2",
-        "name": "retrieve",
-        "content": "[1] Edvard Grieg\nEdvard Hagerup Grieg was a Norwegian composer and pianist, "
-        "born in Bergen in 1843.",
-    },
-    {
-        "role": "assistant",
-        "content": "Thought: The summary says he was born in Bergen.",
-        "tool_calls": [_demo_call("demo_3", "final_answer", {"answer": "Bergen"})],
-    },
-    {"role": "tool", "tool_call_id": "demo_3", "name": "final_answer", "content": "Bergen"},
-]
+DEMONSTRATIONS: list[Message] = [_demo_message(m) for m in _PROMPTS["demonstrations"]]
 
 
 #: Strings that end a reply: after its tool call a model must wait for the observation.

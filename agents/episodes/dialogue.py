@@ -22,8 +22,10 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, TypedDict
 
+import yaml
 from langgraph.graph import END, START, StateGraph
 from langgraph.runtime import Runtime
 from tqdm.auto import tqdm
@@ -34,7 +36,10 @@ from agents.models.chat_format import TOOL_CALL_CLOSE, TOOL_CALL_OPEN
 from tools.base import ToolContext, call_tool, tool_message
 from tools.service import ServiceDomain, ServiceTask
 
-GREETING = "Hi! How can I help you today?"
+_PROMPTS: dict[str, str] = yaml.safe_load(
+    Path(__file__).with_name("dialogue_prompts.yaml").read_text(encoding="utf-8")
+)
+GREETING = _PROMPTS["greeting"]
 CUSTOMER_STOP = "###STOP###"
 TRANSFER_TOOL = "transfer_to_human_agents"
 
@@ -42,31 +47,14 @@ TRANSFER_TOOL = "transfer_to_human_agents"
 Guidance = list[tuple[int, str]]
 Guide = Callable[[Sequence[Message]], Guidance]
 
-AGENT_PROMPT = """\
-You are a customer service agent of a {domain} company. Help the customer within the policy \
-below. In each reply do exactly ONE of these: call one tool, or write one message to the \
-customer. Never do both, never make up information, and ask for an explicit "yes" before any \
-action that changes the database.
-
-# Policy
-{policy}"""
-
-GUIDANCE_HEADER = "# Guidance learned from earlier conversations (follow it where it applies)"
-
-CUSTOMER_PROMPT = """\
-You are a customer talking to a customer service agent. Play this customer:
-
-{brief}
-
-Write only your next message to the agent, in one or two short sentences, as the customer would. \
-Give a piece of information only when the agent asks for it, and never invent details that are \
-not in your brief."""
-CUSTOMER_OPEN = (
-    "Write your first message to the agent as the customer: say why you are contacting them."
-)
-CUSTOMER_NEXT = "Write your next message to the agent as the customer."
+# Prompts, from ``dialogue_prompts.yaml`` beside this module.
+AGENT_PROMPT = _PROMPTS["agent_system"]
+GUIDANCE_HEADER = _PROMPTS["guidance_header"]
+CUSTOMER_PROMPT = _PROMPTS["customer_system"]
+CUSTOMER_OPEN = _PROMPTS["customer_open"]
+CUSTOMER_NEXT = _PROMPTS["customer_next"]
 # The customer's first message is started for it: small simulators otherwise answer as the agent.
-CUSTOMER_OPENING_PREFIX = "Hi, "
+CUSTOMER_OPENING_PREFIX = _PROMPTS["customer_opening_prefix"]
 
 
 @dataclass
