@@ -5,7 +5,7 @@ vLLM, ``load_engine(path)``) can serve it; ``agent_card.json`` says where it cam
 prompt it. Exports are written to a staging directory and renamed into place, so a failed export
 leaves nothing half-written.
 
-A card that lists tools (an agent-distill student) is a tool-using agent:
+A card that lists tools (a student trained to call them) is a tool-using agent:
 ``load_agent(dir).run("question")`` runs the same Thought → tool call → observation loop it was
 trained in (:func:`agents.episodes.agent_loop.run_agent`), with the card's system prompt, worked
 examples and tools.

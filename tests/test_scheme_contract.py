@@ -93,3 +93,14 @@ def test_a_new_scheme_runs_resumes_reports_and_exports(
     assert card.scheme == "toy-distill" and card.base_model == model
     assert card.system_prompt == "Answer in one short sentence."
     assert json.loads((out / "agent_card.json").read_text())["run_id"] == run.id
+
+
+def test_shared_modules_name_no_scheme() -> None:
+    """The command line, the config loader, the report and the export read the records only."""
+    names = [scheme.name for scheme in jobs.SCHEMES]
+    for module in ("config.py", "report.py", "reporting.py", "export.py", "cli.py"):
+        text = (ROOT / "agents" / module).read_text()
+        if module == "cli.py":  # `agents eval` is a command of its own, an alias of `run eval`
+            text = text.replace('["eval"]', "").replace('"eval", help=', "")
+        for name in names:
+            assert f'"{name}"' not in text and f"'{name}'" not in text, (module, name)
