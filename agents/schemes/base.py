@@ -284,7 +284,7 @@ class CheckpointedGraph:
         snapshot = self.graph.get_state(self.thread)
         return bool(snapshot.values) and not snapshot.next
 
-    def run(self, stop: Callable[[str, dict[str, Any]], bool] | None = None) -> Run:
+    def advance(self, stop: Callable[[str, dict[str, Any]], bool] | None = None) -> Run:
         """Run (or resume) until the graph ends or ``stop(node, state)`` after a node says so.
 
         The run's status is ``running`` meanwhile, then ``finished``, ``paused`` (stopped early
@@ -416,7 +416,7 @@ class SchemeRun:
     def _run_graph(self, stop: Callable[[str, dict[str, Any]], bool] | None) -> Run:
         """Run the graph until ``stop`` says so; the report is written however it ends."""
         try:
-            return self.checkpointed.run(stop)
+            return self.checkpointed.advance(stop)
         finally:
             self.report()
 
