@@ -28,10 +28,11 @@ EXIT_USER_ERROR = 2
 def _user_errors() -> tuple[type[BaseException], ...]:
     from agents.config import ConfigError
     from agents.export import ExportError
+    from agents.migrations import SchemaTooNew
     from agents.models.base import EngineError
     from agents.store import StoreError
 
-    return ConfigError, EngineError, ExportError, StoreError
+    return ConfigError, EngineError, ExportError, StoreError, SchemaTooNew
 
 
 def _open_store(args: argparse.Namespace) -> tuple[Any, Any]:
@@ -166,6 +167,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     scheme, scheme_args = _scheme_args(args.scheme, args)
     store, run = launch(scheme, scheme_args)
     print(f"run {run.id} {run.status}")
+    if scheme.summary is not None and run.status == "finished":
+        print(scheme.summary(store, run))
     _print_run(store, run.id)
     return 0
 
@@ -344,8 +347,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv[:1] == ["eval"]:
-        argv = ["run", *argv]  # the eval command runs the one-stage eval scheme
+    command = next((i for i, arg in enumerate(argv) if not arg.startswith("-")), None)
+    if command is not None and argv[command] == "eval":
+        argv.insert(command, "run")  # the eval command runs the one-stage eval scheme
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,

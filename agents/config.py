@@ -194,11 +194,16 @@ def config_flags(model: type[BaseModel]) -> list[Flag]:
         scalar = _scalar(info.annotation)
         if scalar is not None:
             flag = name.replace("_", "-")
-            found[flag] = Flag(flag, name, scalar[0], info.description, scalar[1])
+            found[flag] = Flag(flag, name, scalar[0], _help(info.description), scalar[1])
     for flag, key in (getattr(model, "FLAGS", None) or {}).items():
         annotation, description = _field_at(model, key)
         scalar = _scalar(annotation)
         if scalar is None:
             raise TypeError(f"{model.__name__}.FLAGS[{flag!r}]: {key} is not a scalar setting")
-        found[flag] = Flag(flag, key, scalar[0], description, scalar[1])
+        found[flag] = Flag(flag, key, scalar[0], _help(description), scalar[1])
     return list(found.values())
+
+
+def _help(description: str | None) -> str | None:
+    # argparse formats help with %-interpolation: a literal "%" in a description must be doubled.
+    return description.replace("%", "%%") if description else description

@@ -256,9 +256,15 @@ def card_for_run(
             f"run {run_id} is a {run.scheme} run, which trains no weights; there is no model "
             "to export"
         )
-    if role is None and scheme is not None:
+    if role is None and scheme is not None and scheme.export_roles is not None:
         trained = {c.role for c in store.checkpoints(run_id)}
         role = next((r for r in scheme.export_roles if r in trained), None)
+        if role is None:
+            raise ExportError(
+                f"run {run_id} has trained none of the roles a {run.scheme} run exports "
+                f"({', '.join(scheme.export_roles)}); roles with adapters: "
+                f"{', '.join(sorted(trained)) or 'none'}; pick one with --role"
+            )
     checkpoints = [
         c
         for c in store.checkpoints(run_id)

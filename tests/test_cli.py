@@ -111,7 +111,7 @@ def test_eval_stores_verdicts_and_a_rerun_is_served_from_the_cache(
         "--max-tokens", "8", "--temperature", "0.7", "--quiet",
     ]  # fmt: skip
     assert main(args) == 0 and main(args) == 0
-    assert "accuracy" in capsys.readouterr().out
+    assert "items (2 samples each)" in capsys.readouterr().out  # the eval scheme's summary
     store = _store(tmp_path)
     second, first = store.list_runs()
     assert len(store.trajectories(first.id)) == 6
@@ -150,6 +150,7 @@ def test_malformed_rows_are_reported_with_their_line(
         (["run", "sft", "--base", "builtin:nope"], "unknown built-in model"),
         (["run", "sft", "--base", "/no/such/dir"], "unknown model"),
         (["eval", "--set", "engine.bogus=1"], "unknown engine option 'bogus'"),
+        (["-v", "eval", "--data", "/no/eval.jsonl"], "/no/eval.jsonl does not exist"),
         (["run", "socratic", "--resume", "20990101-0000-abcd"], "No run '20990101-0000-abcd'"),
         (["run", "socratic", "--resume", "x", "--seeds", "3"], "keeps its stored settings"),
         (["run", "sft", "--resume", "20990101-0000-abcd"], "No run '20990101-0000-abcd'"),

@@ -5,8 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from pydantic import Field
 
-from agents.config import CONFIG_DIR, ConfigError, config_flags, load_config, parse_override
+from agents.config import (
+    CONFIG_DIR,
+    ConfigError,
+    StrictModel,
+    config_flags,
+    load_config,
+    parse_override,
+)
 from agents.jobs import SCHEMES
 from agents.schemes.eval import EvalJob
 from agents.schemes.sft import SFTJob
@@ -82,3 +90,11 @@ def test_shipped_socratic_configs_validate() -> None:
     quick = load_config(SocraticJob, CONFIG_DIR / "socratic_quick.yaml")
     assert full.seeds.count == 100 and full.solve.samples == 8 and full.rounds == 3
     assert quick.rounds == 1 and quick.seeds.count < full.seeds.count
+
+
+def test_a_percent_sign_in_a_description_is_escaped_for_argparse() -> None:
+    class Job(StrictModel):
+        share: float = Field(0.5, description="share of items (50% by default)")
+
+    (flag,) = config_flags(Job)
+    assert flag.help == "share of items (50%% by default)"

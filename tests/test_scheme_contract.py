@@ -104,3 +104,17 @@ def test_shared_modules_name_no_scheme() -> None:
             text = text.replace('["eval"]', "").replace('"eval", help=', "")
         for name in names:
             assert f'"{name}"' not in text and f"'{name}'" not in text, (module, name)
+
+
+def test_export_refuses_a_run_whose_export_roles_were_never_trained(tmp_path: Path) -> None:
+    """An agent-distill run whose student was never trained (only the CoT baseline was): the
+    export asks for a role instead of exporting the baseline as if it were the agent."""
+    from agents.export import ExportError, card_for_run
+
+    store = Store.open(Workspace.resolve(tmp_path))
+    run = store.create_run("agent-distill", {})
+    store.register_checkpoint(run.id, "student_cot", 0, base_model="m", adapter_path="/a")
+    with pytest.raises(ExportError, match=r"\(student\); roles with adapters: student_cot"):
+        card_for_run(store, run.id)
+    _, adapter = card_for_run(store, run.id, role="student_cot")
+    assert adapter == "/a"

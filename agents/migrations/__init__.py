@@ -98,7 +98,8 @@ def upgrade(connection: Connection, metadata: MetaData) -> str | None:
         except CommandError as error:
             raise SchemaTooNew(
                 f"The database is at schema revision {start!r}, which this release does not "
-                f"know (newest: {head()!r}); it was written by a newer agents-distill."
+                f"know (newest: {head()!r}); it was written by a newer agents-distill, so open "
+                "it with that release."
             ) from error
         command.upgrade(_config(connection), "head")
     metadata.create_all(connection)

@@ -72,11 +72,8 @@ class RoleContext:
     def engine(self, role: str) -> CachedEngine:
         if role not in self.engines:
             spec = getattr(self.config, role)
-            inner = (
-                self.loader(role)
-                if self.loader
-                else load_engine(spec, **self.config.engine.get(role, {}))
-            )
+            options = (getattr(self.config, "engine", None) or {}).get(role, {})
+            inner = self.loader(role) if self.loader else load_engine(spec, **options)
             self.engines[role] = CachedEngine(inner, self.store, run_id=self.run_id, role=role)
         return self.engines[role]
 
@@ -217,6 +214,8 @@ def train_role(
         "first_loss": result.losses[0] if result.losses else None,
         "last_loss": result.losses[-1] if result.losses else None,
         "train_seconds": round(result.seconds, 2),
+        # TRL's own summary (train_loss, train_runtime, samples per second, epoch, ...)
+        **{k: v for k, v in result.metrics.items() if isinstance(v, int | float)},
     }
     # DPO: share of pairs ranked right by the implicit reward, and its margin, at the end.
     for key, name in (
@@ -393,7 +392,8 @@ class SchemeRun:
                         f"a directory): {err}"
                     ) from None
         cls.check(config)
-        run = store.create_run(cls.scheme, config.model_dump(mode="json"), name=config.name)
+        name = getattr(config, "name", None)
+        run = store.create_run(cls.scheme, config.model_dump(mode="json"), name=name)
         return cls(config, store, workspace, run.id, **options)
 
     @classmethod
@@ -412,6 +412,13 @@ class SchemeRun:
             article = "an" if cls.scheme[0] in "aeiou" else "a"
             raise ConfigError(f"run {run_id} is a {run.scheme} run, not {article} {cls.scheme} one")
         return cls(cls.job.model_validate(run.config), store, workspace, run.id, **options)
+
+    def run(self) -> Run:
+        """Run to the end, or resume where the run stopped; the report is written either way.
+
+        Schemes may offer ways to stop early (``run(rounds=1)``, ``run(until="filter")``).
+        """
+        return self._run_graph(None)
 
     def _run_graph(self, stop: Callable[[str, dict[str, Any]], bool] | None) -> Run:
         """Run the graph until ``stop`` says so; the report is written however it ends."""
@@ -443,15 +450,19 @@ class Scheme:
         run: The :class:`SchemeRun` subclass that creates, resumes and runs a stored run.
         help: One line for ``agents run --help``.
         export_roles: Roles whose trained adapters ``agents export`` can export, the default
-            first; empty when the scheme trains no weights.
+            first; empty when the scheme trains no weights; None for "whichever role the run
+            trained" (one-stage fine-tuning, whose role is a setting).
         demonstrations: Worked examples written into an exported agent's card (agents that run
             tools are shown them before every task).
+        summary: ``summary(store, run) -> str``: one line ``agents run`` prints when the run
+            finishes, before the stage list.
     """
 
     run: type[SchemeRun]
     help: str
-    export_roles: tuple[str, ...] = ()
+    export_roles: tuple[str, ...] | None = ()
     demonstrations: Callable[[], list[dict[str, Any]]] | None = None
+    summary: Callable[[Store, Run], str] | None = None
 
     @property
     def name(self) -> str:

@@ -117,7 +117,3 @@ class FinetuneRun(SchemeRun):
         checkpoint = out.add[0]
         checkpoint.metrics = {**checkpoint.metrics, "tools": _tools_of(rows)}  # type: ignore[attr-defined]
         return out
-
-    def run(self) -> Any:
-        """Train (or, resumed, finish training); writes the report however it ends."""
-        return self._run_graph(None)

@@ -27,6 +27,5 @@ class ToyJob(StrictModel):
         default_factory=lambda: SFTSettings(max_steps=2, batch_size=2, max_length=128)
     )
     lora: LoraSettings = Field(default_factory=LoraSettings)
-    engine: dict[str, dict] = Field(default_factory=dict, description="engine options per role")
 
     FLAGS: ClassVar[dict[str, str]] = {"steps": "training.max_steps"}

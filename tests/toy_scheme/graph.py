@@ -11,7 +11,7 @@ from langgraph.graph import END, START, StateGraph
 from agents.datasets import sft_record
 from agents.models.base import ChatRequest
 from agents.schemes.base import RoleContext, SchemeRun, StageOutput, add_stage_chain, train_role
-from agents.store import Run, Trajectory
+from agents.store import Trajectory
 from toy_scheme.config import ToyJob
 from toy_scheme.report import SECTION
 
@@ -86,6 +86,3 @@ class ToyDistillation(SchemeRun):
     def _build(self, *, progress: bool = True, **_: Any) -> tuple[RoleContext, StateGraph, int]:
         context = RoleContext(self.config, self.store, self.workspace, self.run_id, progress)
         return context, build_graph(), 2
-
-    def run(self) -> Run:
-        return self._run_graph(None)

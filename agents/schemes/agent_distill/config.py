@@ -71,6 +71,9 @@ class AgentDistillJob(StrictModel):
         "heldout-data": "tasks.heldout_data",
         "agent-steps": "student_agent.max_steps",
         "candidates": "self_consistency.candidates",
+        "max-steps": "training.max_steps",
+        "epochs": "training.epochs",
+        "learning-rate": "training.learning_rate",
     }
 
     name: str | None = Field(None, description="human-readable run name")

@@ -26,7 +26,7 @@ class DPORun(FinetuneRun):
 SCHEME = Scheme(
     run=DPORun,
     help="LoRA DPO on a JSONL of {prompt, chosen, rejected}",
-    export_roles=("student",),
+    export_roles=None,  # the role is a setting (role: student by default)
 )
 
 __all__ = ["SCHEME", "DPOJob", "DPORun"]

@@ -26,7 +26,7 @@ from agents.schemes.base import (
     StageOutput,
     add_stage_chain,
 )
-from agents.store import Run, Trajectory
+from agents.store import Run, Store, Trajectory
 
 
 class EvalJob(StrictModel):
@@ -146,17 +146,23 @@ class Evaluation(SchemeRun):
         ]
         return StageOutput(report.summary(), add=rows)
 
-    def run(self) -> Run:
-        """Evaluate (or, resumed, finish evaluating); writes the report however it ends."""
-        return self._run_graph(None)
-
     def accuracy(self) -> float | None:
         stage = self.store.stage(self.run_id, 0, "eval")
         return stage.metrics.get("accuracy") if stage and stage.status == "finished" else None
 
 
+def _summary(store: Store, run: Run) -> str:
+    metrics = store.stage(run.id, 0, "eval").metrics  # type: ignore[union-attr]
+    return (
+        f"accuracy {metrics['accuracy']:.3f} on {metrics['items']} items "
+        f"({metrics['samples']} samples each)"
+    )
+
+
 SCHEME = Scheme(
-    run=Evaluation, help="held-out accuracy of a model on a JSONL of {question, answer}"
+    run=Evaluation,
+    help="held-out accuracy of a model on a JSONL of {question, answer}",
+    summary=_summary,
 )
 
 __all__ = ["SCHEME", "EvalJob", "Evaluation"]

@@ -29,7 +29,7 @@ class SFTRun(FinetuneRun):
 SCHEME = Scheme(
     run=SFTRun,
     help="LoRA SFT on a JSONL of conversations (assistant-only loss)",
-    export_roles=("student",),
+    export_roles=None,  # the role is a setting (role: student by default)
 )
 
 __all__ = ["SCHEME", "SFTJob", "SFTRun"]

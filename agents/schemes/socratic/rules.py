@@ -22,7 +22,7 @@ ZONES = ("mastered", "learning", "too_hard")
 Zone = Literal["mastered", "learning", "too_hard"]
 
 
-#: Prompts of every role, from ``socratic_prompts.yaml`` beside this module.
+#: Prompts of every role, from ``prompts.yaml`` beside this module.
 PROMPTS: dict[str, str] = yaml.safe_load(Path(__file__).with_name("prompts.yaml").read_text())
 
 

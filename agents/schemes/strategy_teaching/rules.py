@@ -18,7 +18,7 @@ from agents.models.base import ChatRequest, Engine, Message
 from agents.schemes.base import ask_parsed
 from tools.service import ServiceDomain
 
-#: Prompts of every role, from ``strategy_prompts.yaml`` beside this module.
+#: Prompts of every role, from ``prompts.yaml`` beside this module.
 PROMPTS: dict[str, str] = yaml.safe_load(Path(__file__).with_name("prompts.yaml").read_text())
 
 
