@@ -251,7 +251,7 @@ def card_for_run(
     """
     run = store.get_run(run_id)
     scheme = _scheme_of(run.scheme)
-    if scheme is not None and not scheme.export_roles:
+    if scheme is not None and scheme.export_roles == ():
         raise ExportError(
             f"run {run_id} is a {run.scheme} run, which trains no weights; there is no model "
             "to export"

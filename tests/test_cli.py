@@ -111,7 +111,8 @@ def test_eval_stores_verdicts_and_a_rerun_is_served_from_the_cache(
         "--max-tokens", "8", "--temperature", "0.7", "--quiet",
     ]  # fmt: skip
     assert main(args) == 0 and main(args) == 0
-    assert "items (2 samples each)" in capsys.readouterr().out  # the eval scheme's summary
+    out = capsys.readouterr().out
+    assert "finished" in out and "items (2 samples each)" in out  # the eval scheme's summary
     store = _store(tmp_path)
     second, first = store.list_runs()
     assert len(store.trajectories(first.id)) == 6

@@ -281,7 +281,9 @@ class CheckpointedGraph:
     @property
     def finished(self) -> bool:
         snapshot = self.graph.get_state(self.thread)
-        return bool(snapshot.values) and not snapshot.next
+        # A checkpoint exists (even for a graph whose stages leave the state empty) and no node
+        # is left to run.
+        return snapshot.created_at is not None and not snapshot.next
 
     def advance(self, stop: Callable[[str, dict[str, Any]], bool] | None = None) -> Run:
         """Run (or resume) until the graph ends or ``stop(node, state)`` after a node says so.
@@ -290,7 +292,7 @@ class CheckpointedGraph:
         or by Ctrl-C) or ``failed`` (an exception, re-raised).
         """
         snapshot = self.graph.get_state(self.thread)
-        started = bool(snapshot.values) or bool(snapshot.next)
+        started = snapshot.created_at is not None
         if started and not snapshot.next:
             return self.store.get_run(self.run_id)
         self.store.set_run_status(self.run_id, "running")
