@@ -118,6 +118,13 @@ class Flag:
 
 _SCALARS = (bool, int, float, str, Path)
 
+#: Short flags for the ``training`` section of a config with one (``FLAGS = {**TRAINING_FLAGS}``).
+TRAINING_FLAGS: dict[str, str] = {
+    "max-steps": "training.max_steps",
+    "epochs": "training.epochs",
+    "learning-rate": "training.learning_rate",
+}
+
 
 def _scalar(annotation: Any) -> tuple[type, tuple[Any, ...] | None] | None:
     """(flag kind, Literal choices) of a scalar annotation, optional or not; None otherwise."""
@@ -133,10 +140,18 @@ def _scalar(annotation: Any) -> tuple[type, tuple[Any, ...] | None] | None:
 
 
 def _attribute_docs(cls: type) -> dict[str, str]:
-    """``name: text`` lines of a Google-style ``Attributes:`` docstring section."""
+    """``name: text`` lines of the Google-style ``Attributes:`` sections of ``cls`` and its bases
+    (a subclass's own line wins, so it documents only what it adds or words differently)."""
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        docs.update(_own_attribute_docs(klass))
+    return docs
+
+
+def _own_attribute_docs(cls: type) -> dict[str, str]:
     docs: dict[str, str] = {}
     inside, current = False, None
-    for line in (cls.__doc__ or "").splitlines():
+    for line in (cls.__dict__.get("__doc__") or "").splitlines():
         stripped = line.strip()
         if stripped == "Attributes:":
             inside = True

@@ -230,13 +230,6 @@ def _copy_base(base_path: str, target: Path) -> None:
     AutoTokenizer.from_pretrained(base_path).save_pretrained(target)
 
 
-def _scheme_of(name: str | None) -> Any:
-    """The scheme record of a stored run (None for a scheme this release does not list)."""
-    from agents.jobs import SCHEMES
-
-    return next((scheme for scheme in SCHEMES if scheme.name == name), None)
-
-
 def card_for_run(
     store: Any, run_id: str, *, role: str | None = None, round: int | None = None
 ) -> tuple[AgentCard, str]:
@@ -249,8 +242,10 @@ def card_for_run(
             one, else the most recent checkpoint's role).
         round: Which round (default: the latest of that role).
     """
+    from agents.jobs import scheme_named
+
     run = store.get_run(run_id)
-    scheme = _scheme_of(run.scheme)
+    scheme = scheme_named(run.scheme)
     if scheme is not None and scheme.export_roles == ():
         raise ExportError(
             f"run {run_id} is a {run.scheme} run, which trains no weights; there is no model "

@@ -21,15 +21,21 @@ SCHEMES: list[Scheme] = [
 ]
 
 
-def find_scheme(name: str, schemes: list[Scheme] | None = None) -> Scheme:
+def scheme_named(name: str | None) -> Scheme | None:
+    """The listed scheme called ``name``, or None (e.g. a stored run of a scheme since removed)."""
+    return next((scheme for scheme in SCHEMES if scheme.name == name), None)
+
+
+def find_scheme(name: str) -> Scheme:
     """The scheme called ``name``; an unknown name is a :class:`ConfigError` listing the known."""
-    known = {scheme.name: scheme for scheme in (SCHEMES if schemes is None else schemes)}
-    if name not in known:
-        raise ConfigError(f"no scheme named {name!r}; available: {', '.join(sorted(known))}")
-    return known[name]
+    scheme = scheme_named(name)
+    if scheme is None:
+        known = ", ".join(sorted(s.name for s in SCHEMES))
+        raise ConfigError(f"no scheme named {name!r}; available: {known}")
+    return scheme
 
 
 def report_section(name: str) -> ReportSection | None:
     """The report section of the scheme called ``name`` (None for a scheme not listed here)."""
-    found = [scheme for scheme in SCHEMES if scheme.name == name]
-    return found[0].report if found else None
+    scheme = scheme_named(name)
+    return scheme.report if scheme is not None else None

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, Literal
 from langgraph.graph import END, START, StateGraph
 from pydantic import Field
 
-from agents.config import ConfigError, StrictModel
+from agents.config import TRAINING_FLAGS, ConfigError, StrictModel
 from agents.datasets import preference_records_from_rows, read_jsonl, sft_records_from_rows
 from agents.schemes.base import RoleContext, SchemeRun, StageOutput, add_stage_chain, train_role
 from agents.training.lora import LoraSettings
@@ -29,11 +29,7 @@ class FinetuneJob(StrictModel):
     system_prompt: str | None = Field(None, description="recorded in the agent card on export")
     lora: LoraSettings = Field(default_factory=LoraSettings)
 
-    FLAGS: ClassVar[dict[str, str]] = {
-        "max-steps": "training.max_steps",
-        "epochs": "training.epochs",
-        "learning-rate": "training.learning_rate",
-    }
+    FLAGS: ClassVar[dict[str, str]] = TRAINING_FLAGS
 
 
 def read_records(path: Path | None, method: Literal["sft", "dpo"]) -> list[dict[str, Any]]:

@@ -59,8 +59,6 @@ class DPOSettings(TrainSettings):
         gradient_checkpointing: Recompute activations in the backward pass to save memory.
     """
 
-    # The attribute list above repeats the inherited fields on purpose: command-line flag help
-    # is read from this class's own docstring.
     beta: float = 0.1
     learning_rate: float = 5e-6
     batch_size: int = 2

@@ -42,21 +42,9 @@ class SFTSettings(TrainSettings):
     """Hyper-parameters of a LoRA SFT run: the shared :class:`TrainSettings` plus a warm-up.
 
     Attributes:
-        learning_rate: Peak AdamW learning rate (linear decay to zero).
-        epochs: Passes over the data; ignored when ``max_steps`` is positive.
-        max_steps: Optimizer steps to take; ``-1`` trains for ``epochs``.
-        batch_size: Examples per forward pass.
-        grad_accum: Forward passes accumulated per optimizer step.
-        max_length: Token budget per example; longer ones are cut at the end.
-        seed: Seed for adapter initialisation and data order.
-        logging_steps: Log (and record in :class:`TrainResult`) every this many steps.
         warmup_ratio: Fraction of the steps spent warming the learning rate up (below 1).
-        gradient_checkpointing: Recompute activations in the backward pass to save memory (TRL
-            turns it on by default; on small models it only costs time).
     """
 
-    # The attribute list above repeats the inherited fields on purpose: command-line flag help
-    # is read from this class's own docstring.
     warmup_ratio: float = 0.0
 
 

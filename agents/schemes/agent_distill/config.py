@@ -8,7 +8,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
 
-from agents.config import SampleSettings, StrictModel
+from agents.config import TRAINING_FLAGS, SampleSettings, StrictModel
 from agents.training.lora import LoraSettings
 from agents.training.sft import SFTSettings
 
@@ -71,9 +71,7 @@ class AgentDistillJob(StrictModel):
         "heldout-data": "tasks.heldout_data",
         "agent-steps": "student_agent.max_steps",
         "candidates": "self_consistency.candidates",
-        "max-steps": "training.max_steps",
-        "epochs": "training.epochs",
-        "learning-rate": "training.learning_rate",
+        **TRAINING_FLAGS,
     }
 
     name: str | None = Field(None, description="human-readable run name")
