@@ -13,7 +13,7 @@ import json
 import math
 import random
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,9 @@ class Task:
     ``"fanoutqa"`` or the task file's name. ``domain`` picks how answers are checked
     (:func:`agents.eval.answers.check_answer`): ``"math"`` (numbers, expressions) or
     ``"factual"`` (short text). ``evidence`` is the title of the corpus article that holds the
-    answer, for factual tasks that know it.
+    answer, for factual tasks that know it. ``family`` names the task family a mixture drew it
+    from and ``check`` locates a generated task's dataset entry so that the dataset's own scorer
+    checks answers (:func:`agents.task_families.check_answer_text`).
     """
 
     id: str
@@ -43,6 +45,8 @@ class Task:
     source: str = "gsm_symbolic"
     domain: str = "math"
     evidence: str | None = None
+    family: str | None = None
+    check: dict[str, Any] | None = field(default=None, compare=False, hash=False)
 
 
 # The name from before factual tasks existed.
@@ -107,7 +111,10 @@ def gsm_symbolic_splits(
             template = dataset.task_indices[index]
             task_id = f"gsm_symbolic/t{template}/s{seed}/i{index}"
             solution = item["metadata"].get("answer_cot")
-            task = Task(task_id, item["question"], str(item["answer"]), solution, template)
+            check = {"dataset": "gsm_symbolic", "config": {}, "seed": seed, "index": index}
+            task = Task(
+                task_id, item["question"], str(item["answer"]), solution, template, check=check
+            )
             buckets[template].append(task)
         done = size
         train_tasks = _round_robin([buckets[t] for t in train_templates], train)

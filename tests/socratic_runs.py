@@ -17,20 +17,34 @@ ROLES = ("teacher", "solver", "generator")
 TRAINING = {"max_steps": 1, "batch_size": 2, "max_length": 128}
 
 
-def make_config(tmp_path: Path, model: Path, tags: list[str], **overrides: Any) -> SocraticJob:
-    """A config over scripted seeds with these tags; training (when it happens) is one step."""
-    seeds = write_seeds(tmp_path / "seeds.jsonl", tags)
+def make_config(
+    tmp_path: Path,
+    model: Path,
+    tags: list[str],
+    warmup_tags: tuple[str, ...] = (),
+    **overrides: Any,
+) -> SocraticJob:
+    """A config over scripted seeds with these tags, then a warm-up pool with ``warmup_tags``;
+    training (when it happens) is one step."""
+    seeds = write_seeds(tmp_path / "seeds.jsonl", [*tags, *warmup_tags])
     heldout = write_seeds(tmp_path / "heldout.jsonl", ["[m]", "[h]"], start=100)
     data: dict[str, Any] = {
         "solver": str(model),
         "generator": str(model),
         "teacher": "scripted:teacher",
         "rounds": 1,
-        "seeds": {"source": str(seeds), "heldout_data": str(heldout), "count": len(tags)},
+        "seeds": {
+            "source": str(seeds),
+            "heldout_data": str(heldout),
+            "count": len(tags),
+            "warmup_pool": len(warmup_tags),
+        },
         "solve": {"samples": 4, "temperature": 0.8, "max_tokens": 32},
         "eval": {"samples": 2, "temperature": 0.7, "max_tokens": 32},
         "utility": {"samples": 4},
         "warmup": None,
+        # The scripted seeds' tags fix each question's zone; the seed filter has its own tests.
+        "calibrate": {"enabled": False},
         "solver_training": TRAINING,
         "generator_training": TRAINING,
         **overrides,

@@ -73,6 +73,7 @@ def rich(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iter
         root,
         tiny_model_dir,
         RICH_TAGS,
+        warmup_tags=("[m]", "[m]"),
         rounds=2,
         warmup=TRAINING,
         verify={"retries": 2},
@@ -118,7 +119,7 @@ def test_rich_run_finishes_every_stage_once(rich: RichRun) -> None:
         "curriculum",
         "eval",
     ]
-    expected = [(0, n) for n in ("setup", "eval_base", "warmup", "eval")] + [
+    expected = [(0, n) for n in ("setup", "calibrate", "eval_base", "warmup", "eval")] + [
         (r, n) for r in (1, 2) for n in round_stages
     ]
     assert names == expected

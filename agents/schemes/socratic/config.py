@@ -9,26 +9,78 @@ from typing import Any, ClassVar
 from pydantic import Field, model_validator
 
 from agents.config import SampleSettings, StrictModel
+from agents.task_families import FamilySpec
 from agents.training.dpo import DPOSettings
 from agents.training.lora import LoraSettings
 from agents.training.sft import SFTSettings
 
 
+class Family(StrictModel):
+    """One task family: a reasoning-gym dataset with its settings, gsm_symbolic, or a JSONL file."""
+
+    name: str = Field(description="reasoning-gym dataset name, 'gsm_symbolic' or a .jsonl path")
+    config: dict[str, Any] = Field(
+        default_factory=dict, description="the dataset's settings, e.g. {max_digits: 1}"
+    )
+    weight: float = Field(1.0, gt=0, description="share of the mixture, relative to the others")
+
+    def spec(self) -> FamilySpec:
+        return FamilySpec(self.name, dict(self.config), self.weight)
+
+
 class SeedSettings(StrictModel):
-    """Where the seed questions and the held-out evaluation set come from."""
+    """Where seeds, the warm-up pool and the held-out sets come from (disjoint pools)."""
 
     source: str = Field(
         "gsm_symbolic",
-        description="'gsm_symbolic' (reasoning-gym) or a JSONL file of {question, answer}",
+        description="one family: 'gsm_symbolic', a reasoning-gym dataset or a .jsonl file",
+    )
+    families: list[Family] = Field(
+        default_factory=list, description="a weighted mixture of families (replaces source)"
+    )
+    transfer: list[Family] = Field(
+        default_factory=list,
+        description="families only in the held-out set (never trained on), reported as transfer",
     )
     count: int = Field(100, ge=1, description="number of seed questions")
     heldout: int = Field(50, ge=1, description="held-out evaluation questions")
+    transfer_heldout: int = Field(
+        0, ge=0, description="held-out questions of the transfer families"
+    )
+    warmup_pool: int = Field(
+        32, ge=0, description="warm-up questions, disjoint from seeds and held-out"
+    )
     heldout_data: Path | None = Field(
         None, description="JSONL of held-out {question, answer}; default: drawn from the source"
     )
     heldout_share: float = Field(
         0.25, gt=0, lt=1, description="share of gsm_symbolic templates reserved for held-out"
     )
+
+    def mixture(self) -> list[FamilySpec]:
+        if self.families:
+            return [f.spec() for f in self.families]
+        return [FamilySpec(self.source)]
+
+
+class CalibrateSettings(SampleSettings):
+    """The paper's seed filter: keep candidates the base Solver solves within a band of k tries."""
+
+    enabled: bool = Field(True, description="filter seed candidates by the base Solver")
+    candidates: int | None = Field(
+        None, ge=1, description="candidates sampled before filtering (default: 3 × seeds)"
+    )
+    samples: int = Field(8, ge=1)
+    temperature: float = Field(0.8, ge=0.0)
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    min_success: float = Field(0.1, ge=0, le=1, description="lowest kept success rate")
+    max_success: float = Field(0.7, ge=0, le=1, description="highest kept success rate")
+
+    @model_validator(mode="after")
+    def _band(self) -> CalibrateSettings:
+        if self.min_success > self.max_success:
+            raise ValueError("calibrate.min_success must not exceed calibrate.max_success")
+        return self
 
 
 class SolveSettings(SampleSettings):
@@ -107,6 +159,10 @@ class SocraticJob(StrictModel):
     rounds: int = Field(3, ge=1, description="co-evolution rounds")
     seed: int = Field(0, description="seed for data splits, sampling and training")
     seeds: SeedSettings = Field(default_factory=SeedSettings)
+    calibrate: CalibrateSettings = Field(default_factory=CalibrateSettings)
+    calibrate_only: bool = Field(
+        False, description="stop after the seed filter (choose a curriculum); --resume goes on"
+    )
     questions_per_round: int | None = Field(
         None, ge=1, description="questions solved per round (default: the number of seeds)"
     )
@@ -116,7 +172,7 @@ class SocraticJob(StrictModel):
     max_pairs_per_question: int = Field(16, ge=1)
     warmup: SFTSettings | None = Field(
         default_factory=lambda: SFTSettings(max_steps=30, learning_rate=2e-4, max_length=512),
-        description="LoRA SFT of the Solver on the seeds' reference solutions; null to skip",
+        description="LoRA SFT of the Solver on the warm-up pool's solutions; null to skip",
     )
     solver_training: DPOSettings = Field(
         # LoRA on a small model needs larger steps than the paper's full fine-tuning of an 8B

@@ -3,6 +3,10 @@
 A frozen Teacher, a Solver and a Generator improve each other from a few seed questions. Each
 round over the curriculum:
 
+Before the rounds: **setup** stores disjoint pools (seed candidates, a warm-up pool, held-out
+and transfer items), **calibrate** keeps the candidates the base Solver solves 10-70% of k tries
+(the paper's seed filter), **eval_base**, **warmup** (LoRA SFT on the warm-up pool) and **eval**.
+
 1. **select**: this round's questions: fresh ones (never solved, or too hard last round) plus a
    ``replay`` share of older ones.
 2. **solve**: the Solver samples k solutions per question.
@@ -33,6 +37,7 @@ import random
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Literal, TypedDict
 
 from langgraph.graph import END, START, StateGraph
@@ -40,7 +45,8 @@ from langgraph.runtime import Runtime
 
 from agents.config import ConfigError, SampleSettings
 from agents.datasets import preference_records, sft_record, weighted_records
-from agents.eval.answers import answers_match, check_solution, extract_answer, normalise_text
+from agents.eval.answers import answers_match, extract_answer, normalise_text
+from agents.eval.stats import accuracy_estimate
 from agents.models.base import ChatRequest, Engine
 from agents.schemes.base import (
     RoleContext,
@@ -68,7 +74,8 @@ from agents.schemes.socratic.rules import (
     zone_of,
 )
 from agents.store import Item, PreferencePair, Run, Trajectory
-from agents.tasks import MathTask, boxed_solution, load_splits
+from agents.task_families import Pools, check_answer_text, load_pools
+from agents.tasks import Task, boxed_solution, read_math_tasks
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +137,7 @@ def _attempt(
     for item, request, result in zip(items, requests, results, strict=True):
         verdicts = []
         for j, text in enumerate(result.texts):
-            verdict = check_solution(text, item.answer or "")
+            verdict = check_answer_text(text, item.answer or "", item.meta.get("check"))
             verdicts.append(verdict is True)
             rows.append(
                 Trajectory(
@@ -180,46 +187,137 @@ def _train(
 # ---------------------------------------------------------------------------- stages
 
 
+def _task_item(ctx: SocraticContext, kind: str, task: Task, status: str, **meta: Any) -> Item:
+    return Item(
+        run_id=ctx.run_id,
+        kind=kind,
+        round=0,
+        content={"question": task.question, "solution": boxed_solution(task), "task": task.id},
+        answer=task.answer,
+        source=task.source,
+        status=status,
+        meta={
+            "template": task.template,
+            "family": task.family or task.source,
+            "check": task.check,
+            **meta,
+        },
+    )
+
+
 def setup(state: SocraticState, ctx: SocraticContext, rnd: int) -> StageOutput:
-    """Store the seed questions (the first curriculum) and the held-out set."""
-    seeds, heldout = load_tasks(ctx.config)
+    """Store the seed candidates, the warm-up pool and the held-out sets (disjoint pools).
+
+    With the seed filter on, seeds are stored as candidates and ``calibrate`` activates those in
+    the Solver's learning zone; otherwise the first ``seeds.count`` are the first curriculum.
+    """
+    pools = load_tasks(ctx.config)
+    status = "candidate" if ctx.config.calibrate.enabled else "active"
     rows = [
-        Item(
-            run_id=ctx.run_id,
-            kind=kind,
-            round=0,
-            content={"question": t.question, "solution": boxed_solution(t), "task": t.id},
-            answer=t.answer,
-            source=t.source,
-            status="active",
-            meta={"template": t.template},
-        )
-        for kind, tasks in (("question", seeds), ("heldout", heldout))
-        for t in tasks
+        *(_task_item(ctx, "question", t, status) for t in pools.train),
+        *(_task_item(ctx, "warmup", t, "active") for t in pools.warmup),
+        *(_task_item(ctx, "heldout", t, "active", transfer=False) for t in pools.heldout),
+        *(_task_item(ctx, "heldout", t, "active", transfer=True) for t in pools.transfer),
     ]
-    seed_templates = {t.template for t in seeds if t.template is not None}
+    seed_templates = {t.template for t in pools.train if t.template is not None}
     metrics = {
-        "seeds": len(seeds),
-        "heldout": len(heldout),
+        "candidates" if ctx.config.calibrate.enabled else "seeds": len(pools.train),
+        "warmup_pool": len(pools.warmup),
+        "heldout": len(pools.heldout),
+        "transfer_heldout": len(pools.transfer),
+        "families": dict(Counter(t.family or t.source for t in pools.train)),
         "seed_templates": len(seed_templates),
-        "shared_templates": len(seed_templates & {t.template for t in heldout}),
+        "shared_templates": len(seed_templates & {t.template for t in pools.heldout}),
     }
     return StageOutput(
         metrics, {"round": 0, "solver_adapter": None, "generator_adapter": None}, add=rows
     )
 
 
+def calibrate(state: SocraticState, ctx: SocraticContext, rnd: int) -> StageOutput:
+    """The paper's seed filter: the base Solver tries each candidate k times; candidates whose
+    success rate lies in ``[min_success, max_success]`` become seeds (up to ``seeds.count``).
+
+    The funnel per family (candidates → kept, and how many candidates solved j of k) is in the
+    metrics, so a user sees which families sit in the Solver's learning zone.
+    """
+    cfg = ctx.config.calibrate
+    candidates = [i for i in _question_items(ctx) if i.status == "candidate"]
+    if not cfg.enabled or not candidates:
+        return StageOutput({"skipped": "the seed filter is off"})
+    engine = ctx.with_adapter("solver", None)
+    rows, success = _attempt(ctx, engine, candidates, cfg, rnd, "calibrate")
+    wanted = ctx.config.seeds.count
+    funnel: dict[str, dict[str, Any]] = {}
+    kept = 0
+    for item in candidates:
+        s = success[item.id]  # type: ignore[index]
+        family = funnel.setdefault(
+            item.meta.get("family") or item.source or "?",
+            {
+                "candidates": 0,
+                "kept": 0,
+                "in_band": 0,
+                "too_hard": 0,
+                "too_easy": 0,
+                "histogram": [0] * (cfg.samples + 1),
+            },
+        )
+        family["candidates"] += 1
+        family["histogram"][round(s * cfg.samples)] += 1
+        if s < cfg.min_success:
+            reason = "too_hard"
+        elif s > cfg.max_success:
+            reason = "too_easy"
+        else:
+            family["in_band"] += 1
+            reason = None if kept < wanted else "surplus"
+        if reason is None:
+            kept += 1
+            family["kept"] += 1
+            item.status = "active"
+        else:
+            item.status = "dropped"
+            family[reason] = family.get(reason, 0) + 1
+        item.meta = {**item.meta, "calibration": s, **({"dropped": reason} if reason else {})}
+    metrics = {
+        "candidates": len(candidates),
+        "kept": kept,
+        "wanted": wanted,
+        "band": [cfg.min_success, cfg.max_success],
+        "samples": cfg.samples,
+        "families": funnel,
+    }
+    return StageOutput(metrics, add=rows, update=candidates)
+
+
 def _evaluate(
     state: SocraticState, ctx: SocraticContext, rnd: int, adapter: str | None
 ) -> StageOutput:
+    """Held-out mean@k with its interval, per family, and separately on transfer families."""
     cfg = ctx.config.eval
     engine = ctx.with_adapter("solver", adapter)
     items = _question_items(ctx, kind="heldout")
     rows, success = _attempt(ctx, engine, items, cfg, rnd, "eval")
-    accuracy = sum(success.values()) / max(len(success), 1)
-    return StageOutput(
-        {"accuracy": accuracy, "items": len(items), "samples": cfg.samples}, add=rows
-    )
+    metrics: dict[str, Any] = {"items": len(items), "samples": cfg.samples}
+    for part, transfer in (("", False), ("transfer_", True)):
+        chosen = [i for i in items if bool(i.meta.get("transfer")) == transfer]
+        if not chosen:
+            continue
+        scores = {str(i.id): success[i.id] for i in chosen}  # type: ignore[index]
+        estimate = accuracy_estimate(scores, cfg.samples, seed=ctx.config.seed)
+        families: dict[str, list[float]] = {}
+        for i in chosen:
+            families.setdefault(i.meta.get("family") or i.source or "?", []).append(
+                success[i.id]  # type: ignore[index]
+            )
+        metrics[f"{part}accuracy"] = estimate.value
+        metrics[f"{part}interval"] = estimate.as_dict()
+        metrics[f"{part}scores"] = scores
+        metrics[f"{part}families"] = {
+            name: {"accuracy": sum(v) / len(v), "items": len(v)} for name, v in families.items()
+        }
+    return StageOutput(metrics, add=rows)
 
 
 def evaluate_base(state: SocraticState, ctx: SocraticContext, rnd: int) -> StageOutput:
@@ -234,23 +332,71 @@ def evaluate_solver(state: SocraticState, ctx: SocraticContext, rnd: int) -> Sta
     return _evaluate(state, ctx, rnd, state.get("solver_adapter"))
 
 
+def _warmup_solutions(ctx: SocraticContext, items: list[Item]) -> tuple[list[str], Counter]:
+    """A worked solution per warm-up item: the source's own, else the Teacher's when the
+    dataset's scorer accepts its answer, else just the answer line."""
+    missing = [i for i in items if not i.content.get("solution")]
+    written: dict[int, str] = {}
+    if missing:
+        requests = [
+            chat_request(
+                "qc_system",
+                i.content["question"],
+                temperature=0.2,
+                max_tokens=ctx.config.quality.max_tokens,
+                seed=ctx.config.seed,
+            )
+            for i in missing
+        ]
+        results = ctx.engine("teacher").generate(requests, progress=ctx.progress)
+        for item, result in zip(missing, results, strict=True):
+            text = result.texts[0]
+            if check_answer_text(text, item.answer or "", item.meta.get("check")) is True:
+                written[item.id] = _boxed_ending(text, item.answer or "")  # type: ignore[index]
+    kinds: Counter[str] = Counter()
+    solutions = []
+    for item in items:
+        if item.content.get("solution"):
+            kinds["source"] += 1
+            solutions.append(item.content["solution"])
+        elif item.id in written:
+            kinds["teacher"] += 1
+            solutions.append(written[item.id])  # type: ignore[index]
+        else:
+            kinds["answer_only"] += 1
+            solutions.append(f"The answer is \\boxed{{{item.answer}}}.")
+    return solutions, kinds
+
+
+def _boxed_ending(text: str, answer: str) -> str:
+    """A Teacher solution ending in the Solver's answer line."""
+    body = text.rstrip()
+    if "\\boxed{" in body[-80:]:
+        return body
+    return f"{body}\nThe answer is \\boxed{{{answer}}}."
+
+
 def warmup(state: SocraticState, ctx: SocraticContext, rnd: int) -> StageOutput:
-    """Short LoRA SFT of the Solver on the seeds' reference solutions (the paper's warm-up)."""
+    """Short LoRA SFT of the Solver on its own pool (the paper's warm-up), disjoint from seeds
+    and held-out items; items without a worked solution get the Teacher's verified one."""
     settings = ctx.config.warmup
-    seeds = [i for i in _question_items(ctx) if i.content.get("solution")]
-    if settings is None or not seeds:
-        reason = "warmup is off" if settings is None else "the seeds have no solutions"
+    items = _question_items(ctx, kind="warmup")
+    if settings is None or not items:
+        reason = "warmup is off" if settings is None else "the warm-up pool is empty"
         return StageOutput({"skipped": reason})
+    solutions, kinds = _warmup_solutions(ctx, items)
     rows = [
         sft_record(
             [
                 *solver_messages(i.content["question"]),
-                {"role": "assistant", "content": i.content["solution"]},
+                {"role": "assistant", "content": solution},
             ]
         )
-        for i in seeds
+        for i, solution in zip(items, solutions, strict=True)
     ]
-    return _train(ctx, "solver", 0, rows, None)
+    out = _train(ctx, "solver", 0, rows, None)
+    out.metrics["solutions"] = dict(kinds)
+    return out
 
 
 def select(state: SocraticState, ctx: SocraticContext, rnd: int) -> StageOutput:
@@ -634,6 +780,7 @@ def build_graph() -> StateGraph:
     """The co-evolution graph (uncompiled): setup, warm-up, then rounds until ``rounds``."""
     graph = StateGraph(SocraticState, context_schema=SocraticContext)
     graph.add_node("setup", stage_node("setup", setup))
+    graph.add_node("calibrate", stage_node("calibrate", calibrate))
     graph.add_node("eval_base", stage_node("eval_base", evaluate_base))
     graph.add_node("warmup", stage_node("warmup", warmup))
     graph.add_node("eval", stage_node("eval", evaluate_solver))
@@ -641,7 +788,8 @@ def build_graph() -> StateGraph:
 
     # Seeds and held-out set first, the base model's score, the warm-up, the score before round 1.
     graph.add_edge(START, "setup")
-    graph.add_edge("setup", "eval_base")
+    graph.add_edge("setup", "calibrate")
+    graph.add_edge("calibrate", "eval_base")
     graph.add_edge("eval_base", "warmup")
     graph.add_edge("warmup", "eval")
     # Each round: select questions, then the stages in order, then the held-out score again.
@@ -654,20 +802,26 @@ def build_graph() -> StateGraph:
 # ---------------------------------------------------------------------------- data
 
 
-def load_tasks(config: SocraticJob) -> tuple[list[MathTask], list[MathTask]]:
-    """Seeds and held-out tasks of a config; a bad file is a :class:`ConfigError`."""
-    cfg = config.seeds
+def load_tasks(config: SocraticJob) -> Pools:
+    """The disjoint pools of a config; a bad family or file is a :class:`ConfigError`."""
+    cfg, calib = config.seeds, config.calibrate
+    candidates = (calib.candidates or 3 * cfg.count) if calib.enabled else cfg.count
     try:
-        return load_splits(
-            cfg.source,
-            cfg.count,
-            cfg.heldout,
-            heldout_data=cfg.heldout_data,
+        pools = load_pools(
+            cfg.mixture(),
+            train=candidates,
+            warmup=cfg.warmup_pool if config.warmup is not None else 0,
+            heldout=0 if cfg.heldout_data else cfg.heldout,
+            transfer=[f.spec() for f in cfg.transfer],
+            transfer_heldout=cfg.transfer_heldout if cfg.transfer else 0,
             heldout_share=cfg.heldout_share,
             seed=config.seed,
         )
+        if cfg.heldout_data is not None:
+            pools.heldout = read_math_tasks(Path(cfg.heldout_data), limit=cfg.heldout)
     except ValueError as err:
         raise ConfigError(str(err)) from None
+    return pools
 
 
 # ---------------------------------------------------------------------------- running
@@ -695,7 +849,7 @@ class SocraticLoop(SchemeRun):
         context = SocraticContext(
             self.config, self.store, self.workspace, self.run_id, progress=progress, loader=loader
         )
-        return context, build_graph(), 4 + self.config.rounds * (len(ROUND_STAGES) + 2)
+        return context, build_graph(), 5 + self.config.rounds * (len(ROUND_STAGES) + 2)
 
     @classmethod
     def check(cls, config: SocraticJob) -> None:
@@ -705,12 +859,24 @@ class SocraticLoop(SchemeRun):
         """Run to the end, or pause once round ``rounds`` is evaluated; resumes where it stopped."""
 
         def stop(node: str, state: dict[str, Any]) -> bool:
+            if node == "calibrate" and self.config.calibrate_only:
+                return True
             return rounds is not None and node == "eval" and state.get("round", 0) >= rounds
 
         if rounds is not None and self.checkpointed.pending == ("select",):
             if self.checkpointed.state().get("round", 0) >= rounds:  # already paused there
                 return self.store.get_run(self.run_id)
         return self._run_graph(stop)
+
+    def calibrate(self) -> dict[str, Any]:
+        """Run only the seed filter (setup and calibrate, if not done yet) and return its funnel:
+        ``{"candidates", "kept", "band", "families": {name: {"candidates", "kept", "too_hard",
+        "too_easy", "histogram"}}}``. The run stays resumable: :meth:`run` goes on from there."""
+        found = self.store.stage(self.run_id, 0, "calibrate")
+        if found is None or found.status != "finished":
+            self._run_graph(lambda node, state: node == "calibrate")
+            found = self.store.stage(self.run_id, 0, "calibrate")
+        return dict(found.metrics) if found is not None else {}
 
     # Inspection
 
