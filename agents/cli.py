@@ -167,8 +167,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     scheme, scheme_args = _scheme_args(args.scheme, args)
     store, run = launch(scheme, scheme_args)
     print(f"run {run.id} {run.status}")
-    if scheme.summary is not None and run.status == "finished":
-        print(scheme.summary(store, run))
+    summary = scheme.summary(store, run) if scheme.summary is not None else ""
+    if summary:
+        print(summary)
     _print_run(store, run.id)
     return 0
 

@@ -141,3 +141,60 @@ def no_data(ax: Any) -> None:
     ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes, color="grey")
     ax.set_xticks([])
     ax.set_yticks([])
+
+
+# ---------------------------------------------------------------------------- statistics
+# An evaluation stage stores ``interval`` (an Estimate as a dict) and ``_scores`` ({question id:
+# score}); these helpers turn them into table cells and paired comparisons for any scheme.
+
+COMPARISON_HEADERS = ["comparison", "accuracy", "difference", "95% CI", "p", "test"]
+COMPARISON_HEADERS += ["better / worse / n"]
+
+
+def interval_text(metrics: dict[str, Any], part: str = "") -> str:
+    """``0.320–0.510`` from a stage's ``{part}interval``, or a dash."""
+    found = metrics.get(f"{part}interval")
+    if isinstance(found, dict) and is_num(found.get("low")) and is_num(found.get("high")):
+        return f"{found['low']:.3f}–{found['high']:.3f}"
+    return DASH
+
+
+def question_scores(metrics: dict[str, Any], part: str = "") -> dict[str, float] | None:
+    found = metrics.get(f"_{part}scores")
+    return found if isinstance(found, dict) and found else None
+
+
+def paired(
+    pairs: list[tuple[str, dict[str, Any], dict[str, Any]]], part: str = ""
+) -> list[tuple[str, Any]]:
+    """``(label, Comparison)`` for each (label, before metrics, after metrics) whose stages both
+    stored per-question scores; pairs without shared questions are left out."""
+    from agents.eval.stats import compare
+
+    out = []
+    for label, before, after in pairs:
+        b, a = question_scores(before, part), question_scores(after, part)
+        if b is None or a is None:
+            continue
+        samples = int(after.get("samples") or 1) if is_num(after.get("samples")) else 1
+        try:
+            out.append((label, compare(b, a, samples)))
+        except ValueError:
+            continue
+    return out
+
+
+def comparison_rows(found: list[tuple[str, Any]]) -> list[list[str]]:
+    """Table rows (under :data:`COMPARISON_HEADERS`) of ``(label, Comparison)`` pairs."""
+    return [
+        [
+            label,
+            f"{c.before.value:.3f} → {c.after.value:.3f}",
+            f"{c.difference:+.3f}",
+            f"{c.low:+.3f}–{c.high:+.3f}",
+            f"{c.p_value:.3g}",
+            c.test,
+            f"{c.better} / {c.worse} / {c.n}",
+        ]
+        for label, c in found
+    ]

@@ -89,7 +89,7 @@ def check_family(spec: FamilySpec) -> None:
         hint = f" (did you mean {', '.join(close)}?)" if close else ""
         raise ValueError(f"{spec.name!r} is not a reasoning-gym dataset{hint}.")
     try:
-        _generator(spec.name, json.dumps(spec.config, sort_keys=True), 0)
+        _generator(spec.name, json.dumps(spec.config, sort_keys=True), 0)[0]
     except Exception as err:  # reasoning-gym validates settings with asserts and TypeErrors
         raise ValueError(f"bad settings for {spec.name}: {err or type(err).__name__}.") from None
 

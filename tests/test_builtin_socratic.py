@@ -1,7 +1,9 @@
 """Socratic co-evolution end to end on the real built-in models, with tiny settings.
 
-Teacher Qwen2.5-Coder-0.5B, Solver and Generator SmolLM2-135M, gsm_symbolic seeds: the command
-line a user types, one round, then export of the trained Solver as a small agent.
+Teacher Qwen2.5-Coder-0.5B, Solver and Generator SmolLM2-135M, easy chain_sum seeds: the command
+line a user types, the seed filter (its band opened wide, so the kept seeds are known), the
+warm-up on its own pool with Teacher-written solutions, one round, then export of the trained
+Solver as a small agent.
 """
 
 from __future__ import annotations
@@ -33,6 +35,13 @@ TINY = [
     "solver_training.max_length=256",
     "generator_training.max_steps=1",
     "eval_base=false",
+    "seeds.families=[{name: chain_sum, config: {max_terms: 2, max_digits: 1}}]",
+    "seeds.warmup_pool=2",
+    "calibrate.candidates=4",
+    "calibrate.samples=2",
+    "calibrate.max_tokens=64",
+    "calibrate.min_success=0",
+    "calibrate.max_success=1",
 ]
 
 
@@ -49,10 +58,20 @@ def test_socratic_round_on_builtin_models_then_export(tmp_path: Path, capsys) ->
     run = store.get_run(run_id)
     assert run.status == "finished"
     stages = {(s.round, s.name): s for s in store.stages(run_id)}
-    expected = {"setup", "warmup", "eval", "select", "solve", "verify", "pairs", "train_solver"}
+    expected = {"setup", "calibrate", "warmup", "eval", "select", "solve", "verify", "pairs"}
+    expected |= {"train_solver"}
     expected |= {"zones", "refine", "quality", "utility", "train_generator", "curriculum"}
     assert expected <= {name for _, name in stages}
     assert all(s.status == "finished" for s in stages.values())
+
+    # The filter tried 4 candidates twice each and, with the band [0, 1], kept the first 3.
+    calibrate = stages[(0, "calibrate")].metrics
+    assert (calibrate["candidates"], calibrate["kept"]) == (4, 3)
+    assert len(store.trajectories(run_id, role="solver", stage="calibrate")) == 8
+    # chain_sum has no worked solutions: the Teacher wrote them (or the answer line stood in).
+    assert sum(stages[(0, "warmup")].metrics["solutions"].values()) == 2
+    held = stages[(0, "eval")].metrics
+    assert held["interval"]["low"] <= held["accuracy"] <= held["interval"]["high"]
 
     # k = 2 samples on 3 questions, each with a rule or judge verdict; every question yields
     # pairs (the reference solution wins when both samples fail).

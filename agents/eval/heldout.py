@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.eval.answers import check_solution, extract_answer
+from agents.eval.stats import Estimate, accuracy_estimate
 from agents.models.base import ChatRequest, Engine
 
 
@@ -27,8 +28,24 @@ class EvalReport:
     samples: int
     per_item: list[dict[str, Any]] = field(default_factory=list)
 
+    @property
+    def estimate(self) -> Estimate:
+        """The accuracy with its 95% interval (bootstrap over items, or Wilson)."""
+        return accuracy_estimate([row["score"] for row in self.per_item], self.samples)
+
     def summary(self) -> dict[str, Any]:
-        return {"accuracy": self.accuracy, "items": self.num_items, "samples": self.samples}
+        found: dict[str, Any] = {
+            "accuracy": self.accuracy,
+            "items": self.num_items,
+            "samples": self.samples,
+        }
+        if self.per_item:
+            found["interval"] = self.estimate.as_dict()
+            found["_scores"] = {
+                str(row["id"] if row["id"] is not None else i): row["score"]
+                for i, row in enumerate(self.per_item)
+            }
+        return found
 
 
 def read_eval_items(path: Path, limit: int | None = None) -> list[EvalItem]:

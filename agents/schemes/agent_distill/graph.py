@@ -46,6 +46,7 @@ from agents.episodes.agent_loop import (
     run_agent,
 )
 from agents.eval.answers import check_answer, extract_answer
+from agents.eval.stats import accuracy_estimate
 from agents.models.base import ChatRequest, Engine
 from agents.schemes.agent_distill.config import AgentDistillJob, AgentRunSettings
 from agents.schemes.agent_distill.report import EVALS, SECTION
@@ -144,6 +145,13 @@ def _accuracy(rows: list[Trajectory]) -> dict[str, Any]:
     if not rows:
         return metrics
     metrics["accuracy"] = sum(r.verdict == "correct" for r in rows) / len(rows)
+    per_item: dict[str, list[float]] = {}
+    for r in rows:
+        per_item.setdefault(str(r.item_id), []).append(float(r.verdict == "correct"))
+    scores = {k: sum(v) / len(v) for k, v in per_item.items()}
+    samples = max(len(v) for v in per_item.values())
+    metrics["interval"] = accuracy_estimate(scores, samples).as_dict()
+    metrics["_scores"] = scores  # per question, for paired comparisons; "_": not printed
     for domain in sorted({r.meta.get("domain", "math") for r in rows}):
         part = [r for r in rows if r.meta.get("domain", "math") == domain]
         metrics[f"accuracy_{domain}"] = sum(r.verdict == "correct" for r in part) / len(part)

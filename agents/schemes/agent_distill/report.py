@@ -12,14 +12,18 @@ from __future__ import annotations
 from typing import Any
 
 from agents.reporting import (
+    COMPARISON_HEADERS,
     DASH,
     ReportSection,
     RunView,
+    comparison_rows,
     finished,
+    interval_text,
     is_num,
     latest,
     no_data,
     num,
+    paired,
     table,
 )
 
@@ -75,16 +79,32 @@ def _markdown(data: RunView) -> list[str]:
     """The "Agent distillation" section: evaluations, training trajectories, gap closed."""
     lines = ["", "## Agent distillation", ""]
     evals = _agent_evals(data)
-    headers = ["agent", "items", "accuracy", "math", "factual", "answered", "mean steps"]
-    headers.append("parse errors")
-    keys = ("items", "accuracy", "accuracy_math", "accuracy_factual", "answered", "mean_steps")
+    headers = ["agent", "items", "accuracy", "95% CI", "math", "factual", "answered"]
+    headers += ["mean steps", "parse errors"]
+    keys = ("accuracy_math", "accuracy_factual", "answered", "mean_steps", "parse_errors")
     rows = [
-        [label, *(num(m.get(k)) for k in keys), num(m.get("parse_errors"))] for _, label, m in evals
+        [label, num(m.get("items")), num(m.get("accuracy")), interval_text(m)]
+        + [num(m.get(k)) for k in keys]
+        for _, label, m in evals
     ]
     if rows:
         lines += ["Held-out evaluations:", "", *table(headers, rows), ""]
     else:
         lines += ["No held-out evaluation has finished yet.", ""]
+    base = finished(data, "eval_student_base")
+    found = paired(
+        [
+            (f"{EVALS['eval_student_base'][2]} → {EVALS[name][2]}", base, finished(data, name))
+            for name in ("eval_student", "eval_student_sc", "eval_cot")
+        ]
+    )
+    if found:
+        lines += [
+            "Paired over the same held-out tasks:",
+            "",
+            *table(COMPARISON_HEADERS, comparison_rows(found)),
+            "",
+        ]
 
     cot, agent, kept = (finished(data, n) for n in ("teacher_cot", "teacher_agent", "filter"))
     bullets = []

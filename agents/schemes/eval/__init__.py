@@ -152,9 +152,14 @@ class Evaluation(SchemeRun):
 
 
 def _summary(store: Store, run: Run) -> str:
-    metrics = store.stage(run.id, 0, "eval").metrics  # type: ignore[union-attr]
+    stage = store.stage(run.id, 0, "eval")
+    if stage is None or stage.status != "finished":
+        return ""
+    metrics = stage.metrics
+    interval = metrics.get("interval") or {}
+    ci = f" (95% CI {interval['low']:.3f}–{interval['high']:.3f})" if interval else ""
     return (
-        f"accuracy {metrics['accuracy']:.3f} on {metrics['items']} items "
+        f"accuracy {metrics['accuracy']:.3f}{ci} on {metrics['items']} items "
         f"({metrics['samples']} samples each)"
     )
 

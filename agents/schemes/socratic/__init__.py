@@ -5,14 +5,23 @@
 ``report.py`` the report section.
 """
 
+from agents.reporting import RunView
 from agents.schemes.base import Scheme
 from agents.schemes.socratic.config import SocraticJob
 from agents.schemes.socratic.graph import SocraticLoop
+from agents.schemes.socratic.report import summary_lines
+from agents.store import Run, Store
+
+
+def _summary(store: Store, run: Run) -> str:
+    return "\n".join(summary_lines(RunView.load(store, run.id)))
+
 
 SCHEME = Scheme(
     run=SocraticLoop,
     help="Socratic co-evolution: Teacher, DPO-trained Solver, weighted-SFT Generator",
     export_roles=("solver", "generator"),
+    summary=_summary,
 )
 
 __all__ = ["SCHEME", "SocraticJob", "SocraticLoop"]

@@ -12,7 +12,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from agents.reporting import DASH, ReportSection, RunView, is_num, joined, no_data, num, section
+from agents.eval.stats import Comparison
+from agents.reporting import (
+    COMPARISON_HEADERS,
+    DASH,
+    ReportSection,
+    RunView,
+    comparison_rows,
+    interval_text,
+    is_num,
+    joined,
+    no_data,
+    num,
+    paired,
+    question_scores,
+    section,
+)
 
 LOOP_STAGES = ("solve", "verify", "pairs", "zones", "refine", "quality", "utility", "curriculum")
 ZONES = ("mastered", "learning", "too_hard", "unseen")
@@ -76,31 +91,146 @@ def _round_row(data: RunView, t: int) -> list[str]:
     return [str(t), solved, verdicts, num(_pairs(data, t)), zones, new, utility_text, size]
 
 
+def comparisons(data: RunView, part: str = "") -> list[tuple[str, Comparison]]:
+    """Paired before → after comparisons over the held-out questions: base → final,
+    base → after warm-up, after warm-up → final (those that exist)."""
+    found = [(label, m) for label, _, _, m in _accuracy_rows(data) if question_scores(m, part)]
+    if len(found) < 2:
+        return []
+    named = dict(found)
+    final_label, final = found[-1]
+    pairs = [(f"{found[0][0]} → {final_label}", found[0][1], final)]
+    if "base model" in named and "before round 1" in named:
+        pairs.append(("base model → before round 1", named["base model"], named["before round 1"]))
+        if final_label != "before round 1":
+            pairs.append((f"before round 1 → {final_label}", named["before round 1"], final))
+    return paired(pairs, part)
+
+
+def _funnel_rows(data: RunView) -> list[list[str]]:
+    families = data.metrics(0, "calibrate").get("families")
+    if not isinstance(families, dict):
+        return []
+    rows = []
+    for name, f in sorted(families.items()):
+        histogram = f.get("histogram") if isinstance(f, dict) else None
+        rows.append(
+            [
+                f"`{name}`",
+                num(f.get("candidates")),
+                num(f.get("kept")),
+                num(f.get("in_band")),
+                num(f.get("too_hard")),
+                num(f.get("too_easy")),
+                " ".join(str(x) for x in histogram) if isinstance(histogram, list) else DASH,
+            ]
+        )
+    return rows
+
+
+def proxies(data: RunView) -> list[tuple[int, float | None, float | None, float | None, bool]]:
+    """Per round: (round, DPO reward accuracy, the Solver's success on its own curriculum,
+    held-out accuracy after the round, flagged). A round is flagged when a proxy rose while
+    held-out accuracy fell (the loop optimising something that does not carry over)."""
+    out = []
+    previous: tuple[float | None, float | None, float | None] | None = None
+    held_before = data.metrics(0, "eval").get("accuracy")
+    for t in _loop_rounds(data):
+        reward = data.metrics(t, "train_solver").get("reward_accuracy")
+        verify = data.metrics(t, "verify")
+        decided = (verify.get("correct") or 0) + (verify.get("incorrect") or 0)
+        own = verify["correct"] / decided if is_num(verify.get("correct")) and decided else None
+        held = data.metrics(t, "eval").get("accuracy")
+        reward = float(reward) if is_num(reward) else None
+        held = float(held) if is_num(held) else None
+        flagged = False
+        if previous is not None:
+            rose = any(
+                now is not None and then is not None and now > then
+                for now, then in ((reward, previous[0]), (own, previous[1]))
+            )
+            fell = held is not None and previous[2] is not None and held < previous[2]
+            flagged = rose and fell
+        out.append((t, reward, own, held, flagged))
+        previous = (reward, own, held if held is not None else held_before)
+    return out
+
+
 def _markdown(data: RunView) -> list[str]:
     acc = _accuracy_rows(data)
     change = f"change vs {acc[0][0]}" if acc else "change"
     rows = [
-        [label, f"{value:.3f}", f"{value - acc[0][2]:+.3f}" if i else DASH]
+        [label, f"{value:.3f}", interval_text(m), f"{value - acc[0][2]:+.3f}" if i else DASH]
         + [num(m.get("items")), num(m.get("samples"))]
+        + [
+            f"{m['transfer_accuracy']:.3f} ({interval_text(m, 'transfer_')})"
+            if is_num(m.get("transfer_accuracy"))
+            else DASH
+        ]
         for i, (label, _, value, m) in enumerate(acc)
     ]
     lines = section(
-        "Held-out accuracy", ["checkpoint", "accuracy", change, "items", "samples"], rows
+        "Held-out accuracy",
+        ["checkpoint", "mean@k", "95% CI", change, "items", "samples", "transfer (95% CI)"],
+        rows,
     )
+    lines += section(
+        "Before → after (paired, same held-out questions)",
+        COMPARISON_HEADERS,
+        comparison_rows(comparisons(data)),
+    )
+    lines += section(
+        "Transfer families (never trained on), paired",
+        COMPARISON_HEADERS,
+        comparison_rows(comparisons(data, "transfer_")),
+    )
+    funnel = _funnel_rows(data)
+    if funnel:
+        calib = data.metrics(0, "calibrate")
+        band = calib.get("band") or [None, None]
+        lines += section(
+            f"Seed filter: {num(calib.get('kept'))} of {num(calib.get('candidates'))} candidates "
+            f"kept (band {num(band[0])}–{num(band[1])} of {num(calib.get('samples'))} tries)",
+            [
+                "family",
+                "candidates",
+                "kept",
+                "in band",
+                "too hard",
+                "too easy",
+                "solved j of k: j = 0 … k",
+            ],
+            funnel,
+        )
     headers = ["round", "questions solved", "correct / incorrect / unverifiable", "pairs"]
     headers += ["zones m / l / h", "proposed → accepted (dropped)", "mean utility", "curriculum"]
     lines += section("Rounds", headers, [_round_row(data, t) for t in _loop_rounds(data)])
+    monitor = proxies(data)
+    if monitor:
+        lines += section(
+            "Proxy vs held-out (a flagged round: a proxy rose while held-out accuracy fell)",
+            ["round", "DPO reward accuracy", "success on own curriculum", "held-out", "flag"],
+            [
+                [
+                    str(t),
+                    *(f"{v:.3f}" if v is not None else DASH for v in (r, o, h)),
+                    "**proxy up, held-out down**" if flag else "",
+                ]
+                for t, r, o, h, flag in monitor
+            ],
+        )
     return lines
 
 
 def _panels(data: RunView) -> tuple[Any, ...]:
     rounds = _loop_rounds(data)
+    monitor = proxies(data)
     zones = {
         t: z for t in rounds if isinstance(z := data.metrics(t, "curriculum").get("by_zone"), dict)
     }
     pairs = {t: p for t in rounds if is_num(p := _pairs(data, t))}
     accepted = {t: a for t in rounds if is_num(a := data.metrics(t, "quality").get("accepted"))}
-    return _accuracy_rows(data), zones, pairs, accepted
+    return _accuracy_rows(data), zones, pairs, accepted, monitor
 
 
 def _has_plot_data(data: RunView) -> bool:
@@ -108,7 +238,37 @@ def _has_plot_data(data: RunView) -> bool:
 
 
 def _plot(data: RunView, ax_acc: Any, ax_zone: Any, ax_pairs: Any) -> None:
-    _plot_rounds(*_panels(data), ax_acc, ax_zone, ax_pairs)
+    acc, zones, pairs, accepted, monitor = _panels(data)
+    _plot_rounds(acc, zones, pairs, accepted, ax_acc, ax_zone, ax_pairs)
+    _plot_proxies(monitor, ax_acc)
+
+
+def _plot_proxies(monitor: list[tuple[int, Any, Any, Any, bool]], ax: Any) -> None:
+    """The loop's proxies on panel (a), against held-out accuracy; flagged rounds marked."""
+    for index, label, style in (
+        (1, "DPO reward accuracy", "s:"),
+        (2, "own-curriculum success", "^:"),
+    ):
+        points = [(row[0], row[index]) for row in monitor if row[index] is not None]
+        if points:
+            ax.plot([t for t, _ in points], [v for _, v in points], style, label=label)
+    flagged = [(t, h) for t, _, _, h, flag in monitor if flag and h is not None]
+    if flagged:
+        ax.plot(
+            [t for t, _ in flagged],
+            [h for _, h in flagged],
+            "rx",
+            markersize=12,
+            label="proxy up, held-out down",
+        )
+    if monitor:
+        ax.set_title("(a) held-out accuracy (95% CI) vs the loop's proxies")
+        ax.legend(loc="best", fontsize=7)
+
+
+def _has_interval(metrics: dict[str, Any]) -> bool:
+    found = metrics.get("interval")
+    return isinstance(found, dict) and is_num(found.get("low")) and is_num(found.get("high"))
 
 
 def _plot_rounds(
@@ -122,10 +282,19 @@ def _plot_rounds(
 ) -> None:
     """Panels (a) to (c): accuracy per round, zones, pairs and accepted new problems."""
     ax_acc.set_title("(a) held-out accuracy")
-    points = [(r, a) for _, r, a, _ in acc if r is not None]
+    points = [(r, a, m) for _, r, a, m in acc if r is not None]
     if points:
-        ax_acc.plot([r for r, _ in points], [a for _, a in points], "o-", label="eval")
-        ax_acc.set_xticks([r for r, _ in points])
+        low = [a - m["interval"]["low"] if _has_interval(m) else 0 for _, a, m in points]
+        high = [m["interval"]["high"] - a if _has_interval(m) else 0 for _, a, m in points]
+        ax_acc.errorbar(
+            [r for r, _, _ in points],
+            [a for _, a, _ in points],
+            yerr=[low, high],
+            fmt="o-",
+            capsize=3,
+            label="held-out",
+        )
+        ax_acc.set_xticks([r for r, _, _ in points])
     for label, r, value, _ in acc:
         if r is None:
             ax_acc.axhline(value, linestyle="--", color="grey", label=label)
@@ -163,9 +332,39 @@ def _plot_rounds(
         no_data(ax_pairs)
 
 
+def summary_lines(data: RunView) -> list[str]:
+    """What ``agents run socratic`` prints: held-out accuracy with intervals at each checkpoint,
+    the paired comparisons, transfer, and the seed filter's funnel."""
+    lines = []
+    acc = [(label, m) for label, _, _, m in _accuracy_rows(data) if _has_interval(m)]
+    if acc:
+        first = acc[0][1]
+        lines.append(
+            f"held-out mean@{num(first.get('samples'))} over {num(first.get('items'))} "
+            "questions: "
+            + " → ".join(
+                f"{label} {m['accuracy']:.3f} (95% CI {interval_text(m)})" for label, m in acc
+            )
+        )
+    for part, name in (("", ""), ("transfer_", "transfer ")):
+        for label, c in comparisons(data, part):
+            lines.append(f"{name}{label}: {c.text()}")
+    calib = data.metrics(0, "calibrate")
+    if isinstance(calib.get("families"), dict):
+        kept = ", ".join(
+            f"{n} {num(f.get('kept'))}/{num(f.get('candidates'))}"
+            for n, f in sorted(calib["families"].items())
+        )
+        lines.append(
+            f"seed filter: {num(calib.get('kept'))} of {num(calib.get('candidates'))} candidates "
+            f"kept ({kept})"
+        )
+    return lines
+
+
 SECTION = ReportSection(
     _markdown,
-    stages=("eval_base", "eval", *LOOP_STAGES),
+    stages=("eval_base", "eval", "calibrate", *LOOP_STAGES),
     plot=_plot,
     has_plot_data=_has_plot_data,
 )

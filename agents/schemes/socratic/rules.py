@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import yaml
 
-from agents.eval.answers import extract_answer
+from agents.eval.answers import answers_match, extract_answer, normalise_text
 from agents.models.base import ChatRequest
 
 ZONES = ("mastered", "learning", "too_hard")
@@ -126,6 +126,25 @@ def parse_problem(text: str) -> dict[str, str] | None:
     if not isinstance(question, str) or not question.strip() or answer in (None, ""):
         return None
     return {"question": question.strip(), "solution": solution.strip(), "answer": str(answer)}
+
+
+def qc_reason(
+    question: str, texts: list[str], claimed: str | None, min_chars: int, known: set[str]
+) -> str | None:
+    """Why quality control drops a new problem given the Teacher's re-solutions ``texts``, or
+    None when it is kept: ``malformed`` (too short), ``duplicate`` (its normalised text is in
+    ``known``), ``ambiguous`` (the Teacher says so) or ``irreproducible`` (a re-solution has no
+    answer, or one that differs from the ``claimed`` answer)."""
+    answers = [extract_answer(t) for t in texts]
+    if len(question) < min_chars:
+        return "malformed"
+    if normalise_text(question) in known:
+        return "duplicate"
+    if any("AMBIGUOUS" in t for t in texts):
+        return "ambiguous"
+    if any(a is None for a in answers) or not all(answers_match(a, claimed or "") for a in answers):  # type: ignore[arg-type]
+        return "irreproducible"
+    return None
 
 
 def pick_batch(
