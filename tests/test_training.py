@@ -386,6 +386,25 @@ def test_dpo_reward_margin_and_accuracy_rise(tiny_model_dir: Path, tmp_path: Pat
     assert result.losses[-1] < result.losses[0]
 
 
+def test_dpo_with_an_sft_weight_keeps_the_chosen_answers_likely(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """Plain DPO may lower the chosen answers' likelihood along with the rejected ones; with
+    ``sft_weight`` the trainer adds TRL's NLL loss on the chosen answers (RPO), so the chosen
+    log-probabilities end higher than under plain DPO with the same steps."""
+    chosen_logps = {}
+    for weight in (0.0, 1.0):
+        settings = DPOSettings(
+            max_steps=8, learning_rate=1e-2, max_length=128, batch_size=4, sft_weight=weight
+        )
+        result = train_dpo(
+            tiny_model_dir, _pairs(), tmp_path / str(weight), settings, progress=False
+        )
+        chosen_logps[weight] = result.metrics["logps/chosen"][-1]
+        assert result.metrics["rewards/accuracies"][-1] > 0
+    assert chosen_logps[1.0] > chosen_logps[0.0]
+
+
 def test_dpo_pairs_fold_tool_calls_into_text() -> None:
     pair = {
         "prompt": TOOL_CONVERSATION[:4],

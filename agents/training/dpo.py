@@ -48,6 +48,9 @@ class DPOSettings(TrainSettings):
 
     Attributes:
         beta: Strength of the KL anchor to the reference policy (Socratic-Zero: 0.05-0.2).
+        sft_weight: Weight of an added negative log-likelihood loss on the chosen answers
+            (TRL's ``"sft"`` loss beside ``"sigmoid"``, as in RPO); 0 for plain DPO. Plain DPO
+            can lower the likelihood of both answers until a small model loses its format.
         learning_rate: Peak AdamW learning rate (Socratic-Zero: 1e-6 to 5e-6).
         epochs: Passes over the pairs; ignored when ``max_steps`` is positive.
         max_steps: Optimizer steps to take; ``-1`` trains for ``epochs``.
@@ -62,6 +65,7 @@ class DPOSettings(TrainSettings):
     beta: float = 0.1
     learning_rate: float = 5e-6
     batch_size: int = 2
+    sft_weight: float = 0.0
 
 
 def _completion(value: str | list[Message], template: str | None) -> list[Message]:
@@ -139,6 +143,11 @@ def build_dpo_trainer(
     config = DPOConfig(
         **trainer_kwargs(settings, work_dir=work_dir, dtype=dtype, progress=progress),
         beta=settings.beta,
+        **(
+            {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, settings.sft_weight]}
+            if settings.sft_weight > 0
+            else {}
+        ),
     )
     return DPOTrainer(
         model=model,

@@ -20,8 +20,9 @@ _TOKENS_PER_SECOND = {
     "builtin:qwen2.5-coder-1.5b": 10.0,
 }
 _DEFAULT_LOCAL = 20.0  # another local model: assume about a 0.5B's speed
-# Seconds per training step of SmolLM2-135M (LoRA, 256 tokens): SFT at batch 8, DPO at batch 4.
-_SFT_STEP, _DPO_STEP = 6.7, 5.6
+# Seconds per training step of SmolLM2-135M (LoRA, up to 256 tokens), measured in Socratic runs:
+# SFT at batch 8 (6.7 s on bare answers, 12.8 s on worked solutions), DPO at batch 4.
+_SFT_STEP, _DPO_STEP = 10.0, 6.6
 _LOAD = {"builtin:smollm2-135m": 10.0, "builtin:qwen2.5-coder-0.5b": 25.0}
 
 

@@ -279,9 +279,11 @@ def evaluate_solver(state: SocraticState, ctx: SocraticContext, rnd: int) -> Sta
 def _warmup_solutions(
     ctx: SocraticContext, items: list[Item]
 ) -> tuple[list[tuple[Item, str]], Counter]:
-    """A worked solution per warm-up item: the source's own, else the Teacher's when it shows
-    working and the dataset's scorer accepts its answer; items with neither are left out (a bare
-    answer line would teach the Solver to guess without working)."""
+    """A solution per warm-up item: the source's own worked solution, else the Teacher's (asked
+    to show its working) when the dataset's scorer accepts its answer and it is more than a bare
+    ``\\boxed{}`` line; items with neither are left out. A warm-up on bare boxed answers
+    lowered held-out accuracy (0.425 → 0.325 on 200 questions, McNemar p = 0.02); on the
+    Teacher's replies its effect varied with the pool (-0.08 to +0.165 in measured runs)."""
     missing = [i for i in items if not i.content.get("solution")]
     written: dict[int, str] = {}
     if missing:
@@ -299,8 +301,9 @@ def _warmup_solutions(
         for item, result in zip(missing, results, strict=True):
             text = result.texts[0]
             shown = _boxed_ending(text, item.answer or "")
-            worked = len(shown.strip().splitlines()) > 1 or "=" in shown.split("\\boxed")[0]
-            if worked and check_answer_text(text, item.answer or "", item.meta.get("check")):
+            head, boxed, _ = text.strip().partition("\\boxed{")
+            bare = bool(boxed) and "\n" not in head and "=" not in head
+            if not bare and check_answer_text(text, item.answer or "", item.meta.get("check")):
                 written[item.id] = shown  # type: ignore[index]
     kinds: Counter[str] = Counter()
     solutions: list[tuple[Item, str]] = []
