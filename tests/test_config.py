@@ -88,8 +88,19 @@ def test_socratic_partial_sections_keep_the_scheme_defaults() -> None:
 def test_shipped_socratic_configs_validate() -> None:
     full = load_config(SocraticJob, CONFIG_DIR / "socratic.yaml", {"seeds.count": 100})
     quick = load_config(SocraticJob, CONFIG_DIR / "socratic_quick.yaml")
-    assert full.seeds.count == 100 and full.solve.samples == 8 and full.rounds == 3
+    assert full.seeds.count == 100 and full.calibrate.samples == 8 and full.rounds == 3
+    assert full.seeds.transfer and full.seeds.heldout >= 100
     assert quick.rounds == 1 and quick.seeds.count < full.seeds.count
+    # README command 1 shows a paired test on at least 100 held-out questions.
+    assert quick.seeds.heldout * quick.eval.samples >= 100
+    # --seed-data replaces a config's mixture with the one family it names.
+    flagged = load_config(SocraticJob, CONFIG_DIR / "socratic.yaml", {"seeds.source": "x.jsonl"})
+    assert [f.name for f in flagged.seeds.mixture()] == ["x.jsonl"]
+    assert [f.name for f in full.seeds.mixture()] == [
+        "chain_sum",
+        "basic_arithmetic",
+        "simple_equations",
+    ]
 
 
 def test_a_percent_sign_in_a_description_is_escaped_for_argparse() -> None:

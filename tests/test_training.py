@@ -195,6 +195,7 @@ def test_sft_and_dpo_settings_share_one_base_with_their_own_defaults() -> None:
         "learning_rate": 5e-6,
         "batch_size": 2,
         "beta": 0.1,
+        "sft_weight": 0.0,
     }
 
 

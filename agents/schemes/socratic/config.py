@@ -31,12 +31,13 @@ class Family(StrictModel):
 class SeedSettings(StrictModel):
     """Where seeds, the warm-up pool and the held-out sets come from (disjoint pools)."""
 
-    source: str = Field(
-        "gsm_symbolic",
-        description="one family: 'gsm_symbolic', a reasoning-gym dataset or a .jsonl file",
+    source: str | None = Field(
+        None,
+        description="one family: 'gsm_symbolic', a reasoning-gym dataset or a .jsonl file "
+        "(replaces families when set; default gsm_symbolic when neither is)",
     )
     families: list[Family] = Field(
-        default_factory=list, description="a weighted mixture of families (replaces source)"
+        default_factory=list, description="a weighted mixture of families"
     )
     transfer: list[Family] = Field(
         default_factory=list,
@@ -58,9 +59,13 @@ class SeedSettings(StrictModel):
     )
 
     def mixture(self) -> list[FamilySpec]:
+        """The families to draw from: ``source`` alone when set (``--seed-data`` overrides a
+        config's mixture), else ``families``, else gsm_symbolic."""
+        if self.source is not None:
+            return [FamilySpec(self.source)]
         if self.families:
             return [f.spec() for f in self.families]
-        return [FamilySpec(self.source)]
+        return [FamilySpec("gsm_symbolic")]
 
 
 class CalibrateSettings(SampleSettings):
