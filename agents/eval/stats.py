@@ -102,6 +102,24 @@ def _binary(*arrays: np.ndarray) -> bool:
     return all(np.all((a == 0) | (a == 1)) for a in arrays)
 
 
+def _bootstrap_mean(
+    values: np.ndarray, confidence: float, rng: np.random.Generator
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean over questions (``rng`` advances)."""
+    from scipy import stats
+
+    result = stats.bootstrap(
+        (values,),
+        np.mean,
+        confidence_level=confidence,
+        n_resamples=RESAMPLES,
+        method="percentile",
+        rng=rng,
+    )
+    low, high = result.confidence_interval
+    return float(low), float(high)
+
+
 def accuracy_estimate(
     scores: Sequence[float] | Mapping[Any, float],
     samples: int = 1,
@@ -136,16 +154,8 @@ def accuracy_estimate(
             "wilson",
             confidence,
         )
-    result = stats.bootstrap(
-        (array,),
-        np.mean,
-        confidence_level=confidence,
-        n_resamples=RESAMPLES,
-        method="percentile",
-        rng=np.random.default_rng(seed),
-    )
-    low, high = result.confidence_interval
-    return Estimate(value, float(low), float(high), array.size, samples, "bootstrap", confidence)
+    low, high = _bootstrap_mean(array, confidence, np.random.default_rng(seed))
+    return Estimate(value, low, high, array.size, samples, "bootstrap", confidence)
 
 
 def compare(
@@ -188,15 +198,7 @@ def compare(
             confidence,
         )
     rng = np.random.default_rng(seed)
-    boot = stats.bootstrap(
-        (diff,),
-        np.mean,
-        confidence_level=confidence,
-        n_resamples=RESAMPLES,
-        method="percentile",
-        rng=rng,
-    )
-    low, high = (float(x) for x in boot.confidence_interval)
+    low, high = _bootstrap_mean(diff, confidence, rng)
     if np.all(diff == diff[0]):  # every question moved by the same amount: no spread
         low = high = mean
     if _binary(a, b):
