@@ -119,9 +119,9 @@ def test_rich_run_finishes_every_stage_once(rich: RichRun) -> None:
         "curriculum",
         "eval",
     ]
-    expected = [(0, n) for n in ("setup", "calibrate", "eval_base", "warmup", "eval")] + [
-        (r, n) for r in (1, 2) for n in round_stages
-    ]
+    expected = [
+        (0, n) for n in ("setup", "calibrate", "eval_base", "eval_teacher", "warmup", "eval")
+    ] + [(r, n) for r in (1, 2) for n in round_stages]
     assert names == expected
     assert all(s.status == "finished" for s in stages)
     assert set(rich.loop.scores()) == {"base", 0, 1, 2}

@@ -10,7 +10,7 @@ from socratic_runs import TRAINING, make_config, new_world, open_loop, stage_met
 
 from agents.reporting import RunView
 from agents.schemes.socratic import SocraticJob
-from agents.schemes.socratic.report import comparisons, proxies
+from agents.schemes.socratic.report import comparisons, proxies, teacher_comparisons
 
 # Success rates over 8 tries: [m] 1.0, [h] 0.0, [l] 0.5, [s1] 0.25, [s3] 0.75.
 CANDIDATES = ["[m]", "[l]", "[h]", "[s1]", "[s3]", "[l]", "[h]", "[l]"]
@@ -58,7 +58,7 @@ def test_calibration_keeps_the_learning_zone_up_to_the_seed_count(
 def test_calibrated_run_goes_on_after_the_filter_and_reports_statistics(
     tmp_path: Path, tiny_model_dir: Path
 ) -> None:
-    config = _calibrating(tmp_path, tiny_model_dir, count=3)
+    config = _calibrating(tmp_path, tiny_model_dir, count=3, eval_teacher=True)
     world = new_world()
     loop = open_loop(tmp_path, config, world)
     funnel = loop.calibrate()
@@ -76,7 +76,7 @@ def test_calibrated_run_goes_on_after_the_filter_and_reports_statistics(
     # Round 1 solves only the kept seeds.
     assert metrics[(1, "select")]["questions"] == 3
     # Every evaluation carries its interval and per-question scores; comparisons are paired.
-    for key in ((0, "eval_base"), (0, "eval"), (1, "eval")):
+    for key in ((0, "eval_base"), (0, "eval_teacher"), (0, "eval"), (1, "eval")):
         interval = metrics[key]["interval"]
         assert interval["low"] <= metrics[key]["accuracy"] <= interval["high"]
         assert len(metrics[key]["_scores"]) == metrics[key]["items"]
@@ -88,12 +88,23 @@ def test_calibrated_run_goes_on_after_the_filter_and_reports_statistics(
         "before round 1 → after round 1",
     }
     assert all(c.n == 2 for c in found.values())
+    # The Teacher answered the same held-out questions as a reference ([m] right, [h] wrong),
+    # under its own role, and the last Solver is compared with it, paired.
+    teacher = loop.store.trajectories(loop.run_id, role="teacher", stage="eval")
+    assert len(teacher) == 2 * config.eval.samples
+    assert loop.scores()["teacher"] == 0.5
+    assert loop.intervals()["teacher"].value == 0.5
+    assert set(metrics[(0, "eval_teacher")]["_scores"]) == set(metrics[(0, "eval")]["_scores"])
+    ((label, vs_teacher),) = teacher_comparisons(view)
+    assert label == "Teacher → Solver after round 1" and vs_teacher.n == 2
     assert [row[0] for row in proxies(view)] == [1]
     report = (Path(loop.report())).read_text()
     for heading in (
         "Seed filter: 3 of 8 candidates kept",
         "Before → after (paired",
         "Proxy vs held-out",
+        "| Teacher (reference) | 0.500 |",
+        "Teacher → Solver after round 1",
         "95% CI",
     ):
         assert heading in report

@@ -197,6 +197,9 @@ class SocraticJob(StrictModel):
     generator_lora: LoraSettings = Field(default_factory=LoraSettings)
     eval: HeldoutSettings = Field(default_factory=HeldoutSettings)
     eval_base: bool = Field(True, description="also evaluate the Solver before the warm-up")
+    eval_teacher: bool = Field(
+        False, description="also evaluate the Teacher on the held-out set (the reference)"
+    )
 
     @model_validator(mode="before")
     @classmethod

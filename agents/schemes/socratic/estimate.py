@@ -71,7 +71,12 @@ def estimate_seconds(config: SocraticJob) -> dict[str, float]:
         "load": sum(_LOAD.get(spec, 30.0) for spec in {c.teacher, c.solver, c.generator}),
         "calibrate": _generate(c.solver, candidates * c.calibrate.samples, c.calibrate.max_tokens),
         "warmup": warmup,
-        "eval": evals * _generate(c.solver, heldout * c.eval.samples, c.eval.max_tokens),
+        "eval": evals * _generate(c.solver, heldout * c.eval.samples, c.eval.max_tokens)
+        + (
+            _generate(c.teacher, heldout * c.eval.samples, c.eval.max_tokens)
+            if c.eval_teacher
+            else 0
+        ),
         "rounds": c.rounds * round_seconds,
     }
 

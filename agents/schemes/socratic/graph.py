@@ -5,7 +5,8 @@ round over the curriculum:
 
 Before the rounds: **setup** stores disjoint pools (seed candidates, a warm-up pool, held-out
 and transfer items), **calibrate** keeps the candidates the base Solver solves 10-70% of k tries
-(the paper's seed filter), **eval_base**, **warmup** (LoRA SFT on the warm-up pool) and **eval**.
+(the paper's seed filter), **eval_base**, **eval_teacher** (the Teacher as a reference, when
+``eval_teacher`` is on), **warmup** (LoRA SFT on the warm-up pool) and **eval**.
 
 1. **select**: this round's questions: fresh ones (never solved, or too hard last round) plus a
    ``replay`` share of older ones.
@@ -64,6 +65,7 @@ from agents.schemes.socratic.prepare import (
     calibrate,
     evaluate_base,
     evaluate_solver,
+    evaluate_teacher,
     load_tasks,
     question_items,
     setup,
@@ -464,6 +466,7 @@ def build_graph() -> StateGraph:
     graph.add_node("setup", stage_node("setup", setup))
     graph.add_node("calibrate", stage_node("calibrate", calibrate))
     graph.add_node("eval_base", stage_node("eval_base", evaluate_base))
+    graph.add_node("eval_teacher", stage_node("eval_teacher", evaluate_teacher))
     graph.add_node("warmup", stage_node("warmup", warmup))
     graph.add_node("eval", stage_node("eval", evaluate_solver))
     graph.add_node("select", stage_node("select", select, opens_round=True))
@@ -472,7 +475,8 @@ def build_graph() -> StateGraph:
     graph.add_edge(START, "setup")
     graph.add_edge("setup", "calibrate")
     graph.add_edge("calibrate", "eval_base")
-    graph.add_edge("eval_base", "warmup")
+    graph.add_edge("eval_base", "eval_teacher")
+    graph.add_edge("eval_teacher", "warmup")
     graph.add_edge("warmup", "eval")
     # Each round: select questions, then the stages in order, then the held-out score again.
     add_stage_chain(graph, "select", ROUND_STAGES, "eval")
@@ -482,6 +486,11 @@ def build_graph() -> StateGraph:
 
 
 # ---------------------------------------------------------------------------- running
+
+
+def _key(stage: str, rnd: int) -> str | int:
+    """How :meth:`SocraticLoop.scores` names an evaluation: "base", "teacher" or its round."""
+    return {"eval_base": "base", "eval_teacher": "teacher"}.get(stage, rnd)
 
 
 class SocraticLoop(SchemeRun):
@@ -506,7 +515,7 @@ class SocraticLoop(SchemeRun):
         context = SocraticContext(
             self.config, self.store, self.workspace, self.run_id, progress=progress, loader=loader
         )
-        return context, build_graph(), 5 + self.config.rounds * (len(ROUND_STAGES) + 2)
+        return context, build_graph(), 6 + self.config.rounds * (len(ROUND_STAGES) + 2)
 
     @classmethod
     def check(cls, config: SocraticJob) -> None:
@@ -556,14 +565,15 @@ class SocraticLoop(SchemeRun):
         for stage in self.store.stages(self.run_id):
             interval = (stage.metrics or {}).get("interval")
             if stage.status == "finished" and isinstance(interval, dict):
-                found["base" if stage.name == "eval_base" else stage.round] = Estimate(**interval)
+                found[_key(stage.name, stage.round)] = Estimate(**interval)
         return found
 
     def scores(self) -> dict[str | int, float]:
-        """Held-out accuracy: ``"base"`` before training, then by round (0 = before round 1)."""
+        """Held-out accuracy: ``"base"`` before training, then by round (0 = before round 1),
+        and ``"teacher"`` when the Teacher was evaluated as a reference."""
         found: dict[str | int, float] = {}
         for stage in self.store.stages(self.run_id):
             accuracy = (stage.metrics or {}).get("accuracy")
             if stage.status == "finished" and accuracy is not None:
-                found["base" if stage.name == "eval_base" else stage.round] = accuracy
+                found[_key(stage.name, stage.round)] = accuracy
         return found

@@ -62,8 +62,10 @@ def attempt(
     rnd: int,
     stage: str,
     samples: int | None = None,
+    role: str = "solver",
 ) -> tuple[list[Trajectory], dict[int, float]]:
-    """The Solver's samples on ``items`` as trajectories, and each item's rule success rate."""
+    """The Solver's samples on ``items`` as trajectories, and each item's rule success rate
+    (``role`` names who answered: the Teacher too is scored as a reference)."""
     samples = samples or cfg.samples
     requests = [
         ChatRequest(
@@ -88,7 +90,7 @@ def attempt(
                     run_id=ctx.run_id,
                     item_id=item.id,
                     round=rnd,
-                    role="solver",
+                    role=role,
                     stage=stage,
                     model=engine.fingerprint,
                     messages=[*request.messages, {"role": "assistant", "content": text}],
@@ -236,13 +238,17 @@ def calibrate(state: SocraticState, ctx: SocraticContext, rnd: int) -> StageOutp
 
 
 def _evaluate(
-    state: SocraticState, ctx: SocraticContext, rnd: int, adapter: str | None
+    state: SocraticState,
+    ctx: SocraticContext,
+    rnd: int,
+    adapter: str | None,
+    role: str = "solver",
 ) -> StageOutput:
     """Held-out mean@k with its interval, per family, and separately on transfer families."""
     cfg = ctx.config.eval
-    engine = ctx.with_adapter("solver", adapter)
+    engine = ctx.with_adapter(role, adapter) if role == "solver" else ctx.engine(role)
     items = question_items(ctx, kind="heldout")
-    rows, success = attempt(ctx, engine, items, cfg, rnd, "eval")
+    rows, success = attempt(ctx, engine, items, cfg, rnd, "eval", role=role)
     metrics: dict[str, Any] = {"items": len(items), "samples": cfg.samples}
     for part, transfer in (("", False), ("transfer_", True)):
         chosen = [i for i in items if bool(i.meta.get("transfer")) == transfer]
@@ -269,6 +275,14 @@ def evaluate_base(state: SocraticState, ctx: SocraticContext, rnd: int) -> Stage
     if not ctx.config.eval_base:
         return StageOutput({"skipped": "eval_base is off"})
     return _evaluate(state, ctx, rnd, None)
+
+
+def evaluate_teacher(state: SocraticState, ctx: SocraticContext, rnd: int) -> StageOutput:
+    """Held-out accuracy of the Teacher with the Solver's prompt: the reference the Solver is
+    measured against (a Teacher that cannot solve the held-out set cannot teach it)."""
+    if not ctx.config.eval_teacher:
+        return StageOutput({"skipped": "eval_teacher is off"})
+    return _evaluate(state, ctx, rnd, None, role="teacher")
 
 
 def evaluate_solver(state: SocraticState, ctx: SocraticContext, rnd: int) -> StageOutput:

@@ -1,11 +1,12 @@
 """The Socratic part of the run report: held-out accuracy per round, one row per round, panels.
 
-A Socratic run commits ``eval_base``, ``warmup`` and ``eval`` (round 0), then per round ``solve``,
-``verify``, ``pairs``, ``train_solver``, ``zones``, ``refine``, ``quality``, ``utility``,
-``train_generator``, ``curriculum`` and ``eval``. The section shows held-out accuracy against the
-first evaluated checkpoint, a row per round (verdicts, pairs, zones, new problems, utility,
-curriculum size) and three panels: accuracy per round, the curriculum by zone, and preference
-pairs with accepted new problems.
+A Socratic run commits ``calibrate``, ``eval_base``, ``eval_teacher``, ``warmup`` and ``eval``
+(round 0), then per round ``solve``, ``verify``, ``pairs``, ``train_solver``, ``zones``,
+``refine``, ``quality``, ``utility``, ``train_generator``, ``curriculum`` and ``eval``. The
+section shows held-out accuracy against the first evaluated checkpoint (and the Teacher's), a
+row per round (verdicts, pairs, zones, new problems, utility, curriculum size), the seed
+filter's funnel, the proxy monitor and three panels: accuracy per round, the curriculum by zone,
+and preference pairs with accepted new problems.
 """
 
 from __future__ import annotations
@@ -51,6 +52,21 @@ def _accuracy_rows(data: RunView) -> list[tuple[str, int | None, float, dict[str
             label = f"after round {stage.round}"
         rows.append((label, stage.round, float(metrics["accuracy"]), metrics))
     return rows
+
+
+def _teacher(data: RunView) -> dict[str, Any]:
+    """The Teacher's held-out metrics (``eval_teacher``), empty when it was not evaluated."""
+    found = data.metrics(0, "eval_teacher")
+    return found if is_num(found.get("accuracy")) else {}
+
+
+def teacher_comparisons(data: RunView, part: str = "") -> list[tuple[str, Comparison]]:
+    """The last evaluated Solver against the Teacher, paired over the same held-out questions
+    (a negative difference: the Teacher is still ahead)."""
+    teacher, acc = _teacher(data), _accuracy_rows(data)
+    if not teacher or not acc:
+        return []
+    return paired([(f"Teacher → Solver {acc[-1][0]}", teacher, acc[-1][3])], part)
 
 
 def _loop_rounds(data: RunView) -> list[int]:
@@ -169,6 +185,18 @@ def _markdown(data: RunView) -> list[str]:
         ]
         for i, (label, _, value, m) in enumerate(acc)
     ]
+    teacher = _teacher(data)
+    if teacher:
+        value = float(teacher["accuracy"])
+        rows.append(
+            ["Teacher (reference)", f"{value:.3f}", interval_text(teacher), DASH]
+            + [num(teacher.get("items")), num(teacher.get("samples"))]
+            + [
+                f"{teacher['transfer_accuracy']:.3f} ({interval_text(teacher, 'transfer_')})"
+                if is_num(teacher.get("transfer_accuracy"))
+                else DASH
+            ]
+        )
     lines = section(
         "Held-out accuracy",
         ["checkpoint", "mean@k", "95% CI", change, "items", "samples", "transfer (95% CI)"],
@@ -177,12 +205,12 @@ def _markdown(data: RunView) -> list[str]:
     lines += section(
         "Before → after (paired, same held-out questions)",
         COMPARISON_HEADERS,
-        comparison_rows(comparisons(data)),
+        comparison_rows(comparisons(data) + teacher_comparisons(data)),
     )
     lines += section(
         "Transfer families (never trained on), paired",
         COMPARISON_HEADERS,
-        comparison_rows(comparisons(data, "transfer_")),
+        comparison_rows(comparisons(data, "transfer_") + teacher_comparisons(data, "transfer_")),
     )
     funnel = _funnel_rows(data)
     if funnel:
@@ -267,8 +295,7 @@ def _plot_proxies(monitor: list[tuple[int, Any, Any, Any, bool]], ax: Any) -> No
 
 
 def _has_interval(metrics: dict[str, Any]) -> bool:
-    found = metrics.get("interval")
-    return isinstance(found, dict) and is_num(found.get("low")) and is_num(found.get("high"))
+    return interval_text(metrics) != DASH
 
 
 def _plot_rounds(
@@ -346,8 +373,13 @@ def summary_lines(data: RunView) -> list[str]:
                 f"{label} {m['accuracy']:.3f} (95% CI {interval_text(m)})" for label, m in acc
             )
         )
+    teacher = _teacher(data)
+    if teacher and _has_interval(teacher):
+        lines.append(
+            f"Teacher (reference) {teacher['accuracy']:.3f} (95% CI {interval_text(teacher)})"
+        )
     for part, name in (("", ""), ("transfer_", "transfer ")):
-        for label, c in comparisons(data, part):
+        for label, c in comparisons(data, part) + teacher_comparisons(data, part):
             lines.append(f"{name}{label}: {c.text()}")
     calib = data.metrics(0, "calibrate")
     if isinstance(calib.get("families"), dict):
@@ -364,7 +396,7 @@ def summary_lines(data: RunView) -> list[str]:
 
 SECTION = ReportSection(
     _markdown,
-    stages=("eval_base", "eval", "calibrate", *LOOP_STAGES),
+    stages=("eval_base", "eval_teacher", "eval", "calibrate", *LOOP_STAGES),
     plot=_plot,
     has_plot_data=_has_plot_data,
 )
