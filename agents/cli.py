@@ -25,6 +25,13 @@ os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 EXIT_USER_ERROR = 2
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: the problem and where to read the flags, exit 2."""
+
+    def error(self, message: str) -> Any:  # argparse's own prints the usage block first
+        self.exit(EXIT_USER_ERROR, f"error: {message}; see {self.prog} --help\n")
+
+
 def _user_errors() -> tuple[type[BaseException], ...]:
     from agents.config import ConfigError
     from agents.export import ExportError
@@ -39,8 +46,15 @@ def _open_store(args: argparse.Namespace) -> tuple[Any, Any]:
     from agents.store import Store, Workspace
 
     workspace = Workspace.resolve(args.workspace)
-    workspace.ensure()
-    return Store.open(workspace=workspace, url=args.db_url), workspace
+    if args.db_url:  # a bad URL fails before the workspace is created
+        store = Store.open(url=args.db_url)
+        try:
+            workspace.ensure()
+        except BaseException:
+            store.close()
+            raise
+        return store, workspace
+    return Store.open(workspace=workspace.ensure()), workspace
 
 
 # ---------------------------------------------------------------------------- models
@@ -86,7 +100,7 @@ def scheme_parser(scheme: Any) -> argparse.ArgumentParser:
     """The flags of ``agents run NAME``: common ones plus those of the scheme's config fields."""
     from agents.config import config_flags
 
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog=f"agents run {scheme.name}",
         description=scheme.help,
         epilog="Any setting can also be given as --set key.sub=value.",
@@ -277,7 +291,7 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="agents", description="Distil LLM agents into small students, offline by default."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
@@ -366,7 +380,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except _user_errors() as err:
-        print(f"error: {err}", file=sys.stderr)
+        message = " ".join(str(err).split())  # one line, whatever the message held
+        print(f"error: {message}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted; completed stages are stored", file=sys.stderr)

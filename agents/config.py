@@ -44,18 +44,37 @@ def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
 def parse_override(text: str) -> tuple[str, Any]:
     """``key.sub=value`` → (key, YAML-parsed value), so numbers and booleans keep their types."""
     key, sep, raw = text.partition("=")
-    if not sep or not key:
+    if not sep or not key.strip():
         raise ConfigError(f"override {text!r} must look like key.sub=value")
-    return key.strip(), yaml.safe_load(raw) if raw.strip() else None
+    try:
+        return key.strip(), yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as err:
+        raise ConfigError(
+            f"the value of --set {text!r} is not valid YAML ({yaml_problem(err)}); "
+            f"quote it to mean text, e.g. --set '{key.strip()}=\"{raw}\"'"
+        ) from None
+
+
+def yaml_problem(err: yaml.YAMLError) -> str:
+    """One line from a YAML error: what is wrong and where (the parser's text spans lines)."""
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    mark = getattr(err, "problem_mark", None)
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
     if not path.exists():
         raise ConfigError(f"config file {path} does not exist")
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a directory; name a YAML file")
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path} is not valid YAML: {err}") from err
+        raise ConfigError(f"{path} is not valid YAML: {yaml_problem(err)}") from None
+    except (OSError, UnicodeDecodeError) as err:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else "not UTF-8 text"
+        raise ConfigError(f"cannot read config file {path}: {reason.lower()}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must hold a mapping of settings at the top level")
     return data

@@ -39,7 +39,7 @@ from sqlalchemy import JSON, Column, DateTime, UniqueConstraint, event, func, in
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine, make_url
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import ArgumentError, IntegrityError, NoSuchModuleError, OperationalError
 from sqlalchemy.pool import StaticPool
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Session, SQLModel, col, create_engine, select
@@ -119,7 +119,18 @@ class Workspace:
             self.reports_dir,
             self.exports_dir,
         ):
-            directory.mkdir(parents=True, exist_ok=True)
+            try:
+                directory.mkdir(parents=True, exist_ok=True)
+            except (FileExistsError, NotADirectoryError):
+                raise StoreError(
+                    f"workspace {self.root} cannot be used: {directory} is a file, not a "
+                    "directory; pass another --workspace"
+                ) from None
+            except PermissionError:
+                raise StoreError(
+                    f"workspace {self.root} cannot be used: no permission to create {directory}; "
+                    "pass another --workspace"
+                ) from None
         return self
 
     def adapter_dir(self, run_id: str, role: str, round: int) -> Path:
@@ -365,7 +376,13 @@ class Store:
 
     def __init__(self, url: str) -> None:
         self.url = url
-        parsed = make_url(url)
+        try:
+            parsed = make_url(url)
+        except ArgumentError:
+            raise StoreError(
+                f"{url!r} is not a database URL; use e.g. sqlite:///path/agents.db or "
+                "postgresql+psycopg://user@host/db"
+            ) from None
         self.dialect = parsed.get_backend_name()
         database = parsed.database or ""
         in_memory = self.dialect == "sqlite" and database in ("", ":memory:")
@@ -376,12 +393,30 @@ class Store:
         memory_args: dict[str, Any] = {"poolclass": StaticPool} if in_memory else {}
         if in_memory:
             memory_args["connect_args"] = {"check_same_thread": False}
-        self.engine = create_engine(url, **memory_args)
+        shown = parsed.render_as_string(hide_password=True)
+        try:
+            self.engine = create_engine(url, **memory_args)
+        except NoSuchModuleError:
+            raise StoreError(
+                f"no database driver for {shown}; use sqlite:/// or postgresql+psycopg://"
+            ) from None
+        except ImportError as err:
+            raise StoreError(
+                f"the driver for {shown} is not installed ({err.name}); "
+                "pip install 'agents-distill[postgres]'"
+            ) from None
         if self.dialect == "sqlite":
             _setup_sqlite(self.engine)
         self._writer = self.engine.execution_options(agents_write=True)
-        with self._writer.begin() as connection:
-            migrations.upgrade(connection, SQLModel.metadata)
+        try:
+            with self._writer.begin() as connection:
+                migrations.upgrade(connection, SQLModel.metadata)
+        except OperationalError as err:
+            self.engine.dispose()
+            reason = " ".join(str(err.orig).split()).split(" Is the server")[0]
+            raise StoreError(
+                f"cannot open the store at {shown}: {reason}; check --db-url"
+            ) from None
 
     @classmethod
     def open(cls, workspace: Workspace | None = None, url: str | None = None) -> Store:

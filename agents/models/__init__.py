@@ -33,6 +33,7 @@ __all__ = [
     "Completion",
     "Engine",
     "EngineError",
+    "check_reachable",
     "load_engine",
     "resolve_local_model",
 ]
@@ -59,12 +60,65 @@ def resolve_local_model(spec: str) -> str:
     if spec.startswith("builtin:"):
         return str(builtin_model(spec.removeprefix("builtin:")).ensure_converted())
     if spec.startswith("hf:"):
-        return spec.removeprefix("hf:")
+        repo = spec.removeprefix("hf:")
+        if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+            _check_cached(spec, repo)
+        return repo
     if Path(spec).expanduser().is_dir():
         return str(Path(spec).expanduser())
     if ":" in spec or spec.startswith(("http://", "https://")):
         raise EngineError(f"{spec!r} is served over HTTP and has no local weights to train")
     raise EngineError(f"unknown model {spec!r}: no such directory; {SPEC_HELP}")
+
+
+def _check_cached(spec: str, repo: str) -> None:
+    """Offline, a hub id must already be in the local Hugging Face cache."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(repo, "config.json")
+    except ValueError:  # not a valid repo id
+        raise EngineError(f"{spec!r} is not a hub id like hf:ORG/NAME; {SPEC_HELP}") from None
+    if not isinstance(found, str):
+        raise EngineError(
+            f"{spec} is not in the local Hugging Face cache and the hub is offline "
+            "(HF_HUB_OFFLINE=1); download it once with network access, or use builtin:NAME or "
+            "a model directory"
+        )
+
+
+def endpoint_url(spec: str) -> str | None:
+    """The base URL an HTTP spec talks to (``openai:M@URL``, ``ollama:M``), else None."""
+    from agents.models.openai_http import OPENAI_BASE_URL
+
+    spec = str(spec)
+    if not spec.startswith(("openai:", "ollama:")):
+        return None
+    provider, _, rest = spec.partition(":")
+    _, url = _split_url(rest)
+    if provider == "ollama":
+        url = url or os.environ.get("OLLAMA_BASE_URL", OLLAMA_URL)
+    return (url or OPENAI_BASE_URL).rstrip("/")
+
+
+def check_reachable(spec: str, timeout_s: float = 5.0) -> None:
+    """Raise :class:`EngineError` when the server behind an HTTP spec cannot be reached at all.
+
+    Any HTTP answer counts as reachable (a 401 or 404 is the run's business, with its retries);
+    a refused connection, an unknown host or a timeout is not. In-process specs pass.
+    """
+    import httpx
+
+    url = endpoint_url(spec)
+    if url is None:
+        return
+    try:
+        httpx.get(f"{url}/models", timeout=timeout_s)
+    except httpx.HTTPError as err:
+        reason = " ".join(str(err).split()) or type(err).__name__
+        raise EngineError(
+            f"could not reach {url} for {spec} ({reason}); start the server or fix the model spec"
+        ) from None
 
 
 def _check_options(engine_class: type, spec: str, options: dict[str, Any]) -> None:

@@ -35,7 +35,7 @@ from sqlmodel import SQLModel
 from tqdm.auto import tqdm
 
 from agents.config import ConfigError
-from agents.models import load_engine, resolve_local_model
+from agents.models import check_reachable, endpoint_url, load_engine, resolve_local_model
 from agents.models.base import ChatRequest, Engine
 from agents.models.cached import CachedEngine
 from agents.reporting import ReportSection
@@ -333,6 +333,24 @@ class CheckpointedGraph:
         self._connection.close()
 
 
+def _model_specs(config: Any) -> list[str]:
+    """Every HTTP model spec anywhere in a config (roles, judges, simulators), once each."""
+    found: list[str] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for inner in value.values():
+                walk(inner)
+        elif isinstance(value, list | tuple):
+            for inner in value:
+                walk(inner)
+        elif isinstance(value, str) and endpoint_url(value) is not None and value not in found:
+            found.append(value)
+
+    walk(config.model_dump(mode="json") if isinstance(config, BaseModel) else config)
+    return found
+
+
 class SchemeRun:
     """One stored run of a scheme: create or resume it, run its graph, report, close.
 
@@ -393,6 +411,8 @@ class SchemeRun:
                         f"the {role} is trained, so it must be a local model (builtin:, hf: or "
                         f"a directory): {err}"
                     ) from None
+            for spec in _model_specs(config):
+                check_reachable(spec)  # an endpoint that is down fails before a run row exists
         cls.check(config)
         name = getattr(config, "name", None)
         run = store.create_run(cls.scheme, config.model_dump(mode="json"), name=name)
