@@ -225,20 +225,27 @@ def _print_run(store: Any, run_id: str) -> None:
 
 
 def cmd_runs_list(args: argparse.Namespace) -> int:
+    from agents.store import run_state
+
     store, _ = _open_store(args)
     runs = store.list_runs(scheme=args.scheme, limit=args.limit)
     if not runs:
         print("no runs yet")
     for run in runs:
         created = run.created_at.strftime("%Y-%m-%d %H:%M")
-        print(f"{run.id}  {run.scheme:<10} {run.status:<9} {created}  {run.name or ''}")
+        print(f"{run.id}  {run.scheme:<10} {run_state(run):<11} {created}  {run.name or ''}")
     return 0
 
 
 def cmd_runs_show(args: argparse.Namespace) -> int:
+    from agents.store import run_state
+
     store, _ = _open_store(args)
     run = store.get_run(args.run_id)
-    print(f"run {run.id} ({run.scheme}) {run.status}, created {run.created_at:%Y-%m-%d %H:%M}")
+    state = run_state(run)
+    if state == "interrupted":
+        state += f" (its process {run.owner or ''} is gone; --resume {run.id} continues it)"
+    print(f"run {run.id} ({run.scheme}) {state}, created {run.created_at:%Y-%m-%d %H:%M}")
     print("config: " + json.dumps(run.config, default=str))
     _print_run(store, run.id)
     return 0

@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import socket
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
@@ -196,6 +197,45 @@ class Run(SQLModel, table=True):
     updated_at: datetime = _created()
     finished_at: datetime | None = _when()
     notes: str | None = None
+    owner: str | None = None  # "host:pid" of the process running it (while "running")
+    heartbeat_at: datetime | None = _when()
+
+
+#: Seconds between heartbeats of a running run; three missed ones read as a dead process.
+HEARTBEAT_S = 30.0
+
+
+def this_owner() -> str:
+    """``host:pid`` of this process, as :attr:`Run.owner` records it."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
+
+
+def run_state(run: Run, now: datetime | None = None) -> str:
+    """The run's status as a person should read it: ``interrupted`` for a run still marked
+    ``running`` whose process is gone (its pid, on this host) or silent (no heartbeat for three
+    intervals, on another host). ``--resume`` continues an interrupted run like a paused one."""
+    if run.status != "running":
+        return run.status
+    host, _, pid = (run.owner or "").rpartition(":")
+    if host == socket.gethostname() and pid.isdigit():
+        return "running" if _pid_alive(int(pid)) else "interrupted"
+    beat = run.heartbeat_at
+    if beat is None:
+        return "interrupted"
+    if beat.tzinfo is None:
+        beat = beat.replace(tzinfo=UTC)
+    silent = ((now or utcnow()) - beat).total_seconds()
+    return "running" if silent < 3 * HEARTBEAT_S else "interrupted"
 
 
 class Stage(SQLModel, table=True):
@@ -503,9 +543,17 @@ class Store:
             run.status = status
             run.updated_at = utcnow()
             run.finished_at = run.updated_at if status in ("finished", "failed") else None
+            if status == "running":
+                run.owner, run.heartbeat_at = this_owner(), run.updated_at
             if notes is not None:
                 run.notes = notes
         return run
+
+    def heartbeat(self, run_id: str) -> None:
+        """Note that the process running ``run_id`` is alive (see :func:`run_state`)."""
+        with self.session(write=True) as session:
+            run = self._require_run(session, run_id)
+            run.heartbeat_at = utcnow()
 
     # Stages
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -39,7 +40,7 @@ from agents.models import check_reachable, endpoint_url, load_engine, resolve_lo
 from agents.models.base import ChatRequest, Engine
 from agents.models.cached import CachedEngine
 from agents.reporting import ReportSection
-from agents.store import ModelCheckpoint, Run, Store, Workspace
+from agents.store import HEARTBEAT_S, ModelCheckpoint, Run, Store, Workspace
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +241,29 @@ def train_role(
     return StageOutput(metrics, {f"{role}_adapter": str(out_dir)}, add=[checkpoint])
 
 
+class Heartbeat:
+    """A daemon thread noting every :data:`HEARTBEAT_S` seconds that a run's process is alive,
+    so ``agents runs list`` can tell a run that is running from one whose process died."""
+
+    def __init__(self, store: Store, run_id: str, every_s: float = HEARTBEAT_S) -> None:
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(
+            target=self._beat, args=(store, run_id, every_s), name="heartbeat", daemon=True
+        )
+        self._thread.start()
+
+    def _beat(self, store: Store, run_id: str, every_s: float) -> None:
+        while not self._stopped.wait(every_s):
+            try:
+                store.heartbeat(run_id)
+            except Exception as err:  # a busy or lost database must not stop the run
+                log.warning("heartbeat of run %s not stored: %s", run_id, err)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self._thread.join(timeout=5)
+
+
 class CheckpointedGraph:
     """A compiled scheme graph bound to one run: start, stop early, resume, finish.
 
@@ -296,6 +320,7 @@ class CheckpointedGraph:
         if started and not snapshot.next:
             return self.store.get_run(self.run_id)
         self.store.set_run_status(self.run_id, "running")
+        heartbeat = Heartbeat(self.store, self.run_id)
         done_before = sum(s.status == "finished" for s in self.store.stages(self.run_id))
         bar = tqdm(
             total=self.total_stages,
@@ -325,6 +350,7 @@ class CheckpointedGraph:
             self.store.set_run_status(self.run_id, "failed")
             raise
         finally:
+            heartbeat.stop()
             bar.close()
         self.store.set_run_status(self.run_id, "finished" if self.finished else "paused")
         return self.store.get_run(self.run_id)
