@@ -19,11 +19,12 @@ whose model calls then come back from the response cache.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
@@ -239,6 +240,24 @@ def train_role(
         metrics={**metrics, "system_prompt": system_prompt},
     )
     return StageOutput(metrics, {f"{role}_adapter": str(out_dir)}, add=[checkpoint])
+
+
+@contextlib.contextmanager
+def run_log(path: Path) -> Iterator[None]:
+    """While a run runs, append this package's warnings and every training step (the
+    ``agents.steps`` log, which never reaches the console) to ``path``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    loggers = [logging.getLogger("agents"), logging.getLogger("agents.steps")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)
+        handler.close()
 
 
 class Heartbeat:
@@ -471,7 +490,8 @@ class SchemeRun:
     def _run_graph(self, stop: Callable[[str, dict[str, Any]], bool] | None) -> Run:
         """Run the graph until ``stop`` says so; the report is written however it ends."""
         try:
-            return self.checkpointed.advance(stop)
+            with run_log(self.workspace.reports_dir / self.run_id / "run.log"):
+                return self.checkpointed.advance(stop)
         finally:
             self.report()
 

@@ -14,7 +14,7 @@ import torch
 import transformers
 from peft import PeftModel
 from transformers import PreTrainedTokenizerBase, Trainer
-from transformers.trainer_callback import PrinterCallback
+from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerCallback
 
 from agents.training.lora import trainer_precision
 
@@ -135,6 +135,29 @@ def quiet(progress: bool) -> Iterator[None]:
             datasets.enable_progress_bars()
 
 
+class StepBar(ProgressCallback):
+    """The Trainer's step bar without the log dictionaries it prints between bars (``{'loss':
+    ...}`` every step); those go to the log (:class:`LogSteps`) and the run's metrics."""
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+        return None
+
+
+#: Training steps, for the run's log file only (never the console: it does not propagate).
+STEPS = logging.getLogger("agents.steps")
+STEPS.propagate = False
+STEPS.setLevel(logging.INFO)
+
+
+class LogSteps(TrainerCallback):
+    """Each logged training step on :data:`STEPS` (the run's log file keeps it)."""
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+        if logs:
+            shown = {k: round(v, 6) if isinstance(v, float) else v for k, v in logs.items()}
+            STEPS.info("step %s: %s", state.global_step, shown)
+
+
 def run_and_save(
     trainer: Trainer,
     tokenizer: PreTrainedTokenizerBase,
@@ -148,6 +171,10 @@ def run_and_save(
     """
     if trainer.args.disable_tqdm:
         trainer.remove_callback(PrinterCallback)
+    else:
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(StepBar())
+    trainer.add_callback(LogSteps())
     train_output = trainer.train()
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
