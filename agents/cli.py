@@ -38,8 +38,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from agents.migrations import SchemaTooNew
     from agents.models.base import EngineError
     from agents.store import StoreError
+    from sandbox.executor import SandboxUnavailable
 
-    return ConfigError, EngineError, ExportError, StoreError, SchemaTooNew
+    return ConfigError, EngineError, ExportError, StoreError, SchemaTooNew, SandboxUnavailable
 
 
 def _open_store(args: argparse.Namespace) -> tuple[Any, Any]:

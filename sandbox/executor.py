@@ -39,6 +39,10 @@ UNAVAILABLE_MESSAGE = (
 )
 
 
+BACKEND_ENV = "AGENTS_SANDBOX_BACKEND"
+BACKENDS = ("bwrap", "unshare", "none")
+
+
 class SandboxUnavailable(RuntimeError):
     """Raised when no isolation tool works and the caller did not opt in to running unisolated."""
 
@@ -243,9 +247,28 @@ def _probe(backend: str) -> bool:
 def isolation_backend() -> str:
     """The isolation tool that works on this machine, checked once by running a snippet.
 
+    ``$AGENTS_SANDBOX_BACKEND`` forces one (``bwrap``, ``unshare``, or ``none`` for the limits
+    only, which still needs ``allow_unisolated=True``); a forced backend that does not work is an
+    error, never a silent fallback.
+
     Returns:
         ``"bwrap"`` (bubblewrap), ``"unshare"`` (util-linux namespaces + chroot) or ``"none"``.
+
+    Raises:
+        SandboxUnavailable: the forced backend is unknown or does not work here.
     """
+    forced = os.environ.get(BACKEND_ENV, "").strip()
+    if forced:
+        if forced not in BACKENDS:
+            raise SandboxUnavailable(
+                f"{BACKEND_ENV}={forced!r} is not a sandbox backend; use one of "
+                f"{', '.join(BACKENDS)}"
+            )
+        if forced != "none" and not _probe(forced):
+            raise SandboxUnavailable(
+                f"{BACKEND_ENV}={forced} asks for {forced}, which cannot run code on this machine"
+            )
+        return forced
     for backend in ("bwrap", "unshare"):
         if _probe(backend):
             return backend

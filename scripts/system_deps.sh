@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs bubblewrap, which the sandbox uses to isolate model-written code.
-# Never fails: without it the sandbox falls back to `unshare` or refuses to run code.
+# Outside CI it never fails: without bubblewrap the sandbox falls back to `unshare` or refuses to
+# run code. On CI (CI set) a missing bubblewrap fails the setup: its tests must run, not skip.
 set -u
 
 if command -v bwrap >/dev/null 2>&1; then
@@ -22,4 +23,8 @@ if command -v apt-get >/dev/null 2>&1 \
 fi
 
 echo "bubblewrap could not be installed; the sandbox will fall back to unshare or refuse to run code."
+if [ -n "${CI:-}" ]; then
+    echo "CI needs bubblewrap so the sandbox tests run on it; failing." >&2
+    exit 1
+fi
 exit 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import time
 from pathlib import Path
@@ -13,7 +12,6 @@ import pytest
 import sandbox
 
 pytestmark = [
-    pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed"),
     pytest.mark.usefixtures("sandbox_backend"),  # every test runs on both backends
 ]
 
