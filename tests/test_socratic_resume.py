@@ -84,7 +84,7 @@ def test_second_run_continues_to_the_end(calm: CalmRun) -> None:
     assert set(loop.scores()) == {"base", 0, 1, 2}
     names = Counter((s.round, s.name) for s in loop.store.stages(loop.run_id))
     assert set(names.values()) == {1}
-    assert len(names) == 5 + 2 * 12
+    assert len(names) == 6 + 2 * 12
     # Nothing trained: no pairs (all correct) and generator training off.
     metrics = stage_metrics(loop)
     assert metrics[(1, "train_solver")]["skipped"] == "no preference pairs this round"
