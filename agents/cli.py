@@ -221,7 +221,7 @@ def _print_run(store: Any, run_id: str) -> None:
         print(
             f"  calls {role or '-'} {model}: {use.calls} batches, {use.samples} samples "
             f"({use.cached_samples} cached), {use.prompt_tokens}+{use.completion_tokens} tokens, "
-            f"{use.latency_s:.1f}s"
+            f"{use.retries} retries, {use.latency_s:.1f}s"
         )
 
 

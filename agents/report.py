@@ -89,11 +89,11 @@ def _markdown(data: RunView, section_of: ReportSection | None, plot_name: str | 
     rows = [[str(s.round), f"`{s.name}`", num(m)] for s, m in zip(other, metrics, strict=True)]
     lines += section("Stage metrics", ["round", "stage", "metrics"], rows)
     headers = ["role", "model", "batches", "requests", "samples", "cached samples"]
-    headers += ["prompt tokens", "completion tokens", "seconds"]
+    headers += ["prompt tokens", "completion tokens", "retries", "seconds"]
     rows = []
     for (role, model), u in sorted(data.usage.items(), key=lambda kv: (kv[0][0] or "", kv[0][1])):
         counts = [u.calls, u.requests, u.samples, u.cached_samples]
-        counts += [u.prompt_tokens, u.completion_tokens]
+        counts += [u.prompt_tokens, u.completion_tokens, u.retries]
         rows.append([role or DASH, f"`{model}`", *map(num, counts), f"{u.latency_s:.1f}"])
     lines += section("Model usage", headers, rows)
 

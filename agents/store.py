@@ -342,6 +342,7 @@ class CallRecord(SQLModel, table=True):
     cached_samples: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    retries: int = 0  # HTTP attempts that failed (429, 5xx, timeouts, bad bodies) and were retried
     latency_s: float = 0.0
     created_at: datetime = _created()
 
@@ -367,7 +368,8 @@ class Usage:
     cached_samples: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
-    latency_s: float = 0.0
+    retries: int = 0
+    latency_s: float = 0.0  # last: the one float
 
     @property
     def tokens(self) -> int:
@@ -781,6 +783,7 @@ class Store:
         prompt_tokens: int = 0,
         completion_tokens: int = 0,
         latency_s: float = 0.0,
+        retries: int = 0,
     ) -> CallRecord:
         """Append one line to the ledger."""
         record = CallRecord(
@@ -792,6 +795,7 @@ class Store:
             cached_samples=cached_samples,
             prompt_tokens=prompt_tokens,
             completion_tokens=completion_tokens,
+            retries=retries,
             latency_s=latency_s,
         )
         with self.session(write=True) as session:

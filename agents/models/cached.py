@@ -161,6 +161,7 @@ class CachedEngine(Engine):
             cached_samples=hits,
             prompt_tokens=sum(r.prompt_tokens for r in fresh.values()),
             completion_tokens=sum(r.completion_tokens for r in fresh.values()),
+            retries=sum(int(r.extra.get("retries", 0)) for r in fresh.values()),
             latency_s=elapsed,
         )
         return results

@@ -80,9 +80,11 @@ class _MalformedBody(Exception):
 
 @dataclass
 class _Clock:
-    """When the first HTTP attempt of a request started (queueing for a slot is not counted)."""
+    """When the first HTTP attempt of a request started (queueing for a slot is not counted),
+    and how many of its attempts failed and were retried."""
 
     started: float | None = None
+    retries: int = 0
 
     def start(self) -> None:
         if self.started is None:
@@ -456,6 +458,7 @@ class OpenAIEngine(Engine):
             completion_tokens=sum(c.completion_tokens for c in completions),
             latency_s=clock.elapsed(),
             model=self.spec,
+            extra={"retries": clock.retries},
         )
 
     def _native_completions(self, data: dict[str, Any], n: int) -> tuple[list[Completion], int]:
@@ -509,6 +512,7 @@ class OpenAIEngine(Engine):
             except _MalformedBody as err:
                 reason = str(err)
             if attempt < attempts:
+                clock.retries += 1
                 delay = self._delay(attempt, hint)
                 log.warning(
                     "%s: attempt %d/%d failed, %s; retrying in %.2fs",
