@@ -37,6 +37,7 @@ class Teacher:
     role: ScriptedRole = field(default_factory=lambda: ScriptedRole("teacher"))
     injected: dict[str, int] = field(default_factory=lambda: dict.fromkeys(FAULTS, 0))
     lock: threading.Lock = field(default_factory=threading.Lock)
+    authorization: set[str] = field(default_factory=set)  # what clients sent
 
     def fault(self) -> str | None:
         with self.lock:
@@ -62,6 +63,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802 - http.server's naming
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
         teacher: Teacher = self.server.teacher  # type: ignore[attr-defined]
+        teacher.authorization.add(self.headers.get("Authorization", ""))
         fault = teacher.fault()
         if fault == "timeout":
             time.sleep(TIMEOUT_S * 3)
@@ -126,7 +128,9 @@ def serve() -> Iterator[Any]:
         server.server_close()
 
 
-def _run(root: Path, model: Path, url: str) -> tuple[SocraticLoop, Store]:
+def _run(
+    root: Path, model: Path, url: str, key_env: str = "FAULTY_TEST_KEY"
+) -> tuple[SocraticLoop, Store]:
     spec = f"openai:teacher@{url}"
     tags = ["[m]", "[l]", "[h]", "[u]", "[m]", "[l]"]
     config = make_config(root, model, tags, teacher=spec, rounds=2)
@@ -135,7 +139,7 @@ def _run(root: Path, model: Path, url: str) -> tuple[SocraticLoop, Store]:
         "teacher",
         base_url=url,
         spec=spec,
-        api_key_env="FAULTY_TEST_KEY",
+        api_key_env=key_env,
         timeout_s=TIMEOUT_S,
         max_retries=12,
         backoff_base_s=0.001,
@@ -175,3 +179,43 @@ def test_a_whole_run_through_a_faulty_endpoint_equals_a_clean_one(
     assert clean_ledger["teacher"].retries == 0
     for loop in (clean, faulty):
         loop.close()
+
+
+CANARY = "sk-canary-7f3e9b1d0c5a4e2f"
+
+
+def test_secrets_never_reach_files_rows_or_logs(
+    tmp_path: Path,
+    tiny_model_dir: Path,
+    serve: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    """The API key (a canary value) is sent to the endpoint and appears nowhere the run wrote:
+    no file in the workspace (store, cache, report, run log, adapters, the exported agent) and
+    nothing printed."""
+    import logging
+
+    from agents.export import card_for_run, export_agent
+
+    monkeypatch.setenv("OPENAI_API_KEY", CANARY)
+    monkeypatch.setenv("HF_TOKEN", CANARY + "-hf")
+    logging.getLogger("agents").setLevel(logging.DEBUG)  # the most a user could turn on
+    teacher = Teacher(fault_rate=0.3)  # retries log warnings: they must not carry the key
+    try:
+        loop, store = _run(tmp_path, tiny_model_dir, serve(teacher), key_env="OPENAI_API_KEY")
+        card, adapter = card_for_run(store, loop.run_id, role="solver")
+        export_agent(tmp_path / "ws" / "exports" / "solver", card, adapter=adapter)
+        loop.report()
+        loop.close()
+        store.close()
+    finally:
+        logging.getLogger("agents").setLevel(logging.NOTSET)
+    assert teacher.authorization == {f"Bearer {CANARY}"}  # it was really used
+    needle = CANARY.encode()
+    written = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert len(written) > 20  # store, adapters, export, report, log, seeds
+    leaked = [str(p) for p in written if needle in p.read_bytes()]
+    assert leaked == []
+    out, err = capfd.readouterr()
+    assert CANARY not in out + err
