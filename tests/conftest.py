@@ -97,3 +97,25 @@ def sandbox_backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPa
         pytest.skip(f"{request.param} cannot run code here")
     monkeypatch.setattr(executor, "isolation_backend", lambda: request.param)
     return request.param
+
+
+#: A real PostgreSQL for the tests that run on both databases, e.g.
+#: postgresql+psycopg://user:pass@127.0.0.1/db (``.ci/run`` starts one; its tables are reset).
+POSTGRES_URL = os.environ.get("AGENTS_TEST_POSTGRES_URL")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty store's URL: a SQLite file, then (when one is given) the PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'agents.db'}"
+    if not POSTGRES_URL:
+        pytest.skip("AGENTS_TEST_POSTGRES_URL is not set")
+    from sqlmodel import SQLModel
+
+    from agents.store import Store
+
+    store = Store(POSTGRES_URL)
+    SQLModel.metadata.drop_all(store.engine)
+    store.close()
+    return POSTGRES_URL

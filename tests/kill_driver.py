@@ -1,6 +1,7 @@
 """The crash world of the Socratic resume tests as a real process, for kill -9 and Ctrl-C tests.
 
     python tests/kill_driver.py ROOT MODEL [--resume RUN_ID] [--die KIND] [--signal kill|int]
+                                [--workspace DIR] [--db-url URL]
 
 Runs (or resumes) the scripted Socratic run under ``ROOT`` with the tiny model at ``MODEL`` and
 prints the run id first. With ``--die KIND`` the process sends itself ``--signal`` the first time
@@ -21,8 +22,11 @@ from typing import Any
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # as the test session: nothing reaches a hub
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from socratic_runs import make_config, new_world, open_loop, resume_loop  # noqa: E402
+from socratic_runs import make_config, new_world  # noqa: E402
 from socratic_world import ScriptedRole  # noqa: E402
+
+from agents.schemes.socratic import SocraticLoop  # noqa: E402
+from agents.store import Store, Workspace  # noqa: E402
 
 CRASH_TAGS = ["[m]", "[l]", "[h]", "[u]"]
 SIGNALS = {"kill": signal.SIGKILL, "int": signal.SIGINT}
@@ -59,15 +63,20 @@ def main() -> int:
     parser.add_argument("--resume")
     parser.add_argument("--die", choices=["judge", "qc", "train"])
     parser.add_argument("--signal", choices=sorted(SIGNALS), default="kill")
+    parser.add_argument("--workspace", type=Path, help="default ROOT/ws")
+    parser.add_argument("--db-url", help="default: the workspace's SQLite")
     args = parser.parse_args()
+    workspace = Workspace.resolve(args.workspace or args.root / "ws")
+    store = Store.open(workspace, url=args.db_url)
     world = new_world()
     if args.die:
         _die_on(world, args.die, SIGNALS[args.signal])
+    options: dict[str, Any] = {"progress": False, "loader": lambda role: world[role]}
     if args.resume:
-        loop = resume_loop(args.root, args.resume, world)
+        loop = SocraticLoop.resume(args.resume, workspace, store, **options)
     else:
         config = make_config(args.root, args.model, CRASH_TAGS, eval_base=False)
-        loop = open_loop(args.root, config, world)
+        loop = SocraticLoop.create(config, workspace, store, **options)
     print(loop.run_id, flush=True)
     try:
         run = loop.run()

@@ -42,8 +42,8 @@ class AuditorModel(ScriptedEngine):
 
 
 @pytest.fixture
-def library(tmp_path: Path) -> StrategyLibrary:
-    library = open_library(tmp_path)
+def library(tmp_path: Path, db_url: str) -> StrategyLibrary:
+    library = open_library(tmp_path, url=db_url)
     scenario = library.add_scenario(
         [{"role": "user", "content": "The toaster I got is broken, refund please."}],
         source="failure",

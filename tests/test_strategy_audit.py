@@ -11,8 +11,8 @@ from strategies import Auditor, StrategyLibrary, StrategyNotFound
 
 
 @pytest.fixture
-def library(tmp_path: Path) -> StrategyLibrary:
-    return open_library(tmp_path)
+def library(tmp_path: Path, db_url: str) -> StrategyLibrary:
+    return open_library(tmp_path, url=db_url)
 
 
 def _with_scenario(library: StrategyLibrary) -> int:

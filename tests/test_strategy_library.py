@@ -54,15 +54,17 @@ class HashEmbedding(EmbeddingFunction[Documents]):
         return HashEmbedding(config.get("dim", 128))
 
 
-def open_library(tmp_path: Path, name: str = "retail") -> StrategyLibrary:
-    """A library in a fresh SQLite store and Chroma directory under ``tmp_path``."""
-    store = Store(f"sqlite:///{tmp_path / 'agents.db'}")
+def open_library(tmp_path: Path, name: str = "retail", url: str | None = None) -> StrategyLibrary:
+    """A library in a fresh store (SQLite under ``tmp_path`` unless ``url``) and a Chroma
+    directory under ``tmp_path``."""
+    store = Store(url or f"sqlite:///{tmp_path / 'agents.db'}")
     return StrategyLibrary.open(store, tmp_path / "chroma", name, embedding=HashEmbedding())
 
 
 @pytest.fixture
-def library(tmp_path: Path) -> StrategyLibrary:
-    return open_library(tmp_path)
+def library(tmp_path: Path, db_url: str) -> StrategyLibrary:
+    """On SQLite, and on PostgreSQL too when the tests have one."""
+    return open_library(tmp_path, url=db_url)
 
 
 def test_add_revise_and_status_changes_keep_a_complete_history(library: StrategyLibrary) -> None:

@@ -33,6 +33,7 @@ from langgraph.checkpoint.sqlite import SqliteSaver
 from langgraph.graph import StateGraph
 from langgraph.runtime import Runtime
 from pydantic import BaseModel
+from sqlalchemy.engine import make_url
 from sqlmodel import SQLModel
 from tqdm.auto import tqdm
 
@@ -283,6 +284,41 @@ class Heartbeat:
         self._thread.join(timeout=5)
 
 
+_CHECKPOINT_LOCK = 0x61676E74  # an advisory lock key of this package's own ("agnt")
+
+
+def open_checkpointer(store: Store, workspace: Workspace) -> tuple[Any, Any]:
+    """(connection, LangGraph saver) beside the store: in the same PostgreSQL database when the
+    store is there (LangGraph's Postgres saver, its own tables), else the workspace's SQLite
+    checkpoint file."""
+    if store.dialect == "postgresql":
+        try:
+            import psycopg
+            from langgraph.checkpoint.postgres import PostgresSaver
+            from psycopg.rows import dict_row
+        except ImportError as err:
+            raise ConfigError(
+                f"checkpoints in PostgreSQL need {err.name}; pip install 'agents-distill[postgres]'"
+            ) from None
+        url = make_url(store.url).set(drivername="postgresql")
+        connection = psycopg.connect(
+            url.render_as_string(hide_password=False),
+            autocommit=True,
+            prepare_threshold=0,
+            row_factory=dict_row,
+        )
+        saver = PostgresSaver(connection)  # type: ignore[arg-type]
+        # Creates or migrates its tables; one process at a time (two runs may start together).
+        connection.execute("SELECT pg_advisory_lock(%s)", (_CHECKPOINT_LOCK,))
+        try:
+            saver.setup()
+        finally:
+            connection.execute("SELECT pg_advisory_unlock(%s)", (_CHECKPOINT_LOCK,))
+        return connection, saver
+    connection = sqlite3.connect(str(workspace.checkpoints_path), check_same_thread=False)
+    return connection, SqliteSaver(connection)
+
+
 class CheckpointedGraph:
     """A compiled scheme graph bound to one run: start, stop early, resume, finish.
 
@@ -308,8 +344,8 @@ class CheckpointedGraph:
         self.run_id = context.run_id
         self.total_stages = total_stages
         self.progress = progress
-        self._connection = sqlite3.connect(str(workspace.checkpoints_path), check_same_thread=False)
-        self.graph = graph.compile(checkpointer=SqliteSaver(self._connection))
+        self._connection, saver = open_checkpointer(self.store, workspace)
+        self.graph = graph.compile(checkpointer=saver)
         self.thread = {"configurable": {"thread_id": f"run-{self.run_id}"}}
 
     def state(self) -> dict[str, Any]:
