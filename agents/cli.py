@@ -32,6 +32,23 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USER_ERROR, f"error: {message}; see {self.prog} --help\n")
 
 
+class _Once(logging.Filter):
+    """Console warnings once each: a repeat of the same message template is dropped."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: set[tuple[str, object]] = set()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING:
+            return True
+        key = (record.name, record.msg)
+        if key in self.seen:
+            return False
+        self.seen.add(key)
+        return True
+
+
 def _user_errors() -> tuple[type[BaseException], ...]:
     from agents.config import ConfigError
     from agents.export import ExportError
@@ -378,6 +395,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_Once())  # the run's log file keeps every repeat
     if not args.verbose:
         # Deprecation notices from inside transformers/peft are not the user's to act on.
         warnings.filterwarnings("ignore", category=FutureWarning)

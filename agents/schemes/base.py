@@ -392,10 +392,16 @@ class CheckpointedGraph:
                 durability="sync",  # checkpoint before the next node starts: kill -9 safe
                 stream_mode="updates",
             )
+            began = time.perf_counter()
             for update in updates:
                 node = next(iter(update))
                 bar.update(1)
                 bar.set_postfix_str(node)
+                if self.progress:  # one line per finished stage above the bar
+                    now = time.perf_counter()
+                    rnd = self.state().get("round", 0)
+                    bar.write(f"  round {rnd} {node}: done in {now - began:.1f} s")
+                    began = now
                 if stop is not None and stop(node, self.state()):
                     break
         except KeyboardInterrupt:
