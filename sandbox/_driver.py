@@ -6,8 +6,11 @@ the command fd, runs the code, and answers one JSON line on the result fd. The c
 stdout/stderr go straight to fds 1 and 2, which the host reads as pipes, so output from
 subprocesses and ``os.write`` is captured too.
 
-Nothing here is a security boundary: the code can forge its own result line. Containment comes
-from the namespaces and limits around this process.
+Nothing here is a security boundary: the code can forge its own result line, or a host-call
+line (``{"call": name, "args": [...], "kwargs": {...}}``) for one of the functions the host lent
+the session (e.g. ``retrieve``). Containment comes from the namespaces and limits around this
+process, and from the host, which answers only the names it lent, with bounded sizes and counts,
+and checks every argument in the function itself.
 """
 
 from __future__ import annotations
@@ -127,7 +130,31 @@ def main() -> None:
         while data:
             data = data[os.write(res_fd, data) :]
 
+    def host_call(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Ask the host to run one of the functions it lent this session; wait for its answer
+        on the command pipe (the host sends no code while a call is open)."""
+        try:
+            message = {"call": name, "args": list(args), "kwargs": kwargs}
+            data = json.dumps(message)
+        except (TypeError, ValueError):
+            raise TypeError(f"{name}() takes JSON values (str, int, float, list, dict)") from None
+        send(json.loads(data))
+        answer = json.loads(cmd.readline() or b'{"error": "the host closed the channel"}')
+        if "error" in answer:
+            raise RuntimeError(f"{name}(): {answer['error']}")
+        return answer.get("result")
+
+    def lent(name: str) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return host_call(name, args, kwargs)
+
+        call.__name__ = call.__qualname__ = name
+        call.__doc__ = f"{name}(...): runs on the host, which checks every argument."
+        return call
+
     namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": __builtins__}
+    for name in cfg.get("host_functions", ()):
+        namespace[name] = lent(name)
     send({"ready": True})
     for n, line in enumerate(cmd, start=1):
         request = json.loads(line)

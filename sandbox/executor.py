@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -59,7 +60,8 @@ class ExecutionResult:
         error_message: The traceback of the code's frames, or why the worker was killed.
         duration_s: Wall-clock seconds from sending the code to the answer.
         killed: Whether the worker process was killed (session state is then lost).
-        kill_reason: ``"timeout"``, ``"memory"``, ``"output"``, ``"cpu"``, ``"crash"`` or None.
+        kill_reason: ``"timeout"``, ``"memory"``, ``"output"``, ``"cpu"``, ``"crash"``,
+            ``"protocol"`` (the code wrote garbage to the result pipe) or None.
     """
 
     stdout: str
@@ -287,6 +289,13 @@ class Session:
         memory_mb: Address-space limit of the worker (RLIMIT_AS).
         allow_unisolated: Run without isolation (limits only) when no backend works.
         max_output_bytes: Cap on stdout+stderr per call; the worker is killed beyond it.
+        host_functions: Functions of the host the code may call by name (e.g. ``retrieve``),
+            the only way out of the sandbox: arguments and results travel as JSON over the
+            worker's own pipes, at most ``max_host_calls`` per call of :meth:`run`, each message
+            at most ``max_host_bytes``. The function must check its arguments: the code chooses
+            them. Its time counts against the call's timeout.
+        max_host_calls: Host calls allowed per :meth:`run`.
+        max_host_bytes: Largest request or answer of a host call, in bytes of JSON.
 
     Raises:
         SandboxUnavailable: No backend works and ``allow_unisolated`` is False.
@@ -299,6 +308,9 @@ class Session:
         memory_mb: int = 1024,
         allow_unisolated: bool = False,
         max_output_bytes: int = MAX_OUTPUT_BYTES,
+        host_functions: Mapping[str, Callable[..., Any]] | None = None,
+        max_host_calls: int = 16,
+        max_host_bytes: int = 64_000,
         _backend: str | None = None,
     ) -> None:
         backend = _backend or isolation_backend()
@@ -310,6 +322,13 @@ class Session:
         self.timeout = timeout
         self.memory_mb = memory_mb
         self.max_output_bytes = max_output_bytes
+        for name in host_functions or {}:
+            if not name.isidentifier() or name.startswith("_"):
+                raise ValueError(f"host function name {name!r} is not a public identifier")
+        self.host_functions = dict(host_functions or {})
+        self.max_host_calls = max_host_calls
+        self.max_host_bytes = max_host_bytes
+        self.host_calls = 0  # in the current call of run()
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._inner_pid: int | None = None
@@ -379,6 +398,7 @@ class Session:
             "cpu_s": SESSION_CPU_SECONDS,
             "max_value_chars": 20_000,
             "max_traceback_lines": 30,
+            "host_functions": sorted(self.host_functions),
         }
 
     def _start(self) -> ExecutionResult | None:
@@ -476,6 +496,7 @@ class Session:
 
     def _exchange(self, code: str, timeout: float) -> ExecutionResult:
         started = time.monotonic()
+        self.host_calls = 0
         data = (json.dumps({"code": code, "timeout": timeout}) + "\n").encode()
         try:
             while data:
@@ -509,6 +530,8 @@ class Session:
             "cpu": "execution exceeded its CPU-time limit and was stopped",
             "memory": f"execution exceeded the {self.memory_mb} MB memory limit",
             "crash": f"the worker process exited unexpectedly (exit status {returncode})",
+            "protocol": "the code wrote something that is not a message to the sandbox's own "
+            "result pipe and was stopped",
         }
         message = messages[reason] + "; the session restarts, earlier variables are lost."
         return ExecutionResult(
@@ -521,6 +544,38 @@ class Session:
             killed=True,
             kill_reason=reason,
         )
+
+    def _answer(self, message: dict[str, Any]) -> None:
+        """Run one host call the code asked for and write the answer to the command pipe."""
+        name = message.get("call")
+        args, kwargs = message.get("args", []), message.get("kwargs", {})
+        self.host_calls += 1
+        answer: dict[str, Any]
+        if self.host_calls > self.max_host_calls:
+            answer = {"error": f"more than {self.max_host_calls} host calls in one run"}
+        elif not isinstance(name, str) or name not in self.host_functions:
+            answer = {"error": f"no host function {name!r}"}
+        elif not isinstance(args, list) or not isinstance(kwargs, dict):
+            answer = {"error": "malformed call"}
+        elif len(json.dumps(message)) > self.max_host_bytes:
+            answer = {"error": f"arguments larger than {self.max_host_bytes} bytes"}
+        else:
+            try:
+                answer = {"result": self.host_functions[name](*args, **kwargs)}
+            except Exception as exc:  # noqa: BLE001 - the code sees it as its call's error
+                answer = {"error": f"{type(exc).__name__}: {exc}"[:2000]}
+        try:
+            data = json.dumps(answer)
+        except (TypeError, ValueError):
+            data = json.dumps({"error": f"{name} returned a value that is not JSON"})
+        if len(data) > self.max_host_bytes:
+            data = json.dumps({"error": f"the answer is larger than {self.max_host_bytes} bytes"})
+        try:
+            encoded = (data + "\n").encode()
+            while encoded:
+                encoded = encoded[os.write(self._cmd_w, encoded) :]
+        except BrokenPipeError:
+            pass  # the worker died; the caller sees the closed result pipe
 
     def _collect(self, deadline: float) -> tuple[dict[str, Any] | None, str, str, str | None]:
         """Reads output and the result line until a reply, death, the deadline or the cap."""
@@ -550,8 +605,18 @@ class Session:
                         selector.unregister(fd)
                     elif fd == self._res_r:
                         pending += chunk
-                        if b"\n" in pending:
-                            reply = json.loads(pending.split(b"\n", 1)[0])
+                        while reply is None and reason is None and b"\n" in pending:
+                            line, _, rest = bytes(pending).partition(b"\n")
+                            pending = bytearray(rest)
+                            message = _message(line)
+                            if message is None:
+                                reason = "protocol"  # not a JSON object: the code wrote it
+                            elif "call" in message:
+                                self._answer(message)
+                            else:
+                                reply = message
+                        if reason is None and len(pending) > 4 * self.max_host_bytes:
+                            reason = "protocol"  # an endless line on the result pipe
                     else:
                         total += len(chunk)
                         chunks[fd] += chunk
@@ -573,6 +638,15 @@ class Session:
             selector.close()
         out, err = _cap(chunks[out_fd], chunks[err_fd], self.max_output_bytes)
         return reply, out, err, reason
+
+
+def _message(line: bytes) -> dict[str, Any] | None:
+    """A line of the result pipe as a JSON object, or None when it is not one."""
+    try:
+        found = json.loads(line)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return found if isinstance(found, dict) else None
 
 
 def _fds(selector: selectors.BaseSelector) -> set[int]:

@@ -21,8 +21,20 @@ VENV_SITE = Path(os.__file__).parent  # the stdlib; read-only inside
 TIMEOUT = 3.0
 
 
-def attack(code: str, timeout: float = TIMEOUT, **kwargs) -> sandbox.ExecutionResult:
-    return sandbox.run(code, timeout=timeout, **kwargs)
+def lent_retrieve(query: str, k: int = 3) -> list[dict[str, str]]:
+    """What agents lend the sandbox: a retrieval function that checks its arguments."""
+    if not isinstance(query, str) or not isinstance(k, int) or not 1 <= k <= 10:
+        raise ValueError("retrieve(query: str, k: int from 1 to 10)")
+    return [{"title": "Bergen", "text": f"a passage about {query[:40]}"}][:k]
+
+
+def attack(code: str, timeout: float = TIMEOUT, memory_mb: int = 1024) -> sandbox.ExecutionResult:
+    """Run ``code`` as a model would: in a fresh session with the retrieval channel open, so
+    every attack below also runs with the one way out the sandbox has."""
+    with sandbox.Session(
+        timeout=timeout, memory_mb=memory_mb, host_functions={"retrieve": lent_retrieve}
+    ) as session:
+        return session.run(code)
 
 
 def host_processes_with(marker: str) -> list[int]:
