@@ -396,7 +396,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     for handler in logging.getLogger().handlers:
-        handler.addFilter(_Once())  # the run's log file keeps every repeat
+        # The console's warnings once each (the run's log file keeps every repeat).
+        console = isinstance(handler, logging.StreamHandler) and handler.stream is sys.stderr
+        if console and not any(isinstance(f, _Once) for f in handler.filters):
+            handler.addFilter(_Once())
     if not args.verbose:
         # Deprecation notices from inside transformers/peft are not the user's to act on.
         warnings.filterwarnings("ignore", category=FutureWarning)

@@ -185,7 +185,8 @@ def bad_flags(draw: st.DrawFn) -> list[str]:
     if kind == "int flag":
         return ["--seed", draw(_TEXT)]
     if kind == "float flag":
-        return ["--set", f"seed={draw(st.floats(0.1, 9.9))}"]  # seed is an integer
+        fraction = draw(st.floats(0.1, 9.9).filter(lambda x: not x.is_integer()))
+        return ["--set", f"seed={fraction}"]  # seed is an integer, or no setting at all
     return ["--config"]
 
 
