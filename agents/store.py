@@ -26,9 +26,7 @@ repairs what the crash left half done (a row the index lacks) on the way.
 from __future__ import annotations
 
 import logging
-import os
 import secrets
-import socket
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
@@ -46,11 +44,15 @@ from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Session, SQLModel, col, create_engine, select
 
 from agents import migrations
+from agents.liveness import HEARTBEAT_S as HEARTBEAT_S
+from agents.liveness import run_state as run_state
+from agents.liveness import this_owner
+from agents.workspace import WORKSPACE_ENV as WORKSPACE_ENV
+from agents.workspace import Workspace as Workspace
 
 logger = logging.getLogger(__name__)
 RowT = TypeVar("RowT", bound=SQLModel)
 
-WORKSPACE_ENV = "AGENTS_WORKSPACE"
 RUN_STATUSES = ("created", "running", "paused", "finished", "failed")
 VERDICTS = ("correct", "incorrect", "unverifiable")
 CHECKPOINT_KINDS = ("lora", "merged")
@@ -61,82 +63,6 @@ _CHUNK = 500
 
 class StoreError(LookupError):
     """A row the caller asked for does not exist."""
-
-
-@dataclass(frozen=True)
-class Workspace:
-    """The directory holding a project's database, Chroma store, checkpoints, adapters and reports.
-
-    Attributes:
-        root: The workspace directory.
-    """
-
-    root: Path
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "root", Path(self.root))
-
-    @classmethod
-    def resolve(cls, path: str | Path | None = None) -> Workspace:
-        """The workspace at ``path``, else ``$AGENTS_WORKSPACE``, else ``./workspace``."""
-        chosen = path if path is not None else os.environ.get(WORKSPACE_ENV) or "workspace"
-        return cls(Path(chosen).expanduser().resolve())
-
-    @property
-    def db_path(self) -> Path:
-        return self.root / "agents.db"
-
-    @property
-    def db_url(self) -> str:
-        return f"sqlite:///{self.db_path}"
-
-    @property
-    def chroma_dir(self) -> Path:
-        return self.root / "chroma"
-
-    @property
-    def checkpoints_path(self) -> Path:
-        """SQLite file for graph checkpoints (kept apart from the store's own database)."""
-        return self.root / "checkpoints.sqlite"
-
-    @property
-    def adapters_dir(self) -> Path:
-        return self.root / "adapters"
-
-    @property
-    def reports_dir(self) -> Path:
-        return self.root / "reports"
-
-    @property
-    def exports_dir(self) -> Path:
-        return self.root / "exports"
-
-    def ensure(self) -> Workspace:
-        """Create the workspace directories; returns ``self``."""
-        for directory in (
-            self.root,
-            self.chroma_dir,
-            self.adapters_dir,
-            self.reports_dir,
-            self.exports_dir,
-        ):
-            try:
-                directory.mkdir(parents=True, exist_ok=True)
-            except (FileExistsError, NotADirectoryError):
-                raise StoreError(
-                    f"workspace {self.root} cannot be used: {directory} is a file, not a "
-                    "directory; pass another --workspace"
-                ) from None
-            except PermissionError:
-                raise StoreError(
-                    f"workspace {self.root} cannot be used: no permission to create {directory}; "
-                    "pass another --workspace"
-                ) from None
-        return self
-
-    def adapter_dir(self, run_id: str, role: str, round: int) -> Path:
-        """Where the adapter trained for ``role`` in ``round`` of ``run_id`` lives (not created)."""
-        return self.adapters_dir / run_id / role / f"round-{round}"
 
 
 def utcnow() -> datetime:
@@ -199,43 +125,6 @@ class Run(SQLModel, table=True):
     notes: str | None = None
     owner: str | None = None  # "host:pid" of the process running it (while "running")
     heartbeat_at: datetime | None = _when()
-
-
-#: Seconds between heartbeats of a running run; three missed ones read as a dead process.
-HEARTBEAT_S = 30.0
-
-
-def this_owner() -> str:
-    """``host:pid`` of this process, as :attr:`Run.owner` records it."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by someone else
-        return True
-    return True
-
-
-def run_state(run: Run, now: datetime | None = None) -> str:
-    """The run's status as a person should read it: ``interrupted`` for a run still marked
-    ``running`` whose process is gone (its pid, on this host) or silent (no heartbeat for three
-    intervals, on another host). ``--resume`` continues an interrupted run like a paused one."""
-    if run.status != "running":
-        return run.status
-    host, _, pid = (run.owner or "").rpartition(":")
-    if host == socket.gethostname() and pid.isdigit():
-        return "running" if _pid_alive(int(pid)) else "interrupted"
-    beat = run.heartbeat_at
-    if beat is None:
-        return "interrupted"
-    if beat.tzinfo is None:
-        beat = beat.replace(tzinfo=UTC)
-    silent = ((now or utcnow()) - beat).total_seconds()
-    return "running" if silent < 3 * HEARTBEAT_S else "interrupted"
 
 
 class Stage(SQLModel, table=True):
