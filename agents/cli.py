@@ -56,8 +56,17 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from agents.models.base import EngineError
     from agents.store import StoreError
     from sandbox.executor import SandboxUnavailable
+    from tools.retrieval import CorpusUnavailable
 
-    return ConfigError, EngineError, ExportError, StoreError, SchemaTooNew, SandboxUnavailable
+    return (
+        ConfigError,
+        EngineError,
+        ExportError,
+        StoreError,
+        SchemaTooNew,
+        SandboxUnavailable,
+        CorpusUnavailable,
+    )
 
 
 def _open_store(args: argparse.Namespace) -> tuple[Any, Any]:

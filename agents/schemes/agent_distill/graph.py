@@ -586,7 +586,16 @@ class AgentDistillation(SchemeRun):
 
     @classmethod
     def check(cls, config: AgentDistillJob) -> None:
-        load_tasks(config)  # bad task files fail here, before a run exists
+        """Bad task files, a missing corpus package or no sandbox fail here, before a run
+        exists (each is one sentence on the command line)."""
+        from sandbox.executor import UNAVAILABLE_MESSAGE, SandboxUnavailable, isolation_backend
+        from tools.retrieval import builtin_embedding_dir, wiki_summaries_path
+
+        load_tasks(config)
+        builtin_embedding_dir()
+        wiki_summaries_path()
+        if isolation_backend() == "none":
+            raise SandboxUnavailable(UNAVAILABLE_MESSAGE)
 
     def run(self, until: str | None = None) -> Run:
         """Run to the end, or pause after stage ``until``; resumes where it stopped."""
