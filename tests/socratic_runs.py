@@ -111,6 +111,23 @@ def row_counts(loop: SocraticLoop) -> dict[str, Counter]:
     }
 
 
+def portable_counts(store: Store, run_id: str) -> dict[str, Counter]:
+    """:func:`row_counts` with item ids replaced by question texts, so a run that shared its
+    database (and so the id sequence) with another compares with a run that had one alone."""
+    from types import SimpleNamespace
+
+    counts = row_counts(SimpleNamespace(store=store, run_id=run_id))  # type: ignore[arg-type]
+    question = {i.id: i.content["question"] for i in store.items(run_id)}
+    for table, position in (("trajectories", 3), ("pairs", 1)):
+        counts[table] = Counter(
+            {
+                (*key[:position], question.get(key[position]), *key[position + 1 :]): n
+                for key, n in counts[table].items()
+            }
+        )
+    return counts
+
+
 def solve_requests(role: ScriptedRole, config: SocraticJob, rnd: int) -> list[ChatRequest]:
     """The Solver's requests of the solve stage of round ``rnd`` (not eval, not utility)."""
     return [

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from socratic_runs import make_config, new_world, row_counts
+from socratic_runs import make_config, new_world, portable_counts
 from socratic_world import ScriptedRole
 
 from agents.models.base import ChatRequest
@@ -166,7 +166,9 @@ def test_a_whole_run_through_a_faulty_endpoint_equals_a_clean_one(
     clean, clean_store = _run(tmp_path / "clean", tiny_model_dir, serve(clean_teacher))
     faulty, faulty_store = _run(tmp_path / "faulty", tiny_model_dir, serve(faulty_teacher))
 
-    assert row_counts(faulty) == row_counts(clean)
+    assert portable_counts(faulty_store, faulty.run_id) == portable_counts(
+        clean_store, clean.run_id
+    )
     asked = sum(clean_teacher.role.asked.values())
     assert asked > 10 and sum(faulty_teacher.role.asked.values()) == asked
     injected = sum(faulty_teacher.injected.values())

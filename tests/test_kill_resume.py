@@ -11,10 +11,9 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
-from socratic_runs import row_counts
+from socratic_runs import portable_counts
 
 from agents.store import Store, Workspace, run_state
 
@@ -35,19 +34,8 @@ def _drive(root: Path, model: Path, *extra: str) -> tuple[int, list[str]]:
 def _rows(
     root: Path, run_id: str, url: str | None = None, workspace: Path | None = None
 ) -> tuple[Store, dict[str, Counter]]:
-    """Every row of the run, counted by content; item ids become question texts, so runs that
-    shared a database (and so its id sequence) compare with a run that had one alone."""
     store = Store.open(Workspace.resolve(workspace or root / "ws"), url=url)
-    counts = row_counts(SimpleNamespace(store=store, run_id=run_id))  # type: ignore[arg-type]
-    question = {i.id: i.content["question"] for i in store.items(run_id)}
-    for table, position in (("trajectories", 3), ("pairs", 1)):
-        counts[table] = Counter(
-            {
-                (*key[:position], question.get(key[position]), *key[position + 1 :]): n
-                for key, n in counts[table].items()
-            }
-        )
-    return store, counts
+    return store, portable_counts(store, run_id)
 
 
 @pytest.fixture(scope="module")
