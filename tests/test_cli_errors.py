@@ -56,7 +56,8 @@ def _snapshot(root: Path) -> tuple[dict[str, tuple[int, int]], list[str]]:
         if p.is_file() and not p.name.endswith(_SIDE_FILES) and p.name != "agents.db"
     }
     with sqlite3.connect(root / "agents.db") as connection:
-        rows = list(connection.iterdump())
+        # Rows, not schema: opening the store creates tables of modules imported since.
+        rows = [line for line in connection.iterdump() if line.startswith("INSERT")]
     return files, rows
 
 

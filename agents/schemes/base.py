@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sqlite3
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -400,7 +401,7 @@ class CheckpointedGraph:
                 if self.progress:  # one line per finished stage above the bar
                     now = time.perf_counter()
                     rnd = self.state().get("round", 0)
-                    bar.write(f"  round {rnd} {node}: done in {now - began:.1f} s")
+                    bar.write(f"  round {rnd} {node}: done in {now - began:.1f} s", file=sys.stderr)
                     began = now
                 if stop is not None and stop(node, self.state()):
                     break

@@ -41,8 +41,12 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # Batch mode: SQLite cannot drop a column in place on every version, so it copies the table.
+    # In place on every backend (SQLite 3.35+ drops plain columns itself): batch mode would copy
+    # the runs table, which the other tables' foreign keys refer to.
+    sqlite = op.get_bind().dialect.name == "sqlite"
     for table, columns in COLUMNS.items():
-        with op.batch_alter_table(table) as batch:
-            for column in reversed(columns):
-                batch.drop_column(column.name)
+        for column in reversed(columns):
+            if sqlite:
+                op.execute(f'ALTER TABLE {table} DROP COLUMN "{column.name}"')
+            else:
+                op.drop_column(table, column.name)

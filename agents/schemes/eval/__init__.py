@@ -15,7 +15,7 @@ from pydantic import Field
 
 from agents.config import ConfigError, StrictModel
 from agents.eval.heldout import EvalItem, evaluate, read_eval_items
-from agents.models import load_engine
+from agents.models import check_reachable, load_engine
 from agents.models.base import Engine
 from agents.models.cached import CachedEngine
 from agents.reporting import ReportSection
@@ -100,6 +100,7 @@ class Evaluation(SchemeRun):
         """Check the data and load the model, then open the run: a bad spec stores nothing."""
         if options.get("loader") is None:
             cls.check(config)
+            check_reachable(config.model)  # a server that is down: one sentence, no run row
             engine = load_engine(config.model, adapter=config.adapter, **config.engine)
             options["loader"] = lambda role: engine
         return super().create(config, *args, **options)
