@@ -261,8 +261,14 @@ def test_a_failing_model_ends_the_question_not_the_session(library: StrategyLibr
     assert out[2] == "Strategy 2 is approved (version 2)."
 
 
+def _db(db_url: str) -> list[str]:
+    """``--db-url`` for the PostgreSQL case (the SQLite store is the workspace's own)."""
+    return ["--db-url", db_url] if db_url.startswith("postgresql") else []
+
+
 def test_agents_audit_command_reads_stdin(
     library: StrategyLibrary,
+    db_url: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
@@ -270,13 +276,13 @@ def test_agents_audit_command_reads_stdin(
     # open_library put agents.db and chroma/ right under tmp_path: the workspace layout.
     assert Workspace.resolve(tmp_path).db_path == tmp_path / "agents.db"
     monkeypatch.setattr("sys.stdin", io.StringIO("/list\n/approve 2 fine\n"))
-    code = main(["audit", "--workspace", str(tmp_path), "--reviewer", "dana"])
+    code = main(["audit", "--workspace", str(tmp_path), *_db(db_url), "--reviewer", "dana"])
     out = capsys.readouterr().out
     assert code == 0
     assert "#1 [proposed] v1 Customer asks for a refund" in out
     assert "Strategy 2 is approved (version 2)." in out
     assert "audit>" not in out  # no prompt when stdin is not a terminal
-    store = Store.open(Workspace.resolve(tmp_path))
+    store = Store.open(Workspace.resolve(tmp_path), url=_db(db_url)[-1] if _db(db_url) else None)
     reopened = StrategyLibrary.open(store, tmp_path / "chroma", "retail")
     assert reopened.get(2).status == "approved"
     assert reopened.events(actions=["approve"])[-1].actor == "reviewer:dana"
@@ -284,12 +290,13 @@ def test_agents_audit_command_reads_stdin(
 
 def test_agents_audit_names_the_existing_libraries_for_an_unknown_one(
     library: StrategyLibrary,
+    db_url: str,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO("/list\n"))
-    code = main(["audit", "--workspace", str(tmp_path), "--library", "airline"])
+    code = main(["audit", "--workspace", str(tmp_path), *_db(db_url), "--library", "airline"])
     err = capsys.readouterr().err
     assert code == EXIT_USER_ERROR
     assert err.strip() == "error: there is no strategy library 'airline' here; libraries: retail."

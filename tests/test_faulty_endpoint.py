@@ -131,6 +131,7 @@ def serve() -> Iterator[Any]:
 def _run(
     root: Path, model: Path, url: str, key_env: str = "FAULTY_TEST_KEY"
 ) -> tuple[SocraticLoop, Store]:
+    root.mkdir(parents=True, exist_ok=True)
     spec = f"openai:teacher@{url}"
     tags = ["[m]", "[l]", "[h]", "[u]", "[m]", "[l]"]
     config = make_config(root, model, tags, teacher=spec, rounds=2)

@@ -95,6 +95,8 @@ def test_two_runs_writing_one_store_at_once_lose_nothing(
     workspace = tmp_path / "shared"
     url = None if db_url.startswith("sqlite") else db_url
     extra = ["--workspace", str(workspace), *(["--db-url", url] if url else [])]
+    for name in ("a", "b"):
+        (tmp_path / name).mkdir()
     processes = [
         subprocess.Popen(
             _command(tmp_path / name, tiny_model_dir, *extra),
