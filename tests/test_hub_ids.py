@@ -31,5 +31,5 @@ def test_a_cached_hub_id_loads_and_generates_offline(tiny_model_dir: Path) -> No
 
 
 def test_an_uncached_hub_id_is_a_clear_error_offline() -> None:
-    with pytest.raises(EngineError, match="cannot load a model from acme/not-downloaded"):
+    with pytest.raises(EngineError, match="hf:acme/not-downloaded is not in the local Hugging"):
         load_engine("hf:acme/not-downloaded")

@@ -112,8 +112,10 @@ def test_round_table_shows_verdicts_zones_new_problems_and_curriculum(store: Sto
 
 def test_usage_is_summed_per_role_and_model(store: Store) -> None:
     markdown = render_markdown(store, _socratic_run(store), None)
-    # batches, requests, samples, cached samples, prompt tokens, completion tokens, seconds
-    assert _row(markdown, "teacher") == ["teacher", "`m`", "2", "2", "5", "1", "15", "20", "0.5"]
+    # batches, requests, samples, cached samples, prompt tokens, completion tokens, retries,
+    # seconds
+    row = ["teacher", "`m`", "2", "2", "5", "1", "15", "20", "0", "0.5"]
+    assert _row(markdown, "teacher") == row
 
 
 def test_time_per_stage_is_sorted_longest_first_with_shares(store: Store) -> None:
