@@ -331,7 +331,7 @@ def test_load_engine_bad_spec_is_a_clear_error(spec: str, message: str) -> None:
 
 
 def test_load_engine_hub_id_not_in_local_cache() -> None:
-    with pytest.raises(EngineError, match="cannot load a model from nobody/no-such-model"):
+    with pytest.raises(EngineError, match="hf:nobody/no-such-model is not in the local Hugging"):
         load_engine("hf:nobody/no-such-model")  # offline: the local HF cache is all there is
 
 
