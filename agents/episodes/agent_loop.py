@@ -450,11 +450,16 @@ def route(state: LoopState) -> Literal["think", "__end__"]:
     return "think" if any(e.status == "running" for e in state["episodes"]) else END
 
 
-def build_agent_graph() -> StateGraph:
-    """think → act → (think again while any episode runs)."""
-    graph = StateGraph(LoopState, context_schema=LoopContext)
-    graph.add_node("think", think)
-    graph.add_node("act", act)
+def build_agent_graph(
+    think_node: Callable[..., dict[str, Any]] = think,
+    act_node: Callable[..., dict[str, Any]] = act,
+    state_schema: type = LoopState,
+    context_schema: type = LoopContext,
+) -> StateGraph:
+    """think → act → (think again while any episode runs); the code agent passes its own nodes."""
+    graph = StateGraph(state_schema, context_schema=context_schema)
+    graph.add_node("think", think_node)
+    graph.add_node("act", act_node)
     graph.add_edge(START, "think")
     graph.add_edge("think", "act")
     graph.add_conditional_edges("act", route)
@@ -512,26 +517,42 @@ def run_agent(
         The finished episodes, in the order of ``questions``.
     """
     settings = settings or LoopSettings()
-    if prefixes is not None and len(prefixes) != len(questions):
-        raise ValueError(f"{len(questions)} questions but {len(prefixes)} prefixes")
-    episodes = [
-        Episode(
-            start_messages(q, system_prompt, demonstrations),
-            prefix=prefixes[i] if prefixes else None,
-        )
-        for i, q in enumerate(questions)
-    ]
+    episodes = new_episodes(
+        questions, prefixes, lambda q: start_messages(q, system_prompt, demonstrations)
+    )
     if not episodes:
         return []
     bar = tqdm(total=len(episodes), desc=desc, unit="task", disable=not progress)
     context = LoopContext(
         engine, list(tools or DEFAULT_TOOLS), settings, corpus, progress=bar.update
     )
+    return run_lockstep(_compiled(), episodes, context, settings.max_steps, bar)
+
+
+def new_episodes(
+    questions: Sequence[str],
+    prefixes: Sequence[str | None] | None,
+    opening: Callable[[str], list[Message]],
+) -> list[Episode]:
+    """One episode per question, opened by ``opening``, with its first-reply prefix."""
+    if prefixes is not None and len(prefixes) != len(questions):
+        raise ValueError(f"{len(questions)} questions but {len(prefixes)} prefixes")
+    return [
+        Episode(opening(q), prefix=prefixes[i] if prefixes else None)
+        for i, q in enumerate(questions)
+    ]
+
+
+def run_lockstep(
+    graph: Any, episodes: list[Episode], context: Any, max_steps: int, bar: Any
+) -> list[Episode]:
+    """Run a compiled think/act graph over ``episodes`` to the end; close the context's
+    sandboxes and the progress bar however it ends."""
     try:
-        final = _compiled().invoke(
+        final = graph.invoke(
             {"episodes": episodes, "replies": {}},
             context=context,
-            config={"recursion_limit": 2 * settings.max_steps + 4},
+            config={"recursion_limit": 2 * max_steps + 4},
         )
     finally:
         context.close()

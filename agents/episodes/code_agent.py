@@ -21,14 +21,22 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypedDict
+from typing import Any, TypedDict
 
 import yaml
-from langgraph.graph import END, START, StateGraph
+from langgraph.graph import StateGraph
 from langgraph.runtime import Runtime
 from tqdm.auto import tqdm
 
-from agents.episodes.agent_loop import Episode, LoopSettings, choose_action, clip
+from agents.episodes.agent_loop import (
+    Episode,
+    LoopSettings,
+    build_agent_graph,
+    choose_action,
+    clip,
+    new_episodes,
+    run_lockstep,
+)
 from agents.models.base import ChatRequest, Engine, Message
 from tools.retrieval import MAX_K, Corpus, format_documents
 
@@ -243,19 +251,19 @@ def act(state: CodeState, runtime: Runtime[CodeContext]) -> dict[str, Any]:
     return {"episodes": episodes, "replies": {}}
 
 
-def route(state: CodeState) -> Literal["think", "__end__"]:
-    return "think" if any(e.status == "running" for e in state["episodes"]) else END
+_COMPILED = None
 
 
 def build_code_graph() -> StateGraph:
-    """think → act → (think again while any episode runs)."""
-    graph = StateGraph(CodeState, context_schema=CodeContext)
-    graph.add_node("think", think)
-    graph.add_node("act", act)
-    graph.add_edge(START, "think")
-    graph.add_edge("think", "act")
-    graph.add_conditional_edges("act", route)
-    return graph
+    """think → act → (think again while any episode runs), with this module's nodes."""
+    return build_agent_graph(think, act, CodeState, CodeContext)
+
+
+def _compiled() -> Any:
+    global _COMPILED
+    if _COMPILED is None:
+        _COMPILED = build_code_graph().compile()
+    return _COMPILED
 
 
 def start_code_messages(
@@ -297,30 +305,11 @@ def run_code_agent(
         The finished episodes, in the order of ``questions``.
     """
     settings = settings or LoopSettings()
-    if prefixes is not None and len(prefixes) != len(questions):
-        raise ValueError(f"{len(questions)} questions but {len(prefixes)} prefixes")
-    episodes = [
-        Episode(
-            start_code_messages(q, system_prompt, demonstrations),
-            prefix=prefixes[i] if prefixes else None,
-        )
-        for i, q in enumerate(questions)
-    ]
+    episodes = new_episodes(
+        questions, prefixes, lambda q: start_code_messages(q, system_prompt, demonstrations)
+    )
     if not episodes:
         return []
     bar = tqdm(total=len(episodes), desc=desc, unit="task", disable=not progress)
     context = CodeContext(engine, settings, corpus, progress=bar.update)
-    try:
-        final = (
-            build_code_graph()
-            .compile()
-            .invoke(
-                {"episodes": episodes, "replies": {}},
-                context=context,
-                config={"recursion_limit": 2 * settings.max_steps + 4},
-            )
-        )
-    finally:
-        context.close()
-        bar.close()
-    return list(final["episodes"])
+    return run_lockstep(_compiled(), episodes, context, settings.max_steps, bar)
