@@ -53,6 +53,8 @@ class AgentCard:
         tools: OpenAI schemas of the tools it calls (empty for a plain chat model).
         demonstrations: The worked-example turns (OpenAI messages) put before every task when
             it was trained; None when the card does not record any.
+        mode: How the agent acts, as it was trained: ``"tools"`` (one JSON tool call per step)
+            or ``"code"`` (one Python block per step, run in the sandbox).
         strategies: Strategy records, for schemes that learn them.
         training_data: Training examples per adapter.
         eval_scores: Accuracy per evaluation stage of the run.
@@ -68,6 +70,7 @@ class AgentCard:
     system_prompt: str | None = None
     tools: list[dict[str, Any]] = field(default_factory=list)
     demonstrations: list[dict[str, Any]] | None = None
+    mode: str = "tools"
     strategies: list[dict[str, Any]] | None = None
     training_data: dict[str, int] = field(default_factory=dict)
     eval_scores: dict[str, float] = field(default_factory=dict)
@@ -172,6 +175,22 @@ def _tool_usage(card: AgentCard, directory: Path) -> str:
         )
     notes.append("`agent.ask(question)` gives a single reply instead, without running any tool.")
     paragraphs = "\n\n".join(notes)
+    if card.mode == "code":
+        return f"""A code agent: each step it writes a Thought and one Python block, which runs in
+the isolated sandbox (a session per task); what the code prints is the next observation. Inside
+the code it calls `retrieve(query)` (searches the corpus through the sandbox's host channel; no
+network) and `final_answer(answer)` (ends the task). `run` runs that loop with the system prompt
+and {shown} it was trained with:
+
+```python
+from agents.export import load_agent
+
+agent = load_agent("{directory}")
+episode = agent.run("What is 48271 * 9173?")
+print(episode.answer)  # the final answer; episode.messages holds every step
+```
+
+{paragraphs}"""
     return f"""A tool-using agent: each step it writes a Thought and calls one tool, then sees the
 result. `run` runs that loop with the system prompt, {shown} and the tools it was trained with:
 
@@ -284,17 +303,24 @@ def card_for_run(
                 "role": c.role,
                 "round": c.round,
                 "adapter_path": c.adapter_path,
-                "metrics": {k: v for k, v in (c.metrics or {}).items() if k not in ("tools",)},
+                "metrics": {
+                    k: v
+                    for k, v in (c.metrics or {}).items()
+                    if k not in ("tools", "demonstrations")
+                },
             }
             for c in lineage
         ],
         system_prompt=metrics.get("system_prompt") or config.get("system_prompt"),
         tools=metrics.get("tools") or [],
         demonstrations=(
-            copy.deepcopy([dict(m) for m in scheme.demonstrations()])
+            copy.deepcopy(metrics["demonstrations"])
+            if metrics.get("demonstrations")
+            else copy.deepcopy([dict(m) for m in scheme.demonstrations()])
             if scheme is not None and scheme.demonstrations
             else None
         ),
+        mode=str(metrics.get("agent_mode") or "tools"),
         strategies=metrics.get("strategies"),
         training_data={
             f"{c.role} round {c.round}": int((c.metrics or {}).get("examples", 0)) for c in lineage
@@ -397,8 +423,10 @@ class ExportedAgent:
 
         Each step the model writes a Thought and calls one of the card's tools; ``python_exec``
         runs in a sandbox session per episode, ``retrieve`` searches ``corpus``; the episode
-        ends at ``final_answer`` or after ``max_steps`` replies. The card's system prompt and
-        worked examples open every episode, as in training.
+        ends at ``final_answer`` or after ``max_steps`` replies. An agent trained in code mode
+        (``card.mode == "code"``) writes a Python block instead, run in its sandbox session,
+        where ``retrieve(...)`` and ``final_answer(...)`` are callable. The card's system prompt
+        and worked examples open every episode, as in training.
 
         Args:
             question: One task, or a list of tasks.
@@ -418,6 +446,7 @@ class ExportedAgent:
             ExportError: The card has no tools or unknown ones, or a setting is unknown.
         """
         from agents.episodes.agent_loop import AGENT_SYSTEM_PROMPT, LoopSettings, run_agent
+        from agents.episodes.code_agent import CODE_SYSTEM_PROMPT, run_code_agent
 
         tools = self.tools()
         allowed = {f.name for f in fields(LoopSettings)} - {"max_steps", "candidates"}
@@ -430,15 +459,25 @@ class ExportedAgent:
             corpus = self.corpus()
         single = isinstance(question, str)
         questions = [question] if isinstance(question, str) else list(question)
-        episodes = run_agent(
-            self.engine,
-            questions,
-            settings=loop,
-            tools=tools,
-            corpus=corpus,
-            system_prompt=self.card.system_prompt or AGENT_SYSTEM_PROMPT,
-            demonstrations=self.card.demonstrations or [],
-        )
+        if self.card.mode == "code":
+            episodes = run_code_agent(
+                self.engine,
+                questions,
+                settings=loop,
+                corpus=corpus,
+                system_prompt=self.card.system_prompt or CODE_SYSTEM_PROMPT,
+                demonstrations=self.card.demonstrations or [],
+            )
+        else:
+            episodes = run_agent(
+                self.engine,
+                questions,
+                settings=loop,
+                tools=tools,
+                corpus=corpus,
+                system_prompt=self.card.system_prompt or AGENT_SYSTEM_PROMPT,
+                demonstrations=self.card.demonstrations or [],
+            )
         return episodes[0] if single else episodes
 
     def ask(self, question: str, **params: Any) -> str:

@@ -280,16 +280,37 @@ def check_answer_text(text: str, answer: str, check: dict[str, Any] | None = Non
     """
     if not check:
         return check_solution(text, answer)
+    scored = _scored(extract_answer(text), answer, check)
+    return check_solution(text, answer) if scored is None else scored
+
+
+def _scored(predicted: str | None, answer: str, check: dict[str, Any]) -> bool | None:
+    """The dataset scorer's verdict on a final answer; None when this reasoning-gym version
+    generates a different entry (then the caller's rule decides)."""
     dataset = _generator(
         check["dataset"], json.dumps(check["config"], sort_keys=True), int(check["seed"])
     )
     entry = dataset[int(check["index"])]
-    if str(entry["answer"]) != str(answer):  # a different reasoning-gym version: use the rule
-        return check_solution(text, answer)
-    predicted = extract_answer(text)
-    if predicted is None:
+    if str(entry["answer"]) != str(answer):
+        return None
+    if predicted is None or not predicted.strip():
         return False
     try:
-        return float(dataset.score_answer(predicted, entry)) >= CORRECT_SCORE
+        return float(dataset.score_answer(predicted.strip(), entry)) >= CORRECT_SCORE
     except Exception:  # a scorer that cannot parse the prediction: wrong answer
         return False
+
+
+def score_text(
+    predicted: str | None, answer: str, check: dict[str, Any] | None = None, domain: str = "math"
+) -> bool:
+    """Whether a final answer (an agent's ``final_answer``, not a whole solution) is right:
+    the dataset's own scorer when the task has a ``check`` descriptor, else
+    :func:`agents.eval.answers.check_answer` for the task's domain."""
+    from agents.eval.answers import check_answer
+
+    if check:
+        scored = _scored(predicted, answer, check)
+        if scored is not None:
+            return scored
+    return check_answer(predicted, answer, domain) is True

@@ -23,6 +23,15 @@ Markers after ``#`` in a question steer the agent:
 * ``#alias``: its factual answer is a paraphrase the normalised match rejects; the scripted
   judge calls it correct.
 
+In code mode (``CODE_SYSTEM_PROMPT``) the same agent writes one fenced Python block per step
+instead: ``print(A + B)`` (or ``print(retrieve(...))``), then ``final_answer(...)`` with what the
+observation showed; the markers above mean the same there (``#sc`` candidates call
+``final_answer`` with the values above directly). Asked to write a question about an
+encyclopedia article (the ``fact_writer`` prompt), it asks which word follows another in the
+article; every second draft breaks a check (a long answer, then one not in the article), and
+:data:`FACTS` records the questions it wrote with their answers, which a trained code agent
+"looks up" with ``retrieve`` and then answers.
+
 The same engine answers chain-of-thought requests (``COT_SYSTEM_PROMPT``: a first paragraph,
 then ``\\boxed{answer}``) and judge requests (``{"correct": ...}``). A ``student`` with no
 adapter loaded has learnt nothing: it never calls a tool.
@@ -37,6 +46,7 @@ from pathlib import Path
 from scripted_engine import ScriptedEngine
 
 from agents.episodes.agent_loop import AGENT_SYSTEM_PROMPT
+from agents.episodes.code_agent import CODE_SYSTEM_PROMPT
 from agents.models.base import ChatRequest, ChatResult, Completion, Message
 from agents.models.chat_format import TOOL_CALL_CLOSE, TOOL_CALL_OPEN
 from agents.schemes.agent_distill.graph import COT_SYSTEM_PROMPT
@@ -55,6 +65,10 @@ _CAPITAL = re.compile(r"What is the capital of (\w+)\?")
 _STDOUT = re.compile(r"^stdout:\n([^\n]*)\n*$")  # one printed line and nothing else
 _DOC = re.compile(r"The capital of (\w+) is ([^.]+)\.")
 FORCED = f"{TOOL_CALL_OPEN}\n"
+_ARTICLE = re.compile(r'Encyclopedia article "(?P<title>[^"]+)":\n(?P<text>.*?)\n\nWrite one', re.S)
+_FACT_Q = re.compile(r'Which word follows "[^"]+" in the article about (?P<title>.+)\?$')
+#: Questions the scripted writer wrote → their answers (the trained code agent "reads" them).
+FACTS: dict[str, str] = {}
 
 
 def true_answer(question: str) -> str | None:
@@ -99,6 +113,10 @@ def request_kind(request: ChatRequest) -> str:
         return "judge"
     if first["role"] == "system" and first["content"] == AGENT_SYSTEM_PROMPT:
         return "agent"
+    if first["role"] == "system" and first["content"] == CODE_SYSTEM_PROMPT:
+        return "code"
+    if first["role"] == "user" and first["content"].startswith("Encyclopedia article"):
+        return "fact"
     raise AssertionError(f"unexpected request: {first['content'][:60]!r}")
 
 
@@ -106,7 +124,9 @@ def task_of(messages: tuple[Message, ...]) -> tuple[str, list[Message]]:
     """The task (the last user turn that is not an error observation) and the turns after it."""
     for index in range(len(messages) - 1, -1, -1):
         message = messages[index]
-        if message["role"] == "user" and not message["content"].startswith("Error:"):
+        if message["role"] == "user" and not message["content"].startswith(
+            ("Error:", "Observation:")
+        ):
             return message["content"], list(messages[index + 1 :])
     raise AssertionError("no task in the conversation")
 
@@ -158,8 +178,61 @@ class ScriptedAgent(ScriptedEngine):
         if kind == "judge":
             correct = "#alias" in request.messages[0]["content"]
             return Completion(json.dumps({"correct": correct}), "stop")
+        if kind == "fact":
+            return Completion(self._fact(request.messages[0]["content"]), "stop")
+        if kind == "code":
+            return Completion(_cut_at_stop(self._code(request, j), request.stop), "stop")
         text, finish = self._agent(request, j)
         return Completion(_cut_at_stop(text, request.stop), finish)
+
+    def _fact(self, prompt: str) -> str:
+        found = _ARTICLE.search(prompt)
+        assert found, prompt[:80]
+        title, words = found.group("title"), found.group("text").split()
+        self.drafts = getattr(self, "drafts", 0) + 1
+        at = min(3, len(words) - 2)
+        first, answer = words[at].strip(".,;:"), words[at + 1].strip(".,;:")
+        if self.drafts % 4 == 2:
+            answer = " ".join(words[at + 1 : at + 12])  # too long
+        elif self.drafts % 4 == 0:
+            answer = "Zzyzx Quorble"  # not in the article
+        question = f'Which word follows "{first}" in the article about {title}?'
+        if self.drafts % 2:
+            FACTS[question] = answer
+        return f"Question: {question}\nAnswer: {answer}"
+
+    def _code(self, request: ChatRequest, j: int) -> str:
+        """A code agent's reply: a Thought and one Python block (or no block at all)."""
+        question, after = task_of(request.messages)
+        step = sum(m["role"] == "assistant" for m in after)
+        if not self.trained or "#noparse" in question or ("#parse1" in question and step == 0):
+            return "I think it is 42."
+        seen = [m["content"].removeprefix("Observation:\n") for m in after if m["role"] == "user"]
+        if (match := _FACT_Q.search(question)) is not None:
+            if step == 0:
+                return _block(f"print(retrieve({match.group('title')!r}))", "I look it up.")
+            return _block(f"final_answer({FACTS.get(question, 'unknown')!r})", "It says so.")
+        if (match := _CAPITAL.search(question)) is not None:
+            country = match.group(1)
+            found = [_DOC.search(text) for text in seen]
+            found = [f for f in found if f and f.group(1) == country]
+            if not found:
+                return _block(f"print(retrieve('capital of {country}'))", f"I look up {country}.")
+            answer = alias_of(country) if "#alias" in question else found[-1].group(2)
+            return _block(f"final_answer({answer!r})", "The article names it.")
+        a, b = (int(x) for x in _SUM.search(question).groups())  # type: ignore[union-attr]
+        printed = _STDOUT.match(seen[-1]) if seen else None
+        if "#sc" in question and request.n > 1 and step == 0:
+            value = {0: a + b + 1, 3: "oops"}.get(j % 4, a + b)
+            code = f"final_answer({value})" if value != "oops" else f"print({a} + )"
+            return _block(code, "I answer.")
+        if "#loop" in question or printed is None:
+            code = f"print({a} + {b})"
+            if "#crash" in question and step == 0:
+                code = f"total = {a} + {b}\nprint(total / 0)"
+            return _block(code, f"I compute {a} + {b} in Python.")
+        value = int(printed.group(1).strip()) + ("#wrong" in question)
+        return _block(f"final_answer({value})", f"Python printed {printed.group(1).strip()}.")
 
     def _cot(self, question: str) -> str:
         if (match := _SUM.search(question)) is not None:
@@ -233,6 +306,10 @@ class ScriptedAgent(ScriptedEngine):
         if "#wrong" in question:
             value = str(int(value) + 1)
         return f"Thought: Python printed {value}.", call_text("final_answer", {"answer": value})
+
+
+def _block(code: str, thought: str) -> str:
+    return f"Thought: {thought}\n```python\n{code}\n```"
 
 
 def _cut_at_stop(text: str, stop: tuple[str, ...]) -> str:

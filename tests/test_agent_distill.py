@@ -184,11 +184,12 @@ def full(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iter
 @needs_sandbox
 def test_stages_finish_in_order(full: FullRun) -> None:
     assert full.paused.status == "paused"
-    assert full.paused_stages == [(n, "finished") for n in STAGE_NAMES[:4]]
+    assert full.paused_stages == [(n, "finished") for n in STAGE_NAMES[:5]]
     assert full.finished.status == "finished"
     stages = full.run.store.stages(full.run.run_id)
     assert [(s.name, s.status) for s in stages] == [(n, "finished") for n in STAGE_NAMES]
-    assert all("skipped" not in s.metrics for s in stages)
+    # No corpus-fact questions were asked for; every other stage ran.
+    assert [s.name for s in stages if "skipped" in s.metrics] == ["write_facts"]
     setup = metrics_of(full.run)["setup"]
     assert {k: setup[k] for k in ("tasks", "heldout", "tasks_math", "tasks_factual")} == {
         "tasks": 7,
@@ -205,7 +206,8 @@ def test_resume_does_not_redo_finished_stages(full: FullRun) -> None:
     # The first engines did the teacher stages; the fresh teacher only evaluated held-out tasks.
     assert len(full.first["teacher"].requests_of("cot")) == len(TRAIN)
     assert questions_asked(full.first["teacher"]) == set(TRAIN)
-    assert full.fresh["teacher"].requests_of("cot") == []
+    # ...and the held-out tasks closed book (chain of thought, no tools).
+    assert questions_asked(full.fresh["teacher"], "cot") == set(HELDOUT)
     assert questions_asked(full.fresh["teacher"]) == set(HELDOUT)
     assert full.first["student"].requests == []
     assert Counter(s.name for s in full.run.store.stages(full.run.run_id)) == Counter(STAGE_NAMES)
@@ -241,6 +243,11 @@ def test_filter_keeps_correct_clean_trajectories(full: FullRun) -> None:
         "dropped_parse_error": 1,
         "dropped_step_limit": 2,
         "kept_with_exec_errors": 1,
+        # Two kept math tasks ran python; the factual one retrieved; 2 + 3 + 2 steps.
+        "kept_with_python": pytest.approx(2 / 3),
+        "kept_with_retrieve": pytest.approx(1 / 3),
+        "kept_mean_steps": pytest.approx(7 / 3),
+        "kept_train.jsonl": 3,
     }
     rows = agent_rows(full.run)
     dropped = {q: rows[q].meta["dropped"] for q in TRAIN}
@@ -302,6 +309,8 @@ def test_scores_of_every_evaluated_agent(full: FullRun) -> None:
         "student": pytest.approx(2 / 3),
         "student_sc": pytest.approx(2 / 3),
         "student_cot": 1.0,  # its chain of thought ignores the "#wrong" marker
+        "student_base_cot": 1.0,  # closed book, as above
+        "teacher_cot": 1.0,
     }
     base = metrics_of(full.run)["eval_student_base"]
     assert (base["answered"], base["parse_errors"]) == (0.0, 3 * 4)
@@ -319,11 +328,16 @@ def test_trajectories_are_stored_per_role(full: FullRun) -> None:
         ("student", "eval_student"): 3,
         ("student_sc", "eval_student_sc"): 3,
         ("student_cot", "eval_cot"): 3,
+        ("student_base_cot", "eval_student_closed"): 3,
+        ("teacher_cot", "eval_teacher_closed"): 3,
     }
     adapters = {c.role: c.adapter_path for c in store.checkpoints(run_id)}
-    models = {t.role: t.model for t in store.trajectories(run_id) if t.role != "teacher"}
+    models = {
+        t.role: t.model for t in store.trajectories(run_id) if not t.role.startswith("teacher")
+    }
     assert models == {
         "student_base": "scripted:student+None",
+        "student_base_cot": "scripted:student+None",
         "student": f"scripted:student+{adapters['student']}",
         "student_sc": f"scripted:student+{adapters['student']}",
         "student_cot": f"scripted:student+{adapters['student_cot']}",
@@ -505,7 +519,12 @@ def test_a_crash_mid_stage_fails_the_run_and_a_resume_completes(
         run.run()
     assert run.store.get_run(run.run_id).status == "failed"
     stages = {s.name: s.status for s in run.store.stages(run.run_id)}
-    assert stages == {"setup": "finished", "teacher_cot": "finished", "teacher_agent": "running"}
+    assert stages == {
+        "setup": "finished",
+        "write_facts": "finished",
+        "teacher_cot": "finished",
+        "teacher_agent": "running",
+    }
     assert run.store.trajectories(run.run_id, role="teacher") and not agent_rows(run)
     run.close()
 
@@ -515,7 +534,8 @@ def test_a_crash_mid_stage_fails_the_run_and_a_resume_completes(
     assert [(s.name, s.status) for s in resumed.store.stages(run.run_id)] == [
         (n, "finished") for n in STAGE_NAMES
     ]
-    assert fresh["teacher"].requests_of("cot") == []  # teacher_cot was not redone
+    # teacher_cot was not redone: the fresh teacher answered only the held-out task closed book.
+    assert questions_asked(fresh["teacher"], "cot") == {"What is 20 + 22?"}
     assert set(train) <= questions_asked(fresh["teacher"])  # teacher_agent was
     assert metrics_of(resumed)["filter"]["kept"] == 2
     assert metrics_of(resumed)["train_student"]["examples"] == 2
@@ -542,7 +562,13 @@ def test_nothing_kept_skips_training_and_the_trained_evals(
     assert metrics["eval_student_sc"]["skipped"] == "the student was not trained"
     # The CoT answers were right, so the CoT baseline still trains and is evaluated.
     assert metrics["train_cot"]["examples"] == 2
-    assert set(run.scores()) == {"student_base", "teacher", "student_cot"}
+    assert set(run.scores()) == {
+        "student_base",
+        "teacher",
+        "student_cot",
+        "student_base_cot",
+        "teacher_cot",
+    }
     assert [c.role for c in run.store.checkpoints(run.run_id)] == ["student_cot"]
     assert all(s.status == "finished" for s in run.store.stages(run.run_id))
     assert run.kept() == []

@@ -191,6 +191,8 @@ def test_math_episode_answers_with_openai_tool_messages() -> None:
     assert (episode.status, episode.answer, episode.steps) == ("answered", "5", 2)
     assert (episode.parse_errors, episode.exec_errors, episode.forced_calls) == (0, 0, 0)
     assert episode.clean
+    assert episode.tool_uses == {"python_exec": 1}  # final_answer ends it; it is not a tool use
+    assert episode.summary()["tool_uses"] == {"python_exec": 1}
     assert episode.messages[0] == {"role": "system", "content": AGENT_SYSTEM_PROMPT}
     assert episode.messages[1 : 1 + len(DEMONSTRATIONS)] == DEMONSTRATIONS
     assert episode.messages[1 + len(DEMONSTRATIONS)] == {
@@ -238,6 +240,7 @@ def test_factual_episode_retrieves_then_answers() -> None:
     )
     assert (episode.status, episode.answer, episode.exec_errors) == ("answered", "Fredville", 0)
     assert corpus.queries == ["capital of Freedonia"]
+    assert episode.tool_uses == {"retrieve": 1}
     observation = turns(episode)[1]
     assert observation["name"] == "retrieve"
     assert observation["content"].startswith("[1] Freedonia\n")

@@ -1,7 +1,8 @@
 """Agent distillation end to end on the real built-in models, with tiny settings.
 
 Teacher Qwen2.5-Coder-0.5B, student SmolLM2-135M, gsm_symbolic and fanoutqa tasks over the first
-100 Wikipedia summaries (plus the tasks' own articles): the command line a user types. The tiny
+100 Wikipedia summaries (plus the tasks' own articles), in the JSON tool-call mode: the command
+line a user types. The tiny
 teacher may keep no trajectory, so training is not required; when the student was trained, it
 is exported and its card must list the tools it learnt to call.
 """
@@ -22,6 +23,11 @@ pytestmark = pytest.mark.builtin
 
 TOOL_NAMES = ["python_exec", "retrieve", "final_answer"]
 TINY = [
+    "mode=tools",  # the preset runs the code agent; tests/test_builtin_code_agent.py covers it
+    "tasks.families=[]",  # gsm_symbolic
+    "tasks.corpus_facts=0",
+    "tasks.heldout_corpus_facts=0",
+    "closed_book=false",
     "corpus.limit=100",
     "teacher_agent.max_steps=2",
     "training.max_steps=1",

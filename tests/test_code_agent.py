@@ -81,6 +81,8 @@ def test_retrieve_inside_the_code_reaches_the_corpus_through_the_channel() -> No
     observation = episode.messages[-2]["content"]
     assert observation.startswith("Observation:") and "77,000 inhabitants" in observation
     assert (episode.status, episode.answer, episode.steps) == ("answered", "about 77,000", 2)
+    # Both blocks ran as python; one retrieve call crossed the channel.
+    assert episode.tool_uses == {"python_exec": 2, "retrieve": 1}
 
 
 def test_bad_retrieve_arguments_and_errors_are_observations() -> None:

@@ -239,6 +239,8 @@ class Episode:
             ``LoopSettings.complete_calls``).
         candidates: Per step with self-consistency: how many candidates were valid, and which
             was chosen.
+        tool_uses: Tool calls that ran, by tool (``python_exec``, ``retrieve``); a code agent
+            counts each block it ran as ``python_exec`` and each ``retrieve`` call inside it.
     """
 
     messages: list[Message]
@@ -250,6 +252,12 @@ class Episode:
     prefix: str | None = None
     forced_calls: int = 0
     candidates: list[dict[str, int]] = field(default_factory=list)
+    tool_uses: dict[str, int] = field(default_factory=dict)
+
+    def used(self, tool: str, times: int = 1) -> None:
+        """Count ``times`` calls of ``tool``."""
+        if times:
+            self.tool_uses[tool] = self.tool_uses.get(tool, 0) + times
 
     @property
     def clean(self) -> bool:
@@ -265,6 +273,7 @@ class Episode:
             "prefix": self.prefix,
             "forced_calls": self.forced_calls,
             "candidates": self.candidates,
+            "tool_uses": dict(self.tool_uses),
         }
 
 
@@ -432,6 +441,7 @@ def act(state: LoopState, runtime: Runtime[LoopContext]) -> dict[str, Any]:
                         ctx.progress(1)
                     continue
             output, failed = _run(ctx, action.call, ctx.context(i))
+            episode.used(name)
             episode.exec_errors += failed
             if name == "python_exec" and not failed:
                 ctx.code.setdefault(i, []).append(

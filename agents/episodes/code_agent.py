@@ -119,6 +119,7 @@ class _Worker:
 
     session: Any
     answers: _Answers
+    retrievals: list[int] = field(default_factory=lambda: [0])  # retrieve calls so far
 
     def run(self, code: str) -> tuple[str, bool, str | None]:
         """(observation, failed, final answer if the code gave one)."""
@@ -132,9 +133,16 @@ def _worker(settings: LoopSettings, corpus: Corpus | None) -> _Worker:
     from sandbox import Session
 
     answers = _Answers()
-    lent = {"retrieve": lend_retrieve(corpus), "final_answer": answers.final_answer}
+    retrieve = lend_retrieve(corpus)
+    count = [0]
+
+    def counted_retrieve(*args: Any, **kwargs: Any) -> str:
+        count[0] += 1
+        return retrieve(*args, **kwargs)
+
+    lent = {"retrieve": counted_retrieve, "final_answer": answers.final_answer}
     session = Session(timeout=settings.sandbox_timeout, host_functions=lent)
-    return _Worker(session, answers)
+    return _Worker(session, answers, count)
 
 
 class CodeState(TypedDict):
@@ -231,7 +239,11 @@ def act(state: CodeState, runtime: Runtime[CodeContext]) -> dict[str, Any]:
         else:
             shown = f"{action.thought}\n```python\n{action.code}\n```".strip()
             episode.messages.append({"role": "assistant", "content": shown})
-            output, failed, answer = ctx.worker(i).run(action.code)
+            worker = ctx.worker(i)
+            before = worker.retrievals[0]
+            output, failed, answer = worker.run(action.code)
+            episode.used("python_exec")
+            episode.used("retrieve", worker.retrievals[0] - before)
             episode.exec_errors += failed
             if answer is not None:
                 episode.status, episode.answer = "answered", answer

@@ -4,22 +4,31 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from agents.config import TRAINING_FLAGS, SampleSettings, StrictModel
+from agents.config import TRAINING_FLAGS, Family, SampleSettings, StrictModel
 from agents.training.lora import LoraSettings
 from agents.training.sft import SFTSettings
 
 
 class AgentTaskSettings(StrictModel):
-    """Training and held-out tasks: math word problems and factual questions over the corpus."""
+    """Training and held-out tasks: math, fanoutqa questions and long-tail corpus facts."""
 
-    math: int = Field(40, ge=0, description="training math problems (reasoning-gym gsm_symbolic)")
+    math: int = Field(40, ge=0, description="training math problems (from `families`)")
+    families: list[Family] = Field(
+        default_factory=list,
+        description="where math comes from: reasoning-gym datasets by name with their settings, "
+        "gsm_symbolic or a .jsonl file, weighted (default: gsm_symbolic)",
+    )
     factual: int = Field(20, ge=0, description="training factual questions (fanoutqa, covered)")
+    corpus_facts: int = Field(
+        0, ge=0, description="training questions the teacher writes about long-tail corpus facts"
+    )
     heldout_math: int = Field(20, ge=0, description="held-out math problems (unseen templates)")
     heldout_factual: int = Field(10, ge=0, description="held-out factual questions")
+    heldout_corpus_facts: int = Field(0, ge=0, description="held-out corpus-fact questions")
     data: Path | None = Field(
         None, description="JSONL of training tasks {question, answer, domain?}; replaces the above"
     )
@@ -35,6 +44,20 @@ class CorpusSettings(StrictModel):
     limit: int | None = Field(
         None, ge=1, description="embed only the first N articles (the tasks' own always included)"
     )
+
+
+class FactSettings(StrictModel):
+    """How corpus-fact questions are written: the teacher reads one article and asks about it."""
+
+    articles: int = Field(
+        4, ge=1, description="articles tried per question wanted (most drafts fail a check)"
+    )
+    max_answer_words: int = Field(5, ge=1, description="longest answer span kept")
+    min_article_chars: int = Field(200, ge=50, description="shorter summaries are skipped")
+    closed_book_filter: bool = Field(
+        True, description="keep only questions the base student gets wrong without tools"
+    )
+    max_tokens: int = Field(96, ge=16, description="tokens of the teacher's question draft")
 
 
 class AgentRunSettings(StrictModel):
@@ -75,6 +98,11 @@ class AgentDistillJob(StrictModel):
     }
 
     name: str | None = Field(None, description="human-readable run name")
+    mode: Literal["tools", "code"] = Field(
+        "tools",
+        description="how agents act: one JSON tool call per step ('tools'), or one Python block "
+        "per step run in the sandbox with retrieve() callable inside it ('code')",
+    )
     teacher: str = Field("builtin:qwen2.5-coder-0.5b", description="teacher model spec")
     student: str = Field("builtin:smollm2-135m", description="student model spec (trained)")
     engine: dict[str, dict[str, Any]] = Field(
@@ -83,6 +111,7 @@ class AgentDistillJob(StrictModel):
     seed: int = Field(0, description="seed for data splits, sampling and training")
     tasks: AgentTaskSettings = Field(default_factory=AgentTaskSettings)
     corpus: CorpusSettings = Field(default_factory=CorpusSettings)
+    facts: FactSettings = Field(default_factory=FactSettings)
     first_thought: bool = Field(
         True, description="start the teacher's first Thought with its chain-of-thought opening"
     )
@@ -105,6 +134,11 @@ class AgentDistillJob(StrictModel):
         True, description="also fine-tune the student on the teacher's CoT answers (no tools)"
     )
     eval_teacher: bool = Field(True, description="also evaluate the teacher agent")
+    closed_book: bool = Field(
+        True,
+        description="also evaluate student and teacher without tools on the held-out tasks "
+        "(per task source: where tools are needed)",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -27,6 +27,8 @@ redone, so a killed run resumes where it stopped; model calls come back from the
 from __future__ import annotations
 
 import logging
+import random
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,7 +37,7 @@ from typing import Any, TypedDict
 import yaml
 from langgraph.graph import END, START, StateGraph
 
-from agents.config import ConfigError
+from agents.config import ConfigError, Family
 from agents.datasets import sft_records_from
 from agents.episodes.agent_loop import (
     AGENT_SYSTEM_PROMPT,
@@ -45,7 +47,8 @@ from agents.episodes.agent_loop import (
     first_paragraph,
     run_agent,
 )
-from agents.eval.answers import check_answer, extract_answer
+from agents.episodes.code_agent import CODE_DEMONSTRATIONS, CODE_SYSTEM_PROMPT, run_code_agent
+from agents.eval.answers import extract_answer
 from agents.eval.stats import accuracy_estimate
 from agents.models.base import ChatRequest, Engine
 from agents.schemes.agent_distill.config import AgentDistillJob, AgentRunSettings
@@ -60,7 +63,8 @@ from agents.schemes.base import (
 )
 from agents.schemes.socratic.rules import parse_judge
 from agents.store import Item, Run, Trajectory, Workspace
-from agents.tasks import Task, factual_splits, gsm_symbolic_splits, read_math_tasks
+from agents.task_families import load_pools, score_text
+from agents.tasks import Task, factual_splits, read_math_tasks
 from tools import DEFAULT_TOOLS, tool_schemas
 from tools.retrieval import Corpus, CorpusUnavailable
 
@@ -70,6 +74,9 @@ log = logging.getLogger(__name__)
 PROMPTS: dict[str, str] = yaml.safe_load(Path(__file__).with_name("prompts.yaml").read_text())
 COT_SYSTEM_PROMPT = PROMPTS["cot_system"]
 JUDGE_PROMPT = PROMPTS["judge_user"]
+FACT_PROMPT = PROMPTS["fact_writer"]
+#: The task source of questions the teacher writes about corpus articles.
+CORPUS_FACTS = "corpus_facts"
 
 
 # ---------------------------------------------------------------------------- state and context
@@ -120,10 +127,48 @@ def _domain(item: Item) -> str:
     return str(item.content.get("domain") or "math")
 
 
+def _source(item: Item) -> str:
+    return str(item.source or _domain(item))
+
+
+def _correct(answer: str | None, item: Item) -> bool:
+    """The dataset's own scorer for generated tasks, else the domain's rule."""
+    return score_text(answer, item.answer or "", (item.meta or {}).get("check"), _domain(item))
+
+
+def run_agents(
+    ctx: DistillContext,
+    engine: Engine,
+    questions: list[str],
+    settings: LoopSettings,
+    *,
+    prefixes: list[str | None] | None = None,
+    desc: str,
+) -> list[Episode]:
+    """The agent loop of the run's mode: JSON tool calls, or Python blocks in the sandbox."""
+    runner = run_code_agent if ctx.config.mode == "code" else run_agent
+    return runner(
+        engine,
+        questions,
+        settings=settings,
+        corpus=ctx.corpus(),
+        prefixes=prefixes,
+        progress=ctx.progress,
+        desc=desc,
+    )
+
+
+def agent_prompt(mode: str) -> tuple[str, list[dict[str, Any]]]:
+    """The system prompt and worked examples agents of ``mode`` run (and are trained) with."""
+    if mode == "code":
+        return CODE_SYSTEM_PROMPT, CODE_DEMONSTRATIONS
+    return AGENT_SYSTEM_PROMPT, DEMONSTRATIONS
+
+
 def _episode_row(
     ctx: DistillContext, item: Item, episode: Episode, role: str, stage: str, model: str
 ) -> Trajectory:
-    ok = check_answer(episode.answer, item.answer or "", _domain(item)) is True
+    ok = _correct(episode.answer, item)
     return Trajectory(
         run_id=ctx.run_id,
         item_id=item.id,
@@ -131,11 +176,12 @@ def _episode_row(
         stage=stage,
         model=model,
         messages=episode.messages,
-        tools=tool_schemas(DEFAULT_TOOLS),
+        # A code agent's functions are described in its system prompt, not offered as tools.
+        tools=None if ctx.config.mode == "code" else tool_schemas(DEFAULT_TOOLS),
         final_answer=episode.answer,
         verdict="correct" if ok else "incorrect",
         reward=float(ok),
-        meta={"domain": _domain(item), **episode.summary()},
+        meta={"domain": _domain(item), "source": _source(item), **episode.summary()},
     )
 
 
@@ -155,12 +201,38 @@ def _accuracy(rows: list[Trajectory]) -> dict[str, Any]:
     for domain in sorted({r.meta.get("domain", "math") for r in rows}):
         part = [r for r in rows if r.meta.get("domain", "math") == domain]
         metrics[f"accuracy_{domain}"] = sum(r.verdict == "correct" for r in part) / len(part)
+    # Per task source, under the key prefix "<source>_" (the report's per-source parts).
+    sources = sorted({str(r.meta.get("source") or r.meta.get("domain", "math")) for r in rows})
+    metrics["sources"] = sources
+    for source in sources:
+        ids = {
+            str(r.item_id)
+            for r in rows
+            if str(r.meta.get("source") or r.meta.get("domain", "math")) == source
+        }
+        part_scores = {k: v for k, v in scores.items() if k in ids}
+        metrics[f"{source}_items"] = len(part_scores)
+        metrics[f"{source}_accuracy"] = sum(part_scores.values()) / len(part_scores)
+        metrics[f"{source}_interval"] = accuracy_estimate(part_scores, samples).as_dict()
+        metrics[f"_{source}_scores"] = part_scores
     if any("steps" in r.meta for r in rows):
+        metrics.update(_tool_use(rows))
         metrics["answered"] = sum(r.meta.get("status") == "answered" for r in rows) / len(rows)
-        metrics["mean_steps"] = sum(r.meta.get("steps", 0) for r in rows) / len(rows)
         metrics["parse_errors"] = sum(r.meta.get("parse_errors", 0) for r in rows)
         metrics["exec_errors"] = sum(r.meta.get("exec_errors", 0) for r in rows)
     return metrics
+
+
+def _tool_use(rows: list[Trajectory]) -> dict[str, float]:
+    """Mean steps, and the share of episodes that ran Python / retrieved at least once."""
+    if not rows:
+        return {}
+    uses = [r.meta.get("tool_uses") or {} for r in rows]
+    return {
+        "mean_steps": sum(r.meta.get("steps", 0) for r in rows) / len(rows),
+        "with_python": sum(u.get("python_exec", 0) > 0 for u in uses) / len(rows),
+        "with_retrieve": sum(u.get("retrieve", 0) > 0 for u in uses) / len(rows),
+    }
 
 
 # ---------------------------------------------------------------------------- stages
@@ -177,7 +249,7 @@ def setup(state: DistillState, ctx: DistillContext, rnd: int) -> StageOutput:
             answer=t.answer,
             source=t.source,
             status="active",
-            meta={"evidence": t.evidence, "template": t.template},
+            meta={"evidence": t.evidence, "template": t.template, "check": t.check},
         )
         for kind, tasks in (("task", train), ("heldout", heldout))
         for t in tasks
@@ -187,8 +259,135 @@ def setup(state: DistillState, ctx: DistillContext, rnd: int) -> StageOutput:
         "heldout": len(heldout),
         **{f"tasks_{d}": sum(t.domain == d for t in train) for d in ("math", "factual")},
         **{f"heldout_{d}": sum(t.domain == d for t in heldout) for d in ("math", "factual")},
+        "sources": sorted({t.source for t in [*train, *heldout]}),
     }
     return StageOutput(metrics, {"student_adapter": None, "cot_adapter": None}, add=rows)
+
+
+# ---------------------------------------------------------------------------- corpus facts
+
+_FACT_RE = re.compile(r"Question:\s*(?P<q>.+?)\s*\n+\s*Answer:\s*(?P<a>.+)", re.S | re.I)
+
+
+def parse_fact(text: str, title: str, article: str, max_words: int) -> tuple[str, str] | str:
+    """(question, answer) of a drafted fact question, or why it fails a check: the answer is a
+    short span of the article, the question names the article's subject and hides the answer."""
+    found = _FACT_RE.search(text)
+    if not found:
+        return "unparsed"
+    question = " ".join(found.group("q").split())
+    answer = found.group("a").strip().splitlines()[0].strip().strip("\"'.` ")
+    if not answer or not question.endswith("?"):
+        return "unparsed"
+    if len(answer.split()) > max_words:
+        return "long_answer"
+    if answer.lower() not in article.lower():
+        return "not_in_article"
+    if answer.lower() in question.lower():
+        return "answer_in_question"
+    if title.lower() not in question.lower():
+        return "no_subject"
+    return question, answer
+
+
+def _fact_articles(config: AgentDistillJob, count: int, avoid: set[str]) -> list[dict[str, str]]:
+    """``count`` seeded-random articles of the corpus long enough to ask about."""
+    from tools.retrieval import wiki_summaries
+
+    docs = [
+        d
+        for d in wiki_summaries(config.corpus.limit)
+        if len(d["text"]) >= config.facts.min_article_chars and d["title"] not in avoid
+    ]
+    random.Random(config.seed + 17).shuffle(docs)
+    return docs[:count]
+
+
+def write_facts(state: DistillState, ctx: DistillContext, rnd: int) -> StageOutput:
+    """The teacher writes questions about long-tail corpus facts; the checks and the base
+    student's closed-book answers decide which are kept (article-disjoint train / held-out)."""
+    cfg = ctx.config
+    wanted = {"task": cfg.tasks.corpus_facts, "heldout": cfg.tasks.heldout_corpus_facts}
+    if not any(wanted.values()):
+        return StageOutput({"skipped": "tasks.corpus_facts and heldout_corpus_facts are 0"})
+    used = {str(i.meta.get("evidence")) for i in ctx.tasks(None) if i.meta.get("evidence")}
+    articles = _fact_articles(cfg, cfg.facts.articles * sum(wanted.values()), used)
+    requests = [
+        ChatRequest(
+            messages=[
+                {
+                    "role": "user",
+                    "content": FACT_PROMPT.format(
+                        title=d["title"],
+                        text=d["text"][:1500],
+                        max_words=cfg.facts.max_answer_words,
+                    ),
+                }
+            ],
+            temperature=0.0,
+            max_tokens=cfg.facts.max_tokens,
+            seed=cfg.seed,
+        )
+        for d in articles
+    ]
+    results = ctx.engine("teacher").generate(requests, progress=ctx.progress) if requests else []
+    reasons: dict[str, int] = {}
+    drafts: list[tuple[dict[str, str], str, str]] = []
+    for doc, result in zip(articles, results, strict=True):
+        parsed = parse_fact(result.texts[0], doc["title"], doc["text"], cfg.facts.max_answer_words)
+        if isinstance(parsed, str):
+            reasons[parsed] = reasons.get(parsed, 0) + 1
+        else:
+            drafts.append((doc, *parsed))
+    if cfg.facts.closed_book_filter and drafts:
+        # Kept only if the base student cannot answer it without tools.
+        probe = [
+            Item(
+                run_id=ctx.run_id,
+                kind="probe",
+                content={"question": q, "domain": "factual"},
+                answer=a,
+            )
+            for _, q, a in drafts
+        ]
+        engine = ctx.with_adapter("student", None)
+        requests = _cot_requests(probe, ctx.config.cot, ctx.config.seed)
+        answered = engine.generate(requests, progress=ctx.progress)
+        known = [
+            _correct(extract_answer(r.texts[0]), item)
+            for item, r in zip(probe, answered, strict=True)
+        ]
+        reasons["student_knows"] = sum(known)
+        drafts = [d for d, k in zip(drafts, known, strict=True) if not k]
+    rows: list[Item] = []
+    # Held-out first, so that a short supply still leaves the evaluation its questions.
+    kinds = ["heldout"] * wanted["heldout"] + ["task"] * wanted["task"]
+    for (doc, question, answer), kind in zip(drafts, kinds, strict=False):
+        rows.append(
+            Item(
+                run_id=ctx.run_id,
+                kind=kind,
+                content={"question": question, "domain": "factual", "task": f"fact/{doc['title']}"},
+                answer=answer,
+                source=CORPUS_FACTS,
+                status="active",
+                meta={"evidence": doc["title"]},
+            )
+        )
+    metrics = {
+        "articles": len(articles),
+        "kept": len(rows),
+        "tasks": sum(r.kind == "task" for r in rows),
+        "heldout": sum(r.kind == "heldout" for r in rows),
+        **{f"dropped_{k}": v for k, v in sorted(reasons.items())},
+    }
+    if len(rows) < sum(wanted.values()):
+        log.warning(
+            "corpus facts: %d of %d questions passed the checks; raise facts.articles for more",
+            len(rows),
+            sum(wanted.values()),
+        )
+    return StageOutput(metrics, add=rows)
 
 
 def _cot_requests(items: list[Item], cfg: Any, seed: int) -> list[ChatRequest]:
@@ -217,7 +416,7 @@ def _cot_rows(
     for item, request, result in zip(items, requests, results, strict=True):
         for j, text in enumerate(result.texts):
             answer = extract_answer(text)
-            ok = check_answer(answer, item.answer or "", _domain(item)) is True
+            ok = _correct(answer, item)
             rows.append(
                 Trajectory(
                     run_id=ctx.run_id,
@@ -229,7 +428,7 @@ def _cot_rows(
                     final_answer=answer,
                     verdict="correct" if ok else "incorrect",
                     reward=float(ok),
-                    meta={"domain": _domain(item), "sample": j},
+                    meta={"domain": _domain(item), "source": _source(item), "sample": j},
                 )
             )
     return rows
@@ -261,13 +460,12 @@ def teacher_agent(state: DistillState, ctx: DistillContext, rnd: int) -> StageOu
             )
             prefixes[k] = f"Thought: {paragraph}" if paragraph else None
     engine = ctx.engine("teacher")
-    episodes = run_agent(
+    episodes = run_agents(
+        ctx,
         engine,
         [i.content["question"] for i in items],
-        settings=_loop_settings(cfg.teacher_agent, cfg.seed),
-        corpus=ctx.corpus(),
+        _loop_settings(cfg.teacher_agent, cfg.seed),
         prefixes=prefixes,
-        progress=ctx.progress,
         desc="teacher agent",
     )
     rows = [
@@ -351,7 +549,13 @@ def filter_trajectories(state: DistillState, ctx: DistillContext, rnd: int) -> S
         "kept_with_exec_errors": sum(
             1 for r in rows if r.meta["kept"] and r.meta.get("exec_errors")
         ),
+        # What the student will learn: tool use in the kept trajectories.
+        **{f"kept_{k}": v for k, v in _tool_use([r for r in rows if r.meta["kept"]]).items()},
     }
+    for source in sorted({str(r.meta.get("source")) for r in rows}):
+        metrics[f"kept_{source}"] = sum(
+            1 for r in rows if r.meta["kept"] and str(r.meta.get("source")) == source
+        )
     return StageOutput(metrics, update=rows)
 
 
@@ -371,8 +575,14 @@ def _train_student(
         previous=None,
         system_prompt=system_prompt,
     )
-    for checkpoint in out.add:  # the exported agent's card lists its tools
-        checkpoint.metrics = {**checkpoint.metrics, "tools": records[0].get("tools") or []}
+    for checkpoint in out.add:  # the exported agent's card: its tools, mode and examples
+        extra: dict[str, Any] = {"tools": records[0].get("tools") or []}
+        if role == "student":
+            _, demonstrations = agent_prompt(cfg.mode)
+            extra |= {"agent_mode": cfg.mode, "demonstrations": demonstrations}
+            if cfg.mode == "code":  # the functions its code may call, for the card
+                extra["tools"] = tool_schemas(DEFAULT_TOOLS)
+        checkpoint.metrics = {**checkpoint.metrics, **extra}
     return out
 
 
@@ -382,12 +592,13 @@ def train_student(state: DistillState, ctx: DistillContext, rnd: int) -> StageOu
     if not kept:
         return StageOutput({"skipped": "the filter kept no trajectory"}, {"student_adapter": None})
     # The system prompt and the worked examples are the prompt, not something to learn.
-    records = sft_records_from(kept, context_messages=1 + len(DEMONSTRATIONS))
+    system_prompt, demonstrations = agent_prompt(ctx.config.mode)
+    records = sft_records_from(kept, context_messages=1 + len(demonstrations))
     if not records:
         return StageOutput(
             {"skipped": "no kept trajectory has a reply to learn"}, {"student_adapter": None}
         )
-    out = _train_student(ctx, "student", records, AGENT_SYSTEM_PROMPT)
+    out = _train_student(ctx, "student", records, system_prompt)
     out.state = {"student_adapter": out.state["student_adapter"]}
     return out
 
@@ -417,12 +628,11 @@ def _eval_agent(
             "candidates": candidates,
             "candidate_temperature": cfg.self_consistency.temperature,
         }
-    episodes = run_agent(
+    episodes = run_agents(
+        ctx,
         engine,
         [i.content["question"] for i in items],
-        settings=_loop_settings(run_cfg, cfg.seed + 1, **extra),
-        corpus=ctx.corpus(),
-        progress=ctx.progress,
+        _loop_settings(run_cfg, cfg.seed + 1, **extra),
         desc=f"eval {role}",
     )
     rows = [
@@ -474,14 +684,37 @@ def eval_cot(state: DistillState, ctx: DistillContext, rnd: int) -> StageOutput:
     return StageOutput({"label": EVALS["eval_cot"][2], **_accuracy(rows)}, add=rows)
 
 
+def _eval_closed(ctx: DistillContext, role: str, engine: Engine, stage: str) -> StageOutput:
+    rows = _cot_rows(ctx, engine, ctx.tasks("heldout"), role, stage)
+    return StageOutput({"label": EVALS[stage][2], **_accuracy(rows)}, add=rows)
+
+
+def eval_student_closed(state: DistillState, ctx: DistillContext, rnd: int) -> StageOutput:
+    """The base student without tools (chain of thought): where tools are needed."""
+    if not ctx.config.closed_book:
+        return StageOutput({"skipped": "closed_book is off"})
+    engine = ctx.with_adapter("student", None)
+    return _eval_closed(ctx, "student_base_cot", engine, "eval_student_closed")
+
+
+def eval_teacher_closed(state: DistillState, ctx: DistillContext, rnd: int) -> StageOutput:
+    """The teacher without tools (chain of thought)."""
+    if not ctx.config.closed_book:
+        return StageOutput({"skipped": "closed_book is off"})
+    return _eval_closed(ctx, "teacher_cot", ctx.engine("teacher"), "eval_teacher_closed")
+
+
 #: The stages, in order.
 STAGES = [
     ("setup", setup),
+    ("write_facts", write_facts),
     ("teacher_cot", teacher_cot),
     ("teacher_agent", teacher_agent),
     ("filter", filter_trajectories),
     ("train_student", train_student),
     ("train_cot", train_cot),
+    ("eval_student_closed", eval_student_closed),
+    ("eval_teacher_closed", eval_teacher_closed),
     ("eval_student_base", eval_student_base),
     ("eval_teacher", eval_teacher),
     ("eval_student", eval_student),
@@ -514,10 +747,16 @@ def load_tasks(config: AgentDistillJob) -> tuple[list[Task], list[Task]]:
         math_train: list[Task] = []
         math_heldout: list[Task] = []
         if math_n or math_heldout_n:
-            # The splits need one training task; held-out problems alone keep their templates.
-            math_train, math_heldout = gsm_symbolic_splits(
-                max(math_n, 1), math_heldout_n, seed=config.seed, heldout_share=cfg.heldout_share
+            # Template-disjoint (gsm_symbolic) or generator-seed-disjoint (reasoning-gym) pools.
+            families = [f.spec() for f in cfg.families] or [Family(name="gsm_symbolic").spec()]
+            pools = load_pools(
+                families,
+                train=math_n,
+                heldout=math_heldout_n,
+                seed=config.seed,
+                heldout_share=cfg.heldout_share,
             )
+            math_train, math_heldout = pools.train, pools.heldout
         fact_train: list[Task] = []
         fact_heldout: list[Task] = []
         if fact_n or fact_heldout_n:

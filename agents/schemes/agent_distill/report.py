@@ -29,6 +29,16 @@ from agents.reporting import (
 
 #: Held-out evaluations in report order: stage → (trajectory role, short name for plots, label).
 EVALS: dict[str, tuple[str, str, str]] = {
+    "eval_student_closed": (
+        "student_base_cot",
+        "student closed-book",
+        "student before training, closed book (no tools)",
+    ),
+    "eval_teacher_closed": (
+        "teacher_cot",
+        "teacher closed-book",
+        "teacher, closed book (no tools)",
+    ),
     "eval_student_base": ("student_base", "student before", "student before training (agent)"),
     "eval_teacher": ("teacher", "teacher", "teacher (agent)"),
     "eval_student": ("student", "student after", "student after agent distillation"),
@@ -40,7 +50,15 @@ EVALS: dict[str, tuple[str, str, str]] = {
     "eval_cot": ("student_cot", "CoT student", "student after CoT distillation (no tools)"),
 }
 #: Stages with a table of their own (kept out of "Stage metrics").
-STAGES = (*EVALS, "teacher_cot", "teacher_agent", "filter")
+STAGES = (*EVALS, "write_facts", "teacher_cot", "teacher_agent", "filter")
+#: Per-source comparisons: the distilled agent against each baseline, over the same tasks.
+SOURCE_PAIRS = (
+    ("eval_student_base", "eval_student"),
+    ("eval_cot", "eval_student"),
+    ("eval_student_closed", "eval_student"),
+    ("eval_student_base", "eval_student_sc"),
+    ("eval_cot", "eval_student_sc"),
+)
 #: Why the filter dropped a trajectory: metric key → label.
 DROP_REASONS = {
     "dropped_wrong_answer": "wrong answer",
@@ -97,6 +115,14 @@ def _markdown(data: RunView) -> list[str]:
             (f"{EVALS['eval_student_base'][2]} → {EVALS[name][2]}", base, finished(data, name))
             for name in ("eval_student", "eval_student_sc", "eval_cot")
         ]
+        + [
+            (
+                f"{EVALS['eval_cot'][2]} → {EVALS[name][2]}",
+                finished(data, "eval_cot"),
+                finished(data, name),
+            )
+            for name in ("eval_student", "eval_student_sc")
+        ]
     )
     if found:
         lines += [
@@ -105,9 +131,22 @@ def _markdown(data: RunView) -> list[str]:
             *table(COMPARISON_HEADERS, comparison_rows(found)),
             "",
         ]
+    lines += _per_source(evals, data)
 
     cot, agent, kept = (finished(data, n) for n in ("teacher_cot", "teacher_agent", "filter"))
     bullets = []
+    facts = finished(data, "write_facts")
+    if is_num(facts.get("articles")):
+        dropped = [
+            f"{k.removeprefix('dropped_').replace('_', ' ')} {num(v)}"
+            for k, v in facts.items()
+            if k.startswith("dropped_") and v
+        ]
+        bullets.append(
+            f"- corpus facts: {num(facts.get('kept'))} questions from {num(facts['articles'])} "
+            f"articles ({num(facts.get('tasks'))} training, {num(facts.get('heldout'))} held-out)"
+            + ("; dropped: " + ", ".join(dropped) if dropped else "")
+        )
     if is_num(cot.get("accuracy")):
         bullets.append(f"- teacher chain of thought: {num(cot['accuracy'])} correct")
     if is_num(agent.get("accuracy")):
@@ -120,6 +159,12 @@ def _markdown(data: RunView) -> list[str]:
             text += "; dropped: " + ", ".join(dropped)
         if "kept_with_exec_errors" in kept:
             text += f"; kept with execution errors: {num(kept['kept_with_exec_errors'])}"
+        if is_num(kept.get("kept_mean_steps")):
+            text += (
+                f"; kept trajectories: mean steps {num(kept['kept_mean_steps'])}, "
+                f"≥ 1 python_exec {num(kept.get('kept_with_python'))}, "
+                f"≥ 1 retrieve {num(kept.get('kept_with_retrieve'))}"
+            )
         if kept.get("judged"):
             text += f"; judged by the teacher: {num(kept['judged'])}"
             text += f", {num(kept.get('judged_correct'))} correct"
@@ -150,6 +195,45 @@ def _markdown(data: RunView) -> list[str]:
             skipped.append(f"`{name}` ({stage.metrics['skipped']})")
     if skipped:
         lines += ["", "Skipped: " + ", ".join(skipped) + "."]
+    return lines
+
+
+def _per_source(evals: list[tuple[str, str, dict[str, Any]]], data: RunView) -> list[str]:
+    """Accuracy (95% CI) per task source and agent, and paired tests per source."""
+    sources = sorted({s for _, _, m in evals for s in m.get("sources") or []})
+    if len(sources) < 2 and not any(s not in ("math", "factual") for s in sources):
+        return []
+    headers = ["agent", *sources]
+    rows = []
+    for _, label, m in evals:
+        cells = []
+        for source in sources:
+            value = m.get(f"{source}_accuracy")
+            cells.append(
+                f"{num(value)} ({interval_text(m, f'{source}_')})" if is_num(value) else DASH
+            )
+        rows.append([label, *cells])
+    lines = ["Held-out accuracy (95% CI) per task source:", "", *table(headers, rows), ""]
+    found = []
+    for source in sources:
+        found += paired(
+            [
+                (
+                    f"{source}: {EVALS[before][1]} → {EVALS[after][1]}",
+                    finished(data, before),
+                    finished(data, after),
+                )
+                for before, after in SOURCE_PAIRS
+            ],
+            part=f"{source}_",
+        )
+    if found:
+        lines += [
+            "Paired per task source:",
+            "",
+            *table(COMPARISON_HEADERS, comparison_rows(found)),
+            "",
+        ]
     return lines
 
 

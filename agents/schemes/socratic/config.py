@@ -8,24 +8,11 @@ from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
 
-from agents.config import SampleSettings, StrictModel
+from agents.config import Family, SampleSettings, StrictModel
 from agents.task_families import FamilySpec
 from agents.training.dpo import DPOSettings
 from agents.training.lora import LoraSettings
 from agents.training.sft import SFTSettings
-
-
-class Family(StrictModel):
-    """One task family: a reasoning-gym dataset with its settings, gsm_symbolic, or a JSONL file."""
-
-    name: str = Field(description="reasoning-gym dataset name, 'gsm_symbolic' or a .jsonl path")
-    config: dict[str, Any] = Field(
-        default_factory=dict, description="the dataset's settings, e.g. {max_digits: 1}"
-    )
-    weight: float = Field(1.0, gt=0, description="share of the mixture, relative to the others")
-
-    def spec(self) -> FamilySpec:
-        return FamilySpec(self.name, dict(self.config), self.weight)
 
 
 class SeedSettings(StrictModel):
