@@ -539,7 +539,14 @@ def test_a_crash_mid_stage_fails_the_run_and_a_resume_completes(
     assert set(train) <= questions_asked(fresh["teacher"])  # teacher_agent was
     assert metrics_of(resumed)["filter"]["kept"] == 2
     assert metrics_of(resumed)["train_student"]["examples"] == 2
-    assert set(resumed.scores()) == {"student_base", "teacher", "student", "student_sc"}
+    assert set(resumed.scores()) == {
+        "student_base",
+        "teacher",
+        "student",
+        "student_sc",
+        "student_base_cot",
+        "teacher_cot",
+    }
     # A finished run does nothing more.
     assert resumed.run().status == "finished"
     assert len(resumed.store.stages(run.run_id)) == len(STAGE_NAMES)
