@@ -179,7 +179,8 @@ class ScriptedAgent(ScriptedEngine):
             correct = "#alias" in request.messages[0]["content"]
             return Completion(json.dumps({"correct": correct}), "stop")
         if kind == "fact":
-            return Completion(self._fact(request.messages[0]["content"]), "stop")
+            draft = self._fact(request.messages[0]["content"])
+            return Completion(draft.removeprefix(request.prefix or ""), "stop")
         if kind == "code":
             return Completion(_cut_at_stop(self._code(request, j), request.stop), "stop")
         text, finish = self._agent(request, j)

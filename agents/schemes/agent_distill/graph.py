@@ -75,6 +75,7 @@ PROMPTS: dict[str, str] = yaml.safe_load(Path(__file__).with_name("prompts.yaml"
 COT_SYSTEM_PROMPT = PROMPTS["cot_system"]
 JUDGE_PROMPT = PROMPTS["judge_user"]
 FACT_PROMPT = PROMPTS["fact_writer"]
+FACT_PREFIX = "Question:"
 #: The task source of questions the teacher writes about corpus articles.
 CORPUS_FACTS = "corpus_facts"
 
@@ -271,7 +272,8 @@ _FACT_RE = re.compile(r"Question:\s*(?P<q>.+?)\s*\n+\s*Answer:\s*(?P<a>.+)", re.
 
 def parse_fact(text: str, title: str, article: str, max_words: int) -> tuple[str, str] | str:
     """(question, answer) of a drafted fact question, or why it fails a check: the answer is a
-    short span of the article, the question names the article's subject and hides the answer."""
+    short span of the article, the question names the article's subject (a word of its title)
+    and hides the answer."""
     found = _FACT_RE.search(text)
     if not found:
         return "unparsed"
@@ -285,7 +287,9 @@ def parse_fact(text: str, title: str, article: str, max_words: int) -> tuple[str
         return "not_in_article"
     if answer.lower() in question.lower():
         return "answer_in_question"
-    if title.lower() not in question.lower():
+    # Retrieval needs a handle: a word of the title (not a short function word) in the question.
+    asked = set(re.findall(r"\w+", question.lower()))
+    if not any(w in asked for w in re.findall(r"\w+", title.lower()) if len(w) > 3 or w.isdigit()):
         return "no_subject"
     return question, answer
 
@@ -327,6 +331,7 @@ def write_facts(state: DistillState, ctx: DistillContext, rnd: int) -> StageOutp
             temperature=0.0,
             max_tokens=cfg.facts.max_tokens,
             seed=cfg.seed,
+            prefix=FACT_PREFIX,  # small models often drop the label and then the format
         )
         for d in articles
     ]
@@ -334,7 +339,8 @@ def write_facts(state: DistillState, ctx: DistillContext, rnd: int) -> StageOutp
     reasons: dict[str, int] = {}
     drafts: list[tuple[dict[str, str], str, str]] = []
     for doc, result in zip(articles, results, strict=True):
-        parsed = parse_fact(result.texts[0], doc["title"], doc["text"], cfg.facts.max_answer_words)
+        draft = FACT_PREFIX + result.texts[0]
+        parsed = parse_fact(draft, doc["title"], doc["text"], cfg.facts.max_answer_words)
         if isinstance(parsed, str):
             reasons[parsed] = reasons.get(parsed, 0) + 1
         else:
