@@ -181,6 +181,11 @@ def test_the_export_runs_in_the_mode_it_was_trained_in(code_run: CodeRun, tmp_pa
         ("Question: When was Oslo founded?\nAnswer: 1066", "not_in_article"),
         ("Question: Was Oslo founded in 1040?\nAnswer: 1040", "answer_in_question"),
         ("Question: When was the city founded?\nAnswer: 1040", "no_subject"),
+        # A word of the title is enough of a handle for retrieval.
+        (
+            "Question: When was the old town of Oslo founded?\nAnswer: 1040",
+            ("When was the old town of Oslo founded?", "1040"),
+        ),
     ],
 )
 def test_fact_drafts_are_checked(draft: str, why: Any) -> None:

@@ -1,24 +1,31 @@
 """Agent distillation (arXiv 2505.17612) as a LangGraph graph: a teacher's tool use → a small agent.
 
-A teacher agent solves math word problems and factual questions with tools (``python_exec`` in
-the sandbox, ``retrieve`` over the Wikipedia-summaries corpus, ``final_answer``); its good
-trajectories teach a small student to do the same. The stages, each committed atomically:
+A teacher agent solves tasks with tools — in code mode (``mode: code``) by writing one Python
+block per step, run in the sandbox, with ``retrieve(...)`` and ``final_answer(...)`` callable
+inside the code; in tools mode by one JSON call per step (``python_exec``, ``retrieve``,
+``final_answer``). Its good trajectories teach a small student to do the same. The stages, each
+committed atomically:
 
-1. **setup**: training and held-out tasks (math: template-disjoint gsm_symbolic; factual:
-   fanoutqa questions the corpus answers; or the user's JSONL).
-2. **teacher_cot**: the teacher answers every training task with plain chain of thought. Its
+1. **setup**: training and held-out tasks: math from reasoning-gym families or gsm_symbolic
+   (held-out pools disjoint by generator seed or template), fanoutqa questions, or JSONL.
+2. **write_facts**: the teacher writes questions about long-tail facts of corpus articles; a
+   question is kept when its answer is a short span of the article, it names the article's
+   subject and hides the answer, and the base student gets it wrong closed book.
+3. **teacher_cot**: the teacher answers every training task with plain chain of thought. Its
    first paragraph becomes the first-thought prefix; its correct answers are the CoT baseline's
    training data.
-3. **teacher_agent**: the teacher runs the agent loop on every training task, its first Thought
+4. **teacher_agent**: the teacher runs the agent on every training task, its first Thought
    starting with the prefix.
-4. **filter**: keep trajectories whose final answer is right (math: numeric match; factual:
-   normalised match, else the teacher judges), with no parse error, not stopped by the step
-   limit. Execution errors stay in: the student learns to recover from them.
-5. **train_student**: LoRA SFT on the kept conversations, loss on assistant turns only.
-6. **train_cot**: the CoT baseline: the same student fine-tuned on the teacher's correct CoT
+5. **filter**: keep trajectories whose final answer is right (the dataset's scorer, a numeric
+   match or a normalised match, else optionally the teacher as judge), with no parse error, not
+   stopped by the step limit. Execution errors stay in: the student learns to recover from them.
+6. **train_student**: LoRA SFT on the kept conversations, loss on assistant turns only.
+7. **train_cot**: the CoT baseline: the same student fine-tuned on the teacher's correct CoT
    answers, without tools.
-7. **eval_***: on the held-out tasks: the student before training, the teacher, the student
-   after, the student after with self-consistent action generation, and the CoT baseline.
+8. **eval_student_closed**, **eval_teacher_closed**: base student and teacher without tools.
+9. **eval_***: on the held-out tasks: the student agent before training, the teacher agent, the
+   student after, the student after with self-consistent action generation, and the CoT baseline
+   — each overall and per task source, with intervals.
 
 The graph checkpoints after every stage (LangGraph's SQLite saver) and a finished stage is never
 redone, so a killed run resumes where it stopped; model calls come back from the cache.
