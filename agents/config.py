@@ -29,22 +29,6 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
-class Family(StrictModel):
-    """One task family: a reasoning-gym dataset with its settings, gsm_symbolic, or a JSONL file."""
-
-    name: str = Field(description="reasoning-gym dataset name, 'gsm_symbolic' or a .jsonl path")
-    config: dict[str, Any] = Field(
-        default_factory=dict, description="the dataset's settings, e.g. {max_digits: 1}"
-    )
-    weight: float = Field(1.0, gt=0, description="share of the mixture, relative to the others")
-
-    def spec(self) -> Any:
-        """The :class:`agents.task_families.FamilySpec` this entry names."""
-        from agents.task_families import FamilySpec
-
-        return FamilySpec(self.name, dict(self.config), self.weight)
-
-
 def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     """Set ``a.b.c = value`` inside nested dicts, creating levels as needed."""
     keys = dotted.split(".")

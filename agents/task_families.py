@@ -28,6 +28,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field as PydanticField
+
+from agents.config import StrictModel
 from agents.eval.answers import check_solution, extract_answer
 from agents.tasks import Task, gsm_symbolic_splits, read_math_tasks
 
@@ -36,6 +39,25 @@ GSM = "gsm_symbolic"
 CORRECT_SCORE = 0.999
 # Generated datasets are indexed up to this size; items depend only on (seed, index).
 _GENERATED_SIZE = 1 << 20
+
+
+class Family(StrictModel):
+    """One task family in a config: a reasoning-gym dataset with its settings, gsm_symbolic, or a
+    JSONL file (the validated form of a :class:`FamilySpec`)."""
+
+    name: str = PydanticField(
+        description="reasoning-gym dataset name, 'gsm_symbolic' or a .jsonl path"
+    )
+    config: dict[str, Any] = PydanticField(
+        default_factory=dict, description="the dataset's settings, e.g. {max_digits: 1}"
+    )
+    weight: float = PydanticField(
+        1.0, gt=0, description="share of the mixture, relative to the others"
+    )
+
+    def spec(self) -> FamilySpec:
+        """The :class:`FamilySpec` this entry names."""
+        return FamilySpec(self.name, dict(self.config), self.weight)
 
 
 @dataclass(frozen=True)

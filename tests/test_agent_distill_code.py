@@ -20,7 +20,8 @@ from agent_world import FACTS, FakeCorpus, ScriptedAgent, write_tasks
 from agents.episodes.code_agent import CODE_DEMONSTRATIONS, CODE_SYSTEM_PROMPT
 from agents.export import AgentCard, ExportedAgent, card_for_run
 from agents.schemes.agent_distill import AgentDistillJob
-from agents.schemes.agent_distill.graph import CORPUS_FACTS, AgentDistillation, parse_fact
+from agents.schemes.agent_distill.graph import AgentDistillation
+from agents.schemes.agent_distill.sources import CORPUS_FACTS, parse_fact
 from agents.store import Store, Workspace
 
 pytestmark = pytest.mark.usefixtures("sandbox_backend")

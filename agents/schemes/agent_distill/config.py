@@ -8,7 +8,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from agents.config import TRAINING_FLAGS, Family, SampleSettings, StrictModel
+from agents.config import TRAINING_FLAGS, SampleSettings, StrictModel
+from agents.task_families import Family
 from agents.training.lora import LoraSettings
 from agents.training.sft import SFTSettings
 

@@ -8,8 +8,8 @@ from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
 
-from agents.config import Family, SampleSettings, StrictModel
-from agents.task_families import FamilySpec
+from agents.config import SampleSettings, StrictModel
+from agents.task_families import Family, FamilySpec
 from agents.training.dpo import DPOSettings
 from agents.training.lora import LoraSettings
 from agents.training.sft import SFTSettings
