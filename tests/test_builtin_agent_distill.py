@@ -24,6 +24,7 @@ pytestmark = pytest.mark.builtin
 TOOL_NAMES = ["python_exec", "retrieve", "final_answer"]
 TINY = [
     "mode=tools",  # the preset runs the code agent; tests/test_builtin_code_agent.py covers it
+    "teacher=builtin:qwen2.5-coder-0.5b",  # the preset's is the 1.5B
     "tasks.families=[]",  # gsm_symbolic
     "tasks.corpus_facts=0",
     "tasks.heldout_corpus_facts=0",
