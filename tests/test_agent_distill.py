@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agent_world import FakeCorpus, ScriptedAgent, alias_of, true_answer, write_tasks
+from agent_runs import make_config, new_world, open_run, resume_run
+from agent_world import ScriptedAgent, alias_of, true_answer
 
 from agents.config import ConfigError
 from agents.episodes.agent_loop import AGENT_SYSTEM_PROMPT, DEMONSTRATIONS
-from agents.schemes.agent_distill import AgentDistillJob
 from agents.schemes.agent_distill.graph import (
     COT_SYSTEM_PROMPT,
     STAGES,
@@ -39,7 +39,6 @@ needs_sandbox = pytest.mark.skipif(
 )
 
 STAGE_NAMES = [name for name, _ in STAGES]
-TRAINING = {"max_steps": 1, "batch_size": 4, "grad_accum": 1, "max_length": 2048}
 TOOL_NAMES = ["python_exec", "retrieve", "final_answer"]
 
 #: Training tasks of the full run and what the filter does with each.
@@ -55,62 +54,6 @@ TRAIN = [
 KEPT = TRAIN[:3]
 #: Held-out tasks: the trained agents get the "#wrong" one wrong; "#sc" splits candidates.
 HELDOUT = ["What is 20 + 22? #sc", "What is 30 + 33? #wrong", "What is the capital of Sylvania?"]
-
-
-def make_config(
-    root: Path, model: Path, train: list[str], heldout: list[str] = HELDOUT, **overrides: Any
-) -> AgentDistillJob:
-    data: dict[str, Any] = {
-        "teacher": "scripted:teacher",
-        "student": str(model),
-        "tasks": {
-            "math": 0,
-            "factual": 0,
-            "heldout_math": 0,
-            "heldout_factual": 0,
-            "data": write_tasks(root / "train.jsonl", train),
-            "heldout_data": write_tasks(root / "heldout.jsonl", heldout),
-        },
-        "cot": {"max_tokens": 64},
-        "teacher_agent": {"max_steps": 4, "max_tokens": 64, "sandbox_timeout": 5},
-        "student_agent": {"max_steps": 4, "max_tokens": 64, "sandbox_timeout": 5},
-        "self_consistency": {"candidates": 3, "temperature": 0.4},
-        "judge": False,
-        "training": TRAINING,
-        **overrides,
-    }
-    return AgentDistillJob.model_validate(data)
-
-
-def new_world(**teacher: Any) -> dict[str, ScriptedAgent]:
-    return {"teacher": ScriptedAgent("teacher", **teacher), "student": ScriptedAgent("student")}
-
-
-def open_run(
-    root: Path, config: AgentDistillJob, world: dict[str, ScriptedAgent]
-) -> AgentDistillation:
-    workspace = Workspace.resolve(root / "ws")
-    return AgentDistillation.create(
-        config,
-        workspace,
-        Store.open(workspace),
-        progress=False,
-        loader=lambda role: world[role],
-        corpus=FakeCorpus,
-    )
-
-
-def resume_run(root: Path, run_id: str, world: dict[str, ScriptedAgent]) -> AgentDistillation:
-    """The run reopened as a new process would: a fresh store handle and fresh engines."""
-    workspace = Workspace.resolve(root / "ws")
-    return AgentDistillation.resume(
-        run_id,
-        workspace,
-        Store.open(workspace),
-        progress=False,
-        loader=lambda role: world[role],
-        corpus=FakeCorpus,
-    )
 
 
 def metrics_of(run: AgentDistillation) -> dict[str, dict[str, Any]]:
@@ -156,7 +99,7 @@ class FullRun:
 @pytest.fixture(scope="module")
 def full(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iterator[FullRun]:
     root = tmp_path_factory.mktemp("full")
-    config = make_config(root, tiny_model_dir, TRAIN)
+    config = make_config(root, tiny_model_dir, TRAIN, HELDOUT)
     from agents.training import sft
 
     real_sft, trained = sft.train_sft, {}
@@ -474,7 +417,7 @@ def test_teacher_judges_factual_answers_the_rule_rejects(
     judge: bool, tmp_path: Path, tiny_model_dir: Path
 ) -> None:
     train = ["What is the capital of Atlantis? #alias", "What is 6 + 7? #wrong", "What is 2 + 3?"]
-    config = make_config(tmp_path, tiny_model_dir, train, judge=judge, cot_baseline=False)
+    config = make_config(tmp_path, tiny_model_dir, train, HELDOUT, judge=judge, cot_baseline=False)
     world = new_world()
     run = open_run(tmp_path, config, world)
     assert run.run(until="filter").status == "paused"
@@ -586,7 +529,7 @@ def test_nothing_kept_skips_training_and_the_trained_evals(
 
 
 def test_no_training_tasks_is_a_config_error(tmp_path: Path, tiny_model_dir: Path) -> None:
-    config = make_config(tmp_path, tiny_model_dir, ["What is 2 + 3?"])
+    config = make_config(tmp_path, tiny_model_dir, ["What is 2 + 3?"], HELDOUT)
     config.tasks.data = None
     workspace = Workspace.resolve(tmp_path / "ws")
     store = Store.open(workspace)
@@ -596,14 +539,14 @@ def test_no_training_tasks_is_a_config_error(tmp_path: Path, tiny_model_dir: Pat
 
 
 def test_no_heldout_tasks_is_a_config_error(tmp_path: Path, tiny_model_dir: Path) -> None:
-    config = make_config(tmp_path, tiny_model_dir, ["What is 2 + 3?"])
+    config = make_config(tmp_path, tiny_model_dir, ["What is 2 + 3?"], HELDOUT)
     config.tasks.heldout_data = None
     with pytest.raises(ConfigError, match="no held-out tasks"):
         load_tasks(config)
 
 
 def test_bad_domain_in_a_task_file_names_its_line(tmp_path: Path, tiny_model_dir: Path) -> None:
-    config = make_config(tmp_path, tiny_model_dir, ["What is 2 + 3?"])
+    config = make_config(tmp_path, tiny_model_dir, ["What is 2 + 3?"], HELDOUT)
     path = Path(config.tasks.data)
     path.write_text(
         path.read_text() + json.dumps({"question": "Q?", "answer": "1", "domain": "chem"}) + "\n"
@@ -624,7 +567,7 @@ def test_resuming_a_socratic_run_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_unknown_stage_to_stop_at_is_a_config_error(tmp_path: Path, tiny_model_dir: Path) -> None:
-    config = make_config(tmp_path, tiny_model_dir, ["What is 2 + 3?"])
+    config = make_config(tmp_path, tiny_model_dir, ["What is 2 + 3?"], HELDOUT)
     run = open_run(tmp_path, config, new_world())
     with pytest.raises(ConfigError, match="unknown stage 'nope'"):
         run.run(until="nope")
@@ -635,7 +578,7 @@ def test_unknown_stage_to_stop_at_is_a_config_error(tmp_path: Path, tiny_model_d
 def test_heldout_factual_tasks_without_factual_training_tasks(
     tmp_path: Path, tiny_model_dir: Path
 ) -> None:
-    config = make_config(tmp_path, tiny_model_dir, ["What is 2 + 3?"])
+    config = make_config(tmp_path, tiny_model_dir, ["What is 2 + 3?"], HELDOUT)
     config.tasks.heldout_data = None
     config.tasks.heldout_factual = 1
     train, heldout = load_tasks(config)

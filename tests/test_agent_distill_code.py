@@ -15,14 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agent_world import FACTS, FakeCorpus, ScriptedAgent, write_tasks
+from agent_runs import make_config, new_world, open_run
+from agent_world import FACTS, FakeCorpus, ScriptedAgent
 
 from agents.episodes.code_agent import CODE_DEMONSTRATIONS, CODE_SYSTEM_PROMPT
 from agents.export import AgentCard, ExportedAgent, card_for_run
-from agents.schemes.agent_distill import AgentDistillJob
 from agents.schemes.agent_distill.graph import AgentDistillation
 from agents.schemes.agent_distill.sources import CORPUS_FACTS, parse_fact
-from agents.store import Store, Workspace
 
 pytestmark = pytest.mark.usefixtures("sandbox_backend")
 
@@ -47,41 +46,21 @@ class CodeRun:
 def code_run(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Iterator[CodeRun]:
     root = tmp_path_factory.mktemp("code")
     FACTS.clear()
-    config = AgentDistillJob.model_validate(
-        {
-            "mode": "code",
-            "teacher": "scripted:teacher",
-            "student": str(tiny_model_dir),
-            "tasks": {
-                "math": 0,
-                "factual": 0,
-                "heldout_math": 0,
-                "heldout_factual": 0,
-                "corpus_facts": 2,
-                "heldout_corpus_facts": 2,
-                "data": write_tasks(root / "train.jsonl", TRAIN),
-                "heldout_data": write_tasks(root / "heldout.jsonl", HELDOUT),
-            },
-            "corpus": {"limit": 60},
-            "facts": {"articles": 3},
-            "cot": {"max_tokens": 64},
-            "teacher_agent": {"max_steps": 3, "max_tokens": 64, "sandbox_timeout": 5},
-            "student_agent": {"max_steps": 3, "max_tokens": 64, "sandbox_timeout": 5},
-            "self_consistency": {"candidates": 4, "temperature": 0.4},
-            "judge": False,
-            "training": {"max_steps": 1, "batch_size": 4, "grad_accum": 1, "max_length": 2048},
-        }
+    config = make_config(
+        root,
+        tiny_model_dir,
+        TRAIN,
+        HELDOUT,
+        tasks={"corpus_facts": 2, "heldout_corpus_facts": 2},
+        mode="code",
+        corpus={"limit": 60},
+        facts={"articles": 3},
+        teacher_agent={"max_steps": 3, "max_tokens": 64, "sandbox_timeout": 5},
+        student_agent={"max_steps": 3, "max_tokens": 64, "sandbox_timeout": 5},
+        self_consistency={"candidates": 4, "temperature": 0.4},
     )
-    world = {"teacher": ScriptedAgent("teacher"), "student": ScriptedAgent("student")}
-    workspace = Workspace.resolve(root / "ws")
-    run = AgentDistillation.create(
-        config,
-        workspace,
-        Store.open(workspace),
-        progress=False,
-        loader=lambda role: world[role],
-        corpus=FakeCorpus,
-    )
+    world = new_world()
+    run = open_run(root, config, world)
     run.run()
     metrics = {s.name: s.metrics or {} for s in run.store.stages(run.run_id)}
     yield CodeRun(run, world, metrics)
