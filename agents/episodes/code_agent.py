@@ -101,10 +101,17 @@ def lend_retrieve(corpus: Corpus | None) -> Callable[..., str]:
 
 
 @dataclass
-class _Answers:
-    """Where ``final_answer`` calls from a session land (the last one counts)."""
+class _Lent:
+    """The functions a session lends its code, and what the last run did with them: the
+    ``final_answer`` it gave (the last call counts) and how many times it called ``retrieve``."""
 
+    search: Callable[..., str]
     answer: str | None = None
+    retrievals: int = 0
+
+    def retrieve(self, *args: Any, **kwargs: Any) -> str:
+        self.retrievals += 1
+        return self.search(*args, **kwargs)
 
     def final_answer(self, answer: Any = None) -> str:
         if isinstance(answer, dict | list):
@@ -118,31 +125,24 @@ class _Worker:
     """An episode's sandbox session with its lent functions."""
 
     session: Any
-    answers: _Answers
-    retrievals: list[int] = field(default_factory=lambda: [0])  # retrieve calls so far
+    lent: _Lent
 
     def run(self, code: str) -> tuple[str, bool, str | None]:
-        """(observation, failed, final answer if the code gave one)."""
-        self.answers.answer = None
+        """(observation, failed, final answer if the code gave one); ``lent.retrievals`` then
+        counts this run's ``retrieve`` calls."""
+        self.lent.answer, self.lent.retrievals = None, 0
         result = self.session.run(code)
         failed = result.killed or result.error is not None
-        return result.observation(), failed, None if failed else self.answers.answer
+        return result.observation(), failed, None if failed else self.lent.answer
 
 
 def _worker(settings: LoopSettings, corpus: Corpus | None) -> _Worker:
     from sandbox import Session
 
-    answers = _Answers()
-    retrieve = lend_retrieve(corpus)
-    count = [0]
-
-    def counted_retrieve(*args: Any, **kwargs: Any) -> str:
-        count[0] += 1
-        return retrieve(*args, **kwargs)
-
-    lent = {"retrieve": counted_retrieve, "final_answer": answers.final_answer}
-    session = Session(timeout=settings.sandbox_timeout, host_functions=lent)
-    return _Worker(session, answers, count)
+    lent = _Lent(lend_retrieve(corpus))
+    functions = {"retrieve": lent.retrieve, "final_answer": lent.final_answer}
+    session = Session(timeout=settings.sandbox_timeout, host_functions=functions)
+    return _Worker(session, lent)
 
 
 class CodeState(TypedDict):
@@ -240,10 +240,9 @@ def act(state: CodeState, runtime: Runtime[CodeContext]) -> dict[str, Any]:
             shown = f"{action.thought}\n```python\n{action.code}\n```".strip()
             episode.messages.append({"role": "assistant", "content": shown})
             worker = ctx.worker(i)
-            before = worker.retrievals[0]
             output, failed, answer = worker.run(action.code)
             episode.used("python_exec")
-            episode.used("retrieve", worker.retrievals[0] - before)
+            episode.used("retrieve", worker.lent.retrievals)
             episode.exec_errors += failed
             if answer is not None:
                 episode.status, episode.answer = "answered", answer

@@ -206,15 +206,12 @@ def _accuracy(rows: list[Trajectory]) -> dict[str, Any]:
         part = [r for r in rows if r.meta.get("domain", "math") == domain]
         metrics[f"accuracy_{domain}"] = sum(r.verdict == "correct" for r in part) / len(part)
     # Per task source, under the key prefix "<source>_" (the report's per-source parts).
-    sources = sorted({str(r.meta.get("source") or r.meta.get("domain", "math")) for r in rows})
-    metrics["sources"] = sources
-    for source in sources:
-        ids = {
-            str(r.item_id)
-            for r in rows
-            if str(r.meta.get("source") or r.meta.get("domain", "math")) == source
-        }
-        part_scores = {k: v for k, v in scores.items() if k in ids}
+    source_of = {
+        str(r.item_id): str(r.meta.get("source") or r.meta.get("domain", "math")) for r in rows
+    }
+    metrics["sources"] = sorted(set(source_of.values()))
+    for source in metrics["sources"]:
+        part_scores = {k: v for k, v in scores.items() if source_of[k] == source}
         metrics[f"{source}_items"] = len(part_scores)
         metrics[f"{source}_accuracy"] = sum(part_scores.values()) / len(part_scores)
         metrics[f"{source}_interval"] = accuracy_estimate(part_scores, samples).as_dict()
