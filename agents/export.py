@@ -30,7 +30,7 @@ from agents.models.base import Engine
 if TYPE_CHECKING:
     from agents.episodes.agent_loop import Episode
     from tools import Tool
-    from tools.retrieval import Corpus
+    from tools.retrieval import Corpus, Document
 
 log = logging.getLogger(__name__)
 
@@ -430,9 +430,9 @@ class ExportedAgent:
 
         Args:
             question: One task, or a list of tasks.
-            corpus: What ``retrieve`` searches. Default: when the agent has ``retrieve``, the
-                Wikipedia-summaries corpus of the workspace (see :meth:`corpus`; its first
-                use embeds the corpus, which takes minutes).
+            corpus: What ``retrieve`` searches. Default: the Wikipedia-summaries corpus of
+                the workspace (see :meth:`corpus`), opened when the model first calls
+                ``retrieve``; the first use in a workspace embeds it, which takes minutes.
             max_steps: Replies per episode.
             candidates: Candidate actions per step; above 1, self-consistent action generation.
             **settings: Other :class:`agents.episodes.agent_loop.LoopSettings` fields
@@ -456,7 +456,7 @@ class ExportedAgent:
             raise ExportError(f"unknown agent settings: {', '.join(unknown)} (known: {known})")
         loop = LoopSettings(max_steps=max_steps, candidates=candidates, **settings)
         if corpus is None and any(t.name == "retrieve" for t in tools):
-            corpus = self.corpus()
+            corpus = _DefaultCorpus(self)  # type: ignore[assignment]
         single = isinstance(question, str)
         questions = [question] if isinstance(question, str) else list(question)
         if self.card.mode == "code":
@@ -490,6 +490,17 @@ class ExportedAgent:
         if self.card.tools:
             params.setdefault("tools", self.card.tools)
         return self.engine.chat(messages, **params)
+
+
+@dataclass
+class _DefaultCorpus:
+    """The agent's default corpus, opened at the first ``retrieve`` call, not before: a run
+    whose model never looks anything up does not embed the Wikipedia summaries."""
+
+    agent: ExportedAgent
+
+    def search(self, query: str, k: int = 3) -> list[Document]:
+        return self.agent.corpus().search(query, k)
 
 
 def load_agent(path: str | Path, **engine_options: Any) -> ExportedAgent:

@@ -1,6 +1,6 @@
 """The code agent distilled end to end on the real built-in models, then exported and used.
 
-Teacher Qwen2.5-Coder-1.5B (the preset's) writes Python for multi-digit products and looks up a
+Teacher Qwen2.5-Coder-1.5B (the preset's) writes Python for 12 multi-digit products and looks up a
 fact it wrote a question about (a long-tail fact of the first 200 Wikipedia summaries) with
 ``retrieve`` called from inside its code; SmolLM2-135M is fine-tuned on the kept trajectories,
 exported, and loaded back with ``load_agent``: it must compute 48271 * 9173 exactly by running
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.builtin
 
 SETTINGS = [
     "mode=code",
-    "tasks.math=10",
+    "tasks.math=12",
     "tasks.heldout_math=1",
     "tasks.factual=0",
     "tasks.heldout_factual=0",
@@ -40,7 +40,8 @@ SETTINGS = [
     "student_agent.max_steps=3",
     "student_agent.max_tokens=128",
     "self_consistency.candidates=2",
-    "training.epochs=2",
+    "training.epochs=4",  # 12 optimizer steps: 2 epochs at the preset's batch 8 are 4
+    "training.grad_accum=1",
     "training.max_length=1024",
 ]
 FAMILIES = (

@@ -141,6 +141,7 @@ def test_retrieve_uses_the_given_corpus_and_the_step_limit_holds(tmp_path: Path)
     assert stopped.status == "step_limit" and stopped.answer is None
 
 
+@pytest.mark.usefixtures("isolated")
 def test_default_corpus_is_opened_lazily_once_in_the_workspace(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -155,8 +156,10 @@ def test_default_corpus_is_opened_lazily_once_in_the_workspace(
 
     monkeypatch.setenv("AGENTS_WORKSPACE", str(tmp_path / "ws"))
     monkeypatch.setattr(tools.retrieval, "build_default_corpus", build)
-    agent, _ = _agent(_card(["retrieve", "final_answer"]), tmp_path)
+    agent, _ = _agent(_card(), tmp_path)
     assert not opened  # loading the agent does not touch the corpus
+    assert agent.run("Compute 6 * 7.").answer == "42"
+    assert not opened  # nor does a run that never calls retrieve
     assert agent.run("Look up Grieg.").answer == "Bergen"
     assert agent.run("Look up Bergen.").answer == "Bergen"
     assert opened == [tmp_path / "ws" / "chroma"]
