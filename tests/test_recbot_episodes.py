@@ -1,0 +1,158 @@
+"""RecBot episodes on scripted engines: the speak → recommend → judge graph, the parser's
+retries and memory, the planner's tool chain, the baselines and the scores (real catalog)."""
+
+from __future__ import annotations
+
+import pytest
+
+from agents.schemes.recbot.episode import Baseline, RecBot, RecSettings, run_episodes, transcript
+from agents.schemes.recbot.users import Cue, Goal, make_goals
+from tests.catalog_world import FILMS, RATINGS
+from tests.recbot_world import PlainSimulator, ScriptedRecBot
+from tools.catalog import Catalog, CatalogData, HardConstraint, Rating
+
+
+@pytest.fixture(scope="module")
+def catalog(tmp_path_factory: pytest.TempPathFactory) -> Catalog:
+    extra = [Rating("1", i, 4.0, 100 + n) for n, i in enumerate(["3", "5", "7", "8", "9", "2"])]
+    extra += [Rating("9", i, 5.0, 200 + n) for n, i in enumerate(["4", "5", "6", "8", "1", "7"])]
+    data = CatalogData("films", list(FILMS), [*RATINGS, *extra])
+    return Catalog.build(data, tmp_path_factory.mktemp("catalog"), factors=4)
+
+
+def test_a_perfect_parser_and_planner_reach_the_target(catalog: Catalog) -> None:
+    goals = make_goals(catalog, catalog.data.ratings, ["1", "9"], "multi", min_history=3)
+    assert [g.target for g in goals] == ["2", "7"]
+    engine, simulator = ScriptedRecBot(), PlainSimulator()
+    episodes = run_episodes(goals, RecBot(engine), catalog=catalog, simulator=simulator)
+    for episode in episodes:
+        summary = episode.summary()
+        assert episode.status == "satisfied", transcript(episode, catalog)
+        assert summary["valid_parses"] == summary["parses"] == summary["rounds"]
+        assert all(f1 == 1.0 for f1 in summary["f1"])
+        assert summary["recall"] == 1.0 and summary["csr"] == 1.0
+        assert summary["planner_incomplete"] == 0 and summary["voiced_by_cues"] == 0
+        turn = episode.turns[-1]
+        # the stored conversations are the student's training data
+        assert [m["role"] for m in turn.parser_messages] == ["system", "user", "assistant"]
+        names = [c["function"]["name"] for c in turn.planner_messages[2]["tool_calls"]]
+        assert names[0] == "filter_items" and names[-1] == "aggregate_feed"
+        assert not set(turn.feed) & set(episode.goal.history)
+
+
+def _goal(target: str, scenario: str, turns: list[list[Cue]]) -> Goal:
+    return Goal(user="x", target=target, history=["1"], scenario=scenario, turns=turns)
+
+
+def _hard(attribute: str, operator: str, value: object) -> Cue:
+    return Cue(
+        "hard",
+        constraint=HardConstraint.model_validate(
+            {"attribute": attribute, "operator": operator, "value": value}
+        ),
+    )
+
+
+def test_the_parser_keeps_its_memory_across_turns(catalog: Catalog) -> None:
+    # a crime fan (history: Heat) first asks for the 1990s on, then for romance
+    goal = _goal("7", "multi", [[_hard("year", ">=", 1990)], [_hard("genre", "==", "Romance")]])
+    engine = ScriptedRecBot()
+    (episode,) = run_episodes(
+        [goal],
+        RecBot(engine),
+        catalog=catalog,
+        simulator=PlainSimulator(),
+        settings=RecSettings(k=1),
+    )
+    assert [t.feed for t in episode.turns] == [["2"], ["7"]], transcript(episode, catalog)
+    assert episode.status == "satisfied" and [t.score["recall"] for t in episode.turns] == [0, 1]
+    second = [r for r in engine.requests if "Parser" in str(r.messages[0]["content"])][-1]
+    prompt = str(second.messages[1]["content"])
+    assert "1. Casino (1995)" in prompt  # the feed it was shown
+    assert '"attribute":"year"' in prompt  # the memory of turn 1
+    assert episode.preferences.filters() == [c.constraint for t in goal.turns for c in t]
+
+
+def test_a_drifting_user_is_followed_by_the_latest_cue(catalog: Catalog) -> None:
+    decoy, wanted = _hard("year", ">=", 2000), _hard("year", ">=", 1990)
+    change = Cue("replace", constraint=wanted.constraint, replaces=decoy.constraint)
+    goal = _goal("2", "drift", [[_hard("genre", "==", "Crime"), decoy], [change]])
+    (episode,) = run_episodes(
+        [goal],
+        RecBot(ScriptedRecBot()),
+        catalog=catalog,
+        simulator=PlainSimulator(),
+        settings=RecSettings(k=1),
+    )
+    first, second = episode.turns
+    assert first.feed == [] and first.score == {"recall": 0.0, "ndcg": 0.0, "csr": 0.0}
+    assert "changed your mind" in second.command
+    assert second.feed == ["2"] and episode.status == "satisfied"
+    assert [t.parse["f1"] for t in episode.turns] == [1.0, 1.0]
+    assert [str(c) for c in episode.preferences.filters()] == ["genre == Crime", "year >= 1990"]
+
+
+def test_malformed_parses_are_asked_again_then_recorded(catalog: Catalog) -> None:
+    goals = make_goals(catalog, catalog.data.ratings, ["1"], "single", min_history=3)
+    settings = RecSettings(parse_retries=1)
+    (retried,) = run_episodes(
+        goals,
+        RecBot(ScriptedRecBot(bad_parses=1)),
+        catalog=catalog,
+        simulator=PlainSimulator(),
+        settings=settings,
+    )
+    assert retried.turns[0].parse["valid"] and retried.turns[0].parse["retries"] == 1
+    (failed,) = run_episodes(
+        goals,
+        RecBot(ScriptedRecBot(bad_parses=2)),
+        catalog=catalog,
+        simulator=PlainSimulator(),
+        settings=settings,
+    )
+    parse = failed.turns[0].parse
+    assert parse["valid"] is False and "no JSON object" in parse["error"]
+    assert parse["f1"] == 0.0 and failed.preferences.is_empty()
+    assert failed.turns[0].parser_messages == []  # nothing to learn from
+
+
+def test_a_planner_that_never_aggregates_is_counted_and_ranked_anyway(catalog: Catalog) -> None:
+    goals = make_goals(catalog, catalog.data.ratings, ["1"], "single", min_history=3)
+    (episode,) = run_episodes(
+        goals,
+        RecBot(ScriptedRecBot(skip_aggregate=True)),
+        catalog=catalog,
+        simulator=PlainSimulator(),
+    )
+    assert episode.summary()["planner_incomplete"] == 1
+    assert len(episode.turns[0].feed) == 10 or episode.turns[0].feed  # the tools' own ranking
+    assert episode.turns[0].planner_complete is False
+
+
+def test_a_simulator_speaking_as_the_app_is_asked_again_then_replaced_by_its_cues(
+    catalog: Catalog,
+) -> None:
+    goals = make_goals(catalog, catalog.data.ratings, ["1"], "single", min_history=3)
+    (once,) = run_episodes(
+        goals, Baseline("popularity"), catalog=catalog, simulator=PlainSimulator(as_app=1)
+    )
+    assert once.turns[0].voiced == "model" and once.turns[0].command.startswith("I want")
+    (twice,) = run_episodes(
+        goals, Baseline("popularity"), catalog=catalog, simulator=PlainSimulator(as_app=2)
+    )
+    assert twice.turns[0].voiced == "cues" and twice.summary()["voiced_by_cues"] == 1
+    assert twice.turns[0].command.startswith("I want ")
+
+
+@pytest.mark.parametrize("kind", ["popularity", "collaborative", "retrieval"])
+def test_baselines_run_the_same_episodes(catalog: Catalog, kind: str) -> None:
+    goals = make_goals(catalog, catalog.data.ratings, ["1", "9"], "multi", min_history=3)
+    episodes = run_episodes(goals, Baseline(kind), catalog=catalog, simulator=PlainSimulator())
+    assert [e.goal for e in episodes] == goals
+    for episode in episodes:
+        assert episode.status in {"satisfied", "exhausted"}
+        assert all(len(t.feed) <= 10 and t.score for t in episode.turns)
+        assert all(not t.parse for t in episode.turns)  # no parser here
+    if kind != "retrieval":  # commands are ignored: the feed never changes
+        feeds = {tuple(t.feed) for e in episodes[:1] for t in e.turns}
+        assert len(feeds) == 1
