@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from agents.config import ConfigError
 from agents.reporting import ReportSection
-from agents.schemes import agent_distill, dpo, eval, sft, socratic, strategy_teaching
+from agents.schemes import agent_distill, dpo, eval, recbot, sft, socratic, strategy_teaching
 from agents.schemes.base import Scheme
 
 SCHEMES: list[Scheme] = [
@@ -18,6 +18,7 @@ SCHEMES: list[Scheme] = [
     socratic.SCHEME,
     agent_distill.SCHEME,
     strategy_teaching.SCHEME,
+    recbot.SCHEME,
 ]
 
 

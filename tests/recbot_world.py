@@ -9,6 +9,8 @@ import json
 import re
 from typing import Any
 
+from scripted_engine import ScriptedEngine
+
 from agents.models.base import ChatRequest, ChatResult, Completion, Engine
 
 _NOTES = re.compile(r"without quoting these notes: (.*)\.\s*$", re.S)
@@ -38,7 +40,11 @@ class PlainSimulator(Engine):
                 assert notes, request.messages[-1]["content"]
                 cues = [c.strip().removeprefix("you ") for c in notes.group(1).split(";")]
                 text = "I " + "; ".join(cues) + "."
-            results.append(ChatResult([Completion(text=text, finish_reason="stop")], self.spec))
+            results.append(
+                ChatResult(
+                    completions=[Completion(text=text, finish_reason="stop")], model=self.spec
+                )
+            )
         return results
 
 
@@ -62,20 +68,22 @@ def _constraints(text: str) -> list[dict[str, Any]]:
     return found
 
 
-class ScriptedRecBot(Engine):
+class ScriptedRecBot(ScriptedEngine):
     """Parser: reads the plain command back into preferences (a change of mind drops the old
     year). Planner: filter, match each soft phrase, aggregate.
 
     ``bad_parses``: the first ``bad_parses`` parser replies are not JSON.
     ``skip_aggregate``: the planner never calls ``aggregate_feed``.
+    A ``student`` without an adapter has learnt nothing: it answers every request in prose.
     """
 
-    spec = "scripted:recbot"
-
-    def __init__(self, bad_parses: int = 0, skip_aggregate: bool = False) -> None:
+    def __init__(
+        self, role: str = "recbot", bad_parses: int = 0, skip_aggregate: bool = False
+    ) -> None:
+        super().__init__(role)
         self.bad_parses = bad_parses
         self.skip_aggregate = skip_aggregate
-        self.requests: list[ChatRequest] = []
+        self.seen: list[ChatRequest] = []
 
     def _parser(self, request: ChatRequest) -> str:
         if self.bad_parses > 0:
@@ -121,8 +129,17 @@ class ScriptedRecBot(Engine):
     def _generate(self, requests: list[ChatRequest], *, progress: bool) -> list[ChatResult]:
         results = []
         for request in requests:
-            self.requests.append(request)
+            self.seen.append(request)
             system = str(request.messages[0]["content"])
-            text = self._parser(request) if "Parser" in system else self._planner(request)
-            results.append(ChatResult([Completion(text=text, finish_reason="stop")], self.spec))
+            if self.role == "student" and self.adapter is None:
+                text = "I would suggest a nice film."
+            elif "Parser" in system:
+                text = self._parser(request)
+            else:
+                text = self._planner(request)
+            results.append(
+                ChatResult(
+                    completions=[Completion(text=text, finish_reason="stop")], model=self.spec
+                )
+            )
         return results

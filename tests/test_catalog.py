@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+from catalog_world import FILMS, RATINGS
 
-from tests.catalog_world import FILMS, RATINGS
 from tools import ToolContext, call_tool
 from tools.catalog import (
     PLANNER_TOOLS,

@@ -4,11 +4,11 @@ retries and memory, the planner's tool chain, the baselines and the scores (real
 from __future__ import annotations
 
 import pytest
+from catalog_world import FILMS, RATINGS
+from recbot_world import PlainSimulator, ScriptedRecBot
 
 from agents.schemes.recbot.episode import Baseline, RecBot, RecSettings, run_episodes, transcript
 from agents.schemes.recbot.users import Cue, Goal, make_goals
-from tests.catalog_world import FILMS, RATINGS
-from tests.recbot_world import PlainSimulator, ScriptedRecBot
 from tools.catalog import Catalog, CatalogData, HardConstraint, Rating
 
 
@@ -66,7 +66,7 @@ def test_the_parser_keeps_its_memory_across_turns(catalog: Catalog) -> None:
     )
     assert [t.feed for t in episode.turns] == [["2"], ["7"]], transcript(episode, catalog)
     assert episode.status == "satisfied" and [t.score["recall"] for t in episode.turns] == [0, 1]
-    second = [r for r in engine.requests if "Parser" in str(r.messages[0]["content"])][-1]
+    second = [r for r in engine.seen if "Parser" in str(r.messages[0]["content"])][-1]
     prompt = str(second.messages[1]["content"])
     assert "1. Casino (1995)" in prompt  # the feed it was shown
     assert '"attribute":"year"' in prompt  # the memory of turn 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from catalog_world import FILMS, RATINGS
 
 from agents.schemes.recbot.metrics import (
     FeedScore,
@@ -22,7 +23,6 @@ from agents.schemes.recbot.preferences import (
     reconcile,
 )
 from agents.schemes.recbot.users import Cue, Goal, make_goals
-from tests.catalog_world import FILMS, RATINGS
 from tools.catalog import Catalog, CatalogData, HardConstraint, Rating
 
 
