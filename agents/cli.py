@@ -218,6 +218,18 @@ def cmd_run(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- export
 
 
+def cmd_chat(args: argparse.Namespace) -> int:
+    from agents.config import ConfigError
+    from agents.jobs import SCHEMES, find_scheme
+    from agents.store import Workspace
+
+    scheme = find_scheme(args.scheme)
+    if scheme.chat is None:
+        talkers = ", ".join(s.name for s in SCHEMES if s.chat is not None)
+        raise ConfigError(f"{scheme.name} has no chat; schemes with one: {talkers}")
+    return scheme.chat(args.model, Workspace.resolve(args.workspace), args.user)
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from agents.export import AgentCard, ExportError, card_for_run, export_agent
 
@@ -381,6 +393,13 @@ def build_parser() -> argparse.ArgumentParser:
     show = with_store(runs.add_parser("show", help="one run: stages, checkpoints, calls"))
     show.add_argument("run_id")
     show.set_defaults(func=cmd_runs_show)
+
+    talk = sub.add_parser("chat", help="talk to a scheme's agent (agents chat recbot)")
+    talk.add_argument("scheme", metavar="NAME", help="the scheme whose agent to talk to")
+    talk.add_argument("--model", help="model spec or export directory (default: the scheme's)")
+    talk.add_argument("--user", help="start as this catalog user (their history and taste)")
+    talk.add_argument("--workspace", help="workspace directory (default ./workspace)")
+    talk.set_defaults(func=cmd_chat)
 
     audit = with_store(sub.add_parser("audit", help="review the strategy library in a chat"))
     audit.add_argument("--library", default="retail", help="strategy library (default retail)")

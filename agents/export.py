@@ -34,6 +34,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Modes ``ExportedAgent.run`` runs itself; an agent of another mode (``recbot``) runs in its
+#: scheme's own loop (``agents chat SCHEME --model DIR``).
+AGENT_MODES = ("tools", "code")
+
 CARD_FILE = "agent_card.json"
 
 
@@ -123,7 +127,14 @@ def _readme(card: AgentCard, directory: Path) -> str:
     stored = "System prompt, worked examples and tool schemas"
     if not card.demonstrations:
         stored = "System prompt and tool schemas"
-    if card.tools:
+    if card.mode not in AGENT_MODES:
+        usage = f"""An agent of the `{card.scheme}` scheme ({card.mode}): it runs in that scheme's
+own loop, not in `run()`. Talk to it in the terminal (commands from stdin work too):
+
+```bash
+agents chat {card.scheme} --model {directory}
+```"""
+    elif card.tools:
         usage = _tool_usage(card, directory)
     else:
         usage = f"""```python
@@ -448,6 +459,11 @@ class ExportedAgent:
         from agents.episodes.agent_loop import AGENT_SYSTEM_PROMPT, LoopSettings, run_agent
         from agents.episodes.code_agent import CODE_SYSTEM_PROMPT, run_code_agent
 
+        if self.card.mode not in AGENT_MODES:
+            raise ExportError(
+                f"{self.card.name} is a {self.card.mode} agent, which runs in its scheme's own "
+                f"loop: agents chat {self.card.scheme} --model {self.path}"
+            )
         tools = self.tools()
         allowed = {f.name for f in fields(LoopSettings)} - {"max_steps", "candidates"}
         unknown = sorted(set(settings) - allowed)

@@ -169,3 +169,51 @@ def test_the_cli_knows_the_scheme_and_rejects_a_half_catalog(
     )
     assert code == 2
     assert "catalog.items and catalog.interactions go together" in capsys.readouterr().err
+
+
+def test_the_student_exports_as_a_recbot_agent(finished: Finished) -> None:
+    from agents.export import ExportError, load_agent
+
+    run = finished.run
+    out = finished.root / "agent"
+    code = main(["export", run.run_id, "--out", str(out), "--workspace", str(finished.root / "ws")])
+    assert code == 0
+    card = json.loads((out / "agent_card.json").read_text())
+    assert card["mode"] == "recbot" and card["scheme"] == "recbot"
+    assert f"agents chat recbot --model {out}" in (out / "README.md").read_text()
+    agent = load_agent(out)
+    with pytest.raises(ExportError, match="agents chat recbot"):
+        agent.run("something funny")
+
+
+def test_chat_prints_what_was_understood_and_the_new_feed(finished: Finished) -> None:
+    import io
+
+    from agents.schemes.recbot.chat import chat
+
+    catalog = finished.run.context.catalog()
+    out = io.StringIO()
+    commands = io.StringIO(
+        "I want genre Crime.\n\nI want films from 1995 or later.\nquit\nignored\n"
+    )
+    assert chat(ScriptedRecBot("teacher"), catalog, user="1", source=commands, out=out) == 0
+    text = out.getvalue()
+    assert text.count("Your feed:") == 3  # the start, then one per command
+    assert "Understood: + genre == Crime | - nothing" in text
+    assert "Understood: + genre == Crime; year >= 1995 | - nothing" in text
+    # user 1 rated both crime films: nothing is left to show them
+    assert text.rsplit("Your feed:", 1)[1].strip() == "(no film meets these constraints)"
+    out = io.StringIO()
+    commands = io.StringIO("I want genre Crime.\n")
+    assert chat(ScriptedRecBot("teacher"), catalog, source=commands, out=out) == 0
+    last = out.getvalue().rsplit("Your feed:", 1)[1]
+    assert "1. Heat (1995)" in last or "1. Casino (1995)" in last
+
+
+def test_chat_of_a_scheme_without_one_is_a_clear_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["chat", "agent-distill"]) == 2
+    assert "agent-distill has no chat; schemes with one: recbot" in capsys.readouterr().err
+    assert main(["chat", "nope"]) == 2
+    assert "no scheme named 'nope'" in capsys.readouterr().err

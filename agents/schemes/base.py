@@ -567,6 +567,8 @@ class Scheme:
             tools are shown them before every task).
         summary: ``summary(store, run) -> str``: one line ``agents run`` prints when the run
             finishes, before the stage list.
+        chat: ``chat(model, workspace, user) -> exit code``: ``agents chat NAME``, talking to the
+            scheme's agent in the terminal (``model``: a spec or an export directory).
     """
 
     run: type[SchemeRun]
@@ -574,6 +576,7 @@ class Scheme:
     export_roles: tuple[str, ...] | None = ()
     demonstrations: Callable[[], list[dict[str, Any]]] | None = None
     summary: Callable[[Store, Run], str] | None = None
+    chat: Callable[[str | None, Workspace, str | None], int] | None = None
 
     @property
     def name(self) -> str:

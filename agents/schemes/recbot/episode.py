@@ -256,9 +256,10 @@ class RecBot:
                 "raw": pending[i][-2]["content"] if len(pending[i]) > 2 else "",
             }
         for episode in episodes:
-            truth, _ = episode.goal.truth(episode.turn)
             parse = episode.turns[-1].parse
-            parse["f1"] = constraint_f1(episode.preferences.filters(), truth)
+            if episode.goal.turns:  # a simulated user: the parse has a ground truth
+                truth, _ = episode.goal.truth(episode.turn)
+                parse["f1"] = constraint_f1(episode.preferences.filters(), truth)
             parse["preferences"] = episode.preferences.model_dump()
 
     # -- planner -------------------------------------------------------------------------------
