@@ -74,15 +74,22 @@ class ScriptedRecBot(ScriptedEngine):
 
     ``bad_parses``: the first ``bad_parses`` parser replies are not JSON.
     ``skip_aggregate``: the planner never calls ``aggregate_feed``.
+    ``crash_after``: the batch after this many raises ``RuntimeError`` once (a dying process).
     A ``student`` without an adapter has learnt nothing: it answers every request in prose.
     """
 
     def __init__(
-        self, role: str = "recbot", bad_parses: int = 0, skip_aggregate: bool = False
+        self,
+        role: str = "recbot",
+        bad_parses: int = 0,
+        skip_aggregate: bool = False,
+        crash_after: int | None = None,
     ) -> None:
         super().__init__(role)
         self.bad_parses = bad_parses
         self.skip_aggregate = skip_aggregate
+        self.crash_after = crash_after  # raise once when this many batches have been served
+        self.batches = 0
         self.seen: list[ChatRequest] = []
 
     def _parser(self, request: ChatRequest) -> str:
@@ -127,6 +134,10 @@ class ScriptedRecBot(ScriptedEngine):
         return f"Thought: I rebuild the feed.\n{body}"
 
     def _generate(self, requests: list[ChatRequest], *, progress: bool) -> list[ChatResult]:
+        if self.crash_after is not None and self.batches == self.crash_after:
+            self.crash_after = None
+            raise RuntimeError(f"scripted {self.role} crashed")
+        self.batches += 1
         results = []
         for request in requests:
             self.seen.append(request)

@@ -217,3 +217,48 @@ def test_chat_of_a_scheme_without_one_is_a_clear_error(
     assert "agent-distill has no chat; schemes with one: recbot" in capsys.readouterr().err
     assert main(["chat", "nope"]) == 2
     assert "no scheme named 'nope'" in capsys.readouterr().err
+
+
+def test_a_run_that_dies_mid_stage_resumes_from_its_last_finished_stage(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    world = _world()
+    # the teacher dies in the middle of its episodes (after the first parser batch)
+    world["teacher"] = ScriptedRecBot("teacher", crash_after=1)
+    workspace = Workspace.resolve(tmp_path / "ws")
+    cfg = config(tiny_model_dir, baselines=False, eval_teacher=False)
+    run = RecBotRun.create(
+        cfg,
+        workspace,
+        Store.open(workspace),
+        progress=False,
+        loader=lambda role: world[role],
+        catalog=catalog_factory(tmp_path),
+    )
+    with pytest.raises(RuntimeError, match="scripted teacher crashed"):
+        run.run()
+    stages = {s.name: s.status for s in run.store.stages(run.run_id)}
+    assert stages.get("setup") == "finished" and stages.get("teacher_episodes") != "finished"
+    assert not run.store.trajectories(run.run_id, role="teacher")  # nothing half-written
+    run_id = run.run_id
+    run.close()
+    fresh = _world()
+    resumed = RecBotRun.resume(
+        run_id,
+        workspace,
+        Store.open(workspace),
+        progress=False,
+        loader=lambda role: fresh[role],
+        catalog=catalog_factory(tmp_path),
+    )
+    try:
+        assert resumed.run().status == "finished"
+        names = [s.name for s in resumed.store.stages(run_id)]
+        assert names.count("setup") == 1  # not redone
+        assert len(resumed.store.trajectories(run_id, role="teacher")) == 4
+        # the batch answered before the crash came back from the response cache
+        before = [r.messages for r in world["teacher"].seen]
+        assert len(before) == 4  # the first turn's four parses
+        assert not [r for r in fresh["teacher"].seen if r.messages in before]
+    finally:
+        resumed.close()

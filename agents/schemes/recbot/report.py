@@ -92,7 +92,7 @@ def _markdown(data: RunView) -> list[str]:
             ]
             lines += [*table(["system", *scenarios], rows), ""]
         by_stage = dict(evals)
-        for key, label in (("pass", "pass rate"), ("ndcg", "NDCG@K")):
+        for key, label in (("pass", "pass rate"), ("ndcg", "NDCG@K"), ("f1", "parser F1")):
             found = [
                 (f"{label}: {EVALS[a][0]} vs {EVALS[b][0]}", c)
                 for (a, b) in PAIRS
