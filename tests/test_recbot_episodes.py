@@ -156,3 +156,25 @@ def test_baselines_run_the_same_episodes(catalog: Catalog, kind: str) -> None:
     if kind != "retrieval":  # commands are ignored: the feed never changes
         feeds = {tuple(t.feed) for e in episodes[:1] for t in e.turns}
         assert len(feeds) == 1
+
+
+def test_the_episode_stops_satisfied_or_after_its_last_turn(catalog: Catalog) -> None:
+    turns = [[_hard("genre", "==", "War")], [_hard("year", ">=", 1980)], [_hard("runtime", ">", 1)]]
+    never = _goal("8", "multi", turns)  # Ran: the popularity feed never shows it at K = 1
+    (episode,) = run_episodes(
+        [never],
+        Baseline("popularity"),
+        catalog=catalog,
+        simulator=PlainSimulator(),
+        settings=RecSettings(k=1),
+    )
+    assert episode.status == "exhausted" and episode.summary()["rounds"] == 3
+    # a RecBot that filters by the first cue shows Ran at once and stops there
+    (found,) = run_episodes(
+        [never],
+        RecBot(ScriptedRecBot()),
+        catalog=catalog,
+        simulator=PlainSimulator(),
+        settings=RecSettings(k=1),
+    )
+    assert found.status == "satisfied" and found.summary()["rounds"] == 1
