@@ -3,6 +3,8 @@ retries and memory, the planner's tool chain, the baselines and the scores (real
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from catalog_world import FILMS, RATINGS
 from recbot_world import PlainSimulator, ScriptedRecBot
@@ -178,3 +180,21 @@ def test_the_episode_stops_satisfied_or_after_its_last_turn(catalog: Catalog) ->
         settings=RecSettings(k=1),
     )
     assert found.status == "satisfied" and found.summary()["rounds"] == 1
+
+
+def test_planner_replies_are_read_leniently() -> None:
+    from agents.schemes.recbot.episode import parse_calls
+
+    text = (
+        'Thought: filter, then rank.\n<tool_call>{"name": "filter_items", "arguments": '
+        '{"constraints": [{"attribute": "year", "operator": ">=", "value": 1990}]}}</tool_call>\n'
+        '{"name": "match_items", "arguments": "{\\"preference\\": \\"funny\\"}"}\n'
+        '<tool_call>{"name": "aggregate_feed", "arguments": {"k": 10}}'  # no closing tag
+        '\n<tool_call>{"name": broken}</tool_call> {"not": "a call"}'
+    )
+    calls = parse_calls(text)
+    names = [c["function"]["name"] for c in calls]
+    assert names == ["filter_items", "match_items", "aggregate_feed"]
+    assert json.loads(calls[1]["function"]["arguments"]) == {"preference": "funny"}
+    assert [c["id"] for c in calls] == ["call_0", "call_1", "call_2"]
+    assert parse_calls("I would rank the films by year.") == []

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -33,7 +34,6 @@ from langgraph.runtime import Runtime
 from tqdm.auto import tqdm
 
 from agents.models.base import ChatRequest, Engine, Message
-from agents.models.chat_format import parse_tool_calls
 from agents.schemes.recbot.metrics import (
     FeedScore,
     collaborative_feed,
@@ -151,6 +151,49 @@ class System(Protocol):
     name: str
 
     def recommend(self, episodes: list[RecEpisode], ctx: EpisodeContext) -> None: ...
+
+
+_CALL_START = re.compile(r'<tool_call>|\{\s*"name"\s*:')
+
+
+def parse_calls(text: str) -> list[dict[str, Any]]:
+    """Every tool call in a planner reply, in order, as OpenAI tool calls.
+
+    A call is a JSON object ``{"name": ..., "arguments": {...}}``, inside ``<tool_call>`` tags
+    (the closing tag may be missing) or bare; objects that are not calls are skipped.
+    """
+    decoder = json.JSONDecoder(strict=False)
+    calls: list[dict[str, Any]] = []
+    at = 0
+    while match := _CALL_START.search(text, at):
+        start = match.end() if match.group(0) == "<tool_call>" else match.start()
+        body = text[start:]
+        stripped = body.lstrip()
+        try:
+            obj, used = decoder.raw_decode(stripped)
+        except json.JSONDecodeError:
+            at = match.end()
+            continue
+        at = start + (len(body) - len(stripped)) + used
+        arguments = obj.get("arguments", {}) if isinstance(obj, dict) else None
+        if isinstance(arguments, str):
+            try:
+                arguments = json.loads(arguments)
+            except json.JSONDecodeError:
+                arguments = None
+        if (
+            isinstance(obj, dict)
+            and isinstance(obj.get("name"), str)
+            and isinstance(arguments, dict)
+        ):
+            calls.append(
+                {
+                    "id": f"call_{len(calls)}",
+                    "type": "function",
+                    "function": {"name": obj["name"], "arguments": json.dumps(arguments)},
+                }
+            )
+    return calls
 
 
 def _lines(catalog: Catalog, ids: Sequence[str], count: int) -> str:
@@ -294,7 +337,7 @@ class RecBot:
             ]
             for i, result in zip(order, self.engine.generate(requests), strict=True):
                 text = result.text
-                calls = parse_tool_calls(text)
+                calls = parse_calls(text)
                 thought = text.split("<tool_call>", 1)[0].strip()
                 if not calls:
                     running[i] += [
