@@ -218,6 +218,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- export
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from agents.export import AgentCard
+    from agents.serve import ServeSettings, serve
+
+    AgentCard.read(Path(args.directory))  # not an export: one sentence, exit 2
+    settings = ServeSettings(
+        token=args.token or os.environ.get("AGENTS_SERVE_TOKEN") or None,
+        max_queue=args.max_queue,
+        timeout_s=args.timeout,
+        max_tokens_limit=args.max_tokens,
+    )
+    serve(args.directory, host=args.host, port=args.port, settings=settings)
+    return 0
+
+
 def cmd_chat(args: argparse.Namespace) -> int:
     from agents.config import ConfigError
     from agents.jobs import SCHEMES, find_scheme
@@ -393,6 +408,18 @@ def build_parser() -> argparse.ArgumentParser:
     show = with_store(runs.add_parser("show", help="one run: stages, checkpoints, calls"))
     show.add_argument("run_id")
     show.set_defaults(func=cmd_runs_show)
+
+    served = sub.add_parser("serve", help="serve an exported agent over an OpenAI-compatible API")
+    served.add_argument("directory", help="the export directory (agents export ... --out DIR)")
+    served.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    served.add_argument("--port", type=int, default=8000)
+    served.add_argument(
+        "--token", help="bearer token clients must send (default $AGENTS_SERVE_TOKEN; none: open)"
+    )
+    served.add_argument("--max-queue", type=int, default=8, help="requests that may wait")
+    served.add_argument("--timeout", type=float, default=300.0, help="seconds per request")
+    served.add_argument("--max-tokens", type=int, default=2048, help="largest max_tokens")
+    served.set_defaults(func=cmd_serve)
 
     talk = sub.add_parser("chat", help="talk to a scheme's agent (agents chat recbot)")
     talk.add_argument("scheme", metavar="NAME", help="the scheme whose agent to talk to")
