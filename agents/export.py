@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
 from agents.models import load_engine, resolve_local_model
-from agents.models.base import Engine
+from agents.models.base import Engine, Message
 
 if TYPE_CHECKING:
     from agents.episodes.agent_loop import Episode
@@ -59,7 +59,11 @@ class AgentCard:
             it was trained; None when the card does not record any.
         mode: How the agent acts, as it was trained: ``"tools"`` (one JSON tool call per step)
             or ``"code"`` (one Python block per step, run in the sandbox).
-        strategies: Strategy records, for schemes that learn them.
+        strategies: Strategy records, for schemes that learn them (the audited ones, with
+            their ids, versions, situations and texts).
+        retrieval: How strategies reach a prompt, as in the run: ``top_k``, ``turns`` (the last
+            messages the query is made of), ``header`` (the line above them in the system
+            prompt) and ``embedding`` (the model embedding them).
         training_data: Training examples per adapter.
         eval_scores: Accuracy per evaluation stage of the run.
         run_id: The run it was exported from.
@@ -76,6 +80,7 @@ class AgentCard:
     demonstrations: list[dict[str, Any]] | None = None
     mode: str = "tools"
     strategies: list[dict[str, Any]] | None = None
+    retrieval: dict[str, Any] | None = None
     training_data: dict[str, int] = field(default_factory=dict)
     eval_scores: dict[str, float] = field(default_factory=dict)
     run_id: str | None = None
@@ -262,7 +267,7 @@ def _copy_base(base_path: str, target: Path) -> None:
 
 def card_for_run(
     store: Any, run_id: str, *, role: str | None = None, round: int | None = None
-) -> tuple[AgentCard, str]:
+) -> tuple[AgentCard, str | None]:
     """The agent card and adapter path for a run's trained checkpoint (latest by default).
 
     Args:
@@ -276,6 +281,8 @@ def card_for_run(
 
     run = store.get_run(run_id)
     scheme = scheme_named(run.scheme)
+    if scheme is not None and scheme.export_roles == () and scheme.export_card is not None:
+        return scheme.export_card(store, run), None  # the base weights and what the run learnt
     if scheme is not None and scheme.export_roles == ():
         raise ExportError(
             f"run {run_id} is a {run.scheme} run, which trains no weights; there is no model "
@@ -358,6 +365,8 @@ class ExportedAgent:
     card: AgentCard
     path: Path
     _corpus: Corpus | None = field(default=None, init=False, repr=False)
+    _embedder: Any = field(default=None, init=False, repr=False)
+    _strategy_vectors: Any = field(default=None, init=False, repr=False)
 
     def tools(self) -> list[Tool]:
         """The card's tools as callable :class:`tools.Tool` objects (matched by name).
@@ -496,16 +505,65 @@ class ExportedAgent:
             )
         return episodes[0] if single else episodes
 
+    def strategies_for(self, messages: Sequence[Message]) -> list[dict[str, Any]]:
+        """The card's strategies nearest to a conversation, best first, as the run retrieved
+        them: the last ``turns`` user and assistant messages embedded and compared by cosine with
+        each strategy's situation and text; the top ``top_k``. Empty for a card without any."""
+        if not self.card.strategies:
+            return []
+        import numpy as np
+
+        settings = self.card.retrieval or {}
+        said = [
+            str(m.get("content") or "")
+            for m in messages
+            if m["role"] in ("user", "assistant") and not m.get("tool_calls") and m.get("content")
+        ]
+        query = "\n".join(said[-int(settings.get("turns", 3)) :])[-1500:]
+        if self._strategy_vectors is None:
+            documents = [f"{s['situation']}\n{s['text']}" for s in self.card.strategies]
+            self._strategy_vectors = _unit_rows(self._embedding()(documents))
+        scores = self._strategy_vectors @ _unit_rows(self._embedding()([query]))[0]
+        order = np.argsort(-scores, kind="stable")[: int(settings.get("top_k", 3))]
+        return [self.card.strategies[int(n)] for n in order]
+
+    def _embedding(self) -> Any:
+        if self._embedder is None:
+            from tools.retrieval import MiniLMEmbedding
+
+            model = (self.card.retrieval or {}).get("embedding")
+            self._embedder = MiniLMEmbedding(model=model) if model else MiniLMEmbedding()
+        return self._embedder
+
+    def prompt(self, messages: Sequence[Message]) -> tuple[list[Message], list[int]]:
+        """``messages`` as the model is asked them: the card's system prompt first when they
+        have none, with the strategies retrieved for them below it, as in the run; and the ids
+        of those strategies."""
+        messages = [dict(m) for m in messages]
+        if self.card.system_prompt and (not messages or messages[0]["role"] != "system"):
+            messages.insert(0, {"role": "system", "content": self.card.system_prompt})
+        chosen = self.strategies_for(messages)
+        if chosen and messages and messages[0]["role"] == "system":
+            header = (self.card.retrieval or {}).get("header", "Strategies:")
+            lines = "\n".join(f"- {s['text']}" for s in chosen)
+            messages[0]["content"] = f"{messages[0]['content']}\n\n{header}\n{lines}"
+        return messages, [int(s["id"]) for s in chosen]
+
     def ask(self, question: str, **params: Any) -> str:
-        """One user question answered with the card's system prompt."""
-        messages = []
-        if self.card.system_prompt:
-            messages.append({"role": "system", "content": self.card.system_prompt})
-        messages.append({"role": "user", "content": question})
+        """One user question answered with the card's system prompt (and, for an agent that
+        learnt strategies, the ones retrieved for the question)."""
+        messages, _ = self.prompt([{"role": "user", "content": question}])
         params.setdefault("max_tokens", 256)
         if self.card.tools:
             params.setdefault("tools", self.card.tools)
         return self.engine.chat(messages, **params)
+
+
+def _unit_rows(vectors: Any) -> Any:
+    import numpy as np
+
+    array = np.asarray(vectors, dtype=np.float64)
+    return array / np.maximum(np.linalg.norm(array, axis=1, keepdims=True), 1e-12)
 
 
 @dataclass

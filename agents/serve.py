@@ -7,7 +7,9 @@ Built on FastAPI and uvicorn. Routes:
   tools, mode ``tools`` or ``code``) runs its whole tool loop on the last user message, Python in
   the sandbox as in runs; the reply is its final answer and the ``agent`` field of the response
   holds the episode (status, steps, tool uses, messages). A plain model answers the
-  conversation, the card's system prompt first when the request has none.
+  conversation, the card's system prompt first when the request has none; an agent that learnt
+  strategies gets the ones retrieved for the conversation below it, as in its run, and the
+  response's ``strategies`` field lists their ids.
 * ``GET /v1/models``: the one model, named as the card names it;
 * ``GET /v1/agent_card``: the agent card;
 * ``GET /health``: liveness, without a token.
@@ -206,9 +208,8 @@ class AgentServer:
                 }
             }
             return [(episode.answer or "", finish)], extra
-        messages = list(body.messages)
-        if self.agent.card.system_prompt and messages[0].get("role") != "system":
-            messages.insert(0, {"role": "system", "content": self.agent.card.system_prompt})
+        # the card's system prompt, and the strategies retrieved for this conversation
+        messages, strategies = self.agent.prompt(body.messages)
         stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
         result = self.agent.engine.generate(
             [
@@ -232,7 +233,10 @@ class AgentServer:
             (c.text, c.finish_reason if c.finish_reason != "error" else "stop")
             for c in result.completions
         ]
-        return choices, {"usage": usage}
+        extra: dict[str, Any] = {"usage": usage}
+        if self.agent.card.strategies:
+            extra["strategies"] = strategies
+        return choices, extra
 
     async def run(self, body: ChatBody, max_tokens: int) -> tuple[list[tuple[str, str]], dict]:
         """:meth:`answer` in a worker thread, one at a time, within the queue and time limits."""

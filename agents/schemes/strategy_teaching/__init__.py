@@ -2,16 +2,19 @@
 
 ``config.py`` holds the settings, ``graph.py`` the LangGraph graph and :class:`StrategyTeaching`,
 ``rules.py`` the judge's and writer's rules, ``prompts.yaml`` every prompt and ``report.py`` the
-report section. No weights change, so there is nothing to export.
+report section. No weights change: an export carries the student's base weights and a snapshot
+of the audited strategies (``export.py``), retrieved per question as in the run.
 """
 
 from agents.schemes.base import Scheme
 from agents.schemes.strategy_teaching.config import StrategyTeachingJob
+from agents.schemes.strategy_teaching.export import export_card
 from agents.schemes.strategy_teaching.graph import StrategyTeaching
 
 SCHEME = Scheme(
     run=StrategyTeaching,
     help="Strategy teaching: a teacher writes an auditable strategy library for a small student",
+    export_card=export_card,
 )
 
 __all__ = ["SCHEME", "StrategyTeaching", "StrategyTeachingJob"]
