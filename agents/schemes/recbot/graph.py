@@ -71,11 +71,19 @@ class RecBotContext(RoleContext):
                 self._data = load_movielens()
         return self._data
 
-    def catalog(self, heldout_users: set[str] | None = None) -> Catalog:
+    def split(self) -> tuple[list[str], list[str]]:
+        """Users in seeded order: the held-out pool (users a held-out goal may come from; none
+        of their ratings trains the collaborative model) and the training pool."""
+        users = sorted({r.user for r in self.data().ratings})
+        random.Random(self.config.seed).shuffle(users)
+        # a user without a usable target is skipped, so the pool is generous
+        cut = min(len(users), self.config.users.heldout * 3)
+        return users[:cut], users[cut:]
+
+    def catalog(self) -> Catalog:
         """The built catalog; its collaborative model never sees a held-out user's ratings."""
         if self._catalog is None:
-            if heldout_users is None:
-                heldout_users = {i.content["user"] for i in self.goals("heldout")}
+            heldout_users = set(self.split()[0])
             if self.catalog_factory is not None:
                 self._catalog = self.catalog_factory(heldout_users)
             else:
@@ -114,13 +122,8 @@ def setup(state: RecBotState, ctx: RecBotContext, rnd: int) -> StageOutput:
     """Build the catalog and plan one goal per training and held-out user."""
     cfg = ctx.config
     data = ctx.data()
-    users = sorted({r.user for r in data.ratings})
-    random.Random(cfg.seed).shuffle(users)
-    # held-out users come first in the shuffled order; a user without a usable target is
-    # skipped, so plan from a generous slice and keep the first that work
-    cut = min(len(users), cfg.users.heldout * 3)
-    heldout_pool, train_pool = users[:cut], users[cut:]
-    catalog = ctx.catalog(set(heldout_pool))
+    heldout_pool, train_pool = ctx.split()
+    catalog = ctx.catalog()
     rows, found = [], {}
     for kind, pool, wanted in (
         ("heldout", heldout_pool, cfg.users.heldout),
@@ -162,7 +165,7 @@ def setup(state: RecBotState, ctx: RecBotContext, rnd: int) -> StageOutput:
         "items": len(data.items),
         "ratings": len(data.ratings),
         "omdb_matched": data.matched,
-        "users": len(users),
+        "users": len(heldout_pool) + len(train_pool),
         "train_goals": len(found["task"]),
         "heldout_goals": len(found["heldout"]),
         **{
