@@ -13,7 +13,7 @@ from scripted_engine import ScriptedEngine
 
 from agents.models.base import ChatRequest, ChatResult, Completion, Engine
 
-_NOTES = re.compile(r"without quoting these notes: (.*)\.\s*$", re.S)
+_NOTES = re.compile(r"Your wishes for this message: (.*)\.\nWrite the request", re.S)
 
 
 class PlainSimulator(Engine):

@@ -198,3 +198,11 @@ def test_planner_replies_are_read_leniently() -> None:
     assert json.loads(calls[1]["function"]["arguments"]) == {"preference": "funny"}
     assert [c["id"] for c in calls] == ["call_0", "call_1", "call_2"]
     assert parse_calls("I would rank the films by year.") == []
+
+
+def test_a_refusal_is_not_a_users_command() -> None:
+    from agents.schemes.recbot.episode import _usable
+
+    assert not _usable("I'm sorry, but I can't assist with that.")
+    assert not _usable("Here are some films you might like")
+    assert _usable("Something funny from the 1990s, please.")

@@ -57,7 +57,20 @@ PROMPTS: dict[str, str] = yaml.safe_load(
     Path(__file__).with_name("prompts.yaml").read_text(encoding="utf-8")
 )
 Status = Literal["running", "satisfied", "exhausted"]
-_NOT_A_USER = ("here are", "here is", "sure", "i recommend", "as an ai", "<tool_call>", "1.")
+_NOT_A_USER = (
+    "here are",
+    "here is",
+    "sure",
+    "i recommend",
+    "as an ai",
+    "<tool_call>",
+    "1.",
+    "i'm sorry",
+    "i am sorry",
+    "sorry",
+    "i can't",
+    "i cannot",
+)
 
 
 @dataclass
