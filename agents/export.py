@@ -282,7 +282,8 @@ def card_for_run(
     run = store.get_run(run_id)
     scheme = scheme_named(run.scheme)
     if scheme is not None and scheme.export_roles == () and scheme.export_card is not None:
-        return scheme.export_card(store, run), None  # the base weights and what the run learnt
+        # the base weights and what the run learnt
+        return AgentCard(**scheme.export_card(store, run)), None
     if scheme is not None and scheme.export_roles == ():
         raise ExportError(
             f"run {run_id} is a {run.scheme} run, which trains no weights; there is no model "

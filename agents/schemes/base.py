@@ -569,9 +569,9 @@ class Scheme:
             finishes, before the stage list.
         chat: ``chat(model, workspace, user) -> exit code``: ``agents chat NAME``, talking to the
             scheme's agent in the terminal (``model``: a spec or an export directory).
-        export_card: ``export_card(store, run) -> AgentCard``: the card of an agent exported
-            from a run of a scheme that trains no weights (its base model and what the run
-            learnt, e.g. the audited strategies).
+        export_card: ``export_card(store, run) -> dict``: the agent card's fields for an agent
+            exported from a run of a scheme that trains no weights (its base model and what the
+            run learnt, e.g. the audited strategies).
     """
 
     run: type[SchemeRun]
@@ -580,7 +580,7 @@ class Scheme:
     demonstrations: Callable[[], list[dict[str, Any]]] | None = None
     summary: Callable[[Store, Run], str] | None = None
     chat: Callable[[str | None, Workspace, str | None], int] | None = None
-    export_card: Callable[[Store, Run], Any] | None = None
+    export_card: Callable[[Store, Run], dict[str, Any]] | None = None
 
     @property
     def name(self) -> str:

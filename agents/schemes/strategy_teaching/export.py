@@ -24,10 +24,8 @@ from tools.service import load_domain
 QUERY_TURNS = 3
 
 
-def export_card(store: Store, run: Run) -> Any:
-    """The agent card of a strategy-teaching run's student."""
-    from agents.export import AgentCard
-
+def export_card(store: Store, run: Run) -> dict[str, Any]:
+    """The fields of the agent card of a strategy-teaching run's student."""
     config = StrategyTeachingJob.model_validate(run.config)
     ensure_tables(store)
     with store.session() as session:
@@ -37,7 +35,7 @@ def export_card(store: Store, run: Run) -> Any:
             .order_by(col(Strategy.id))
         ).all()
     domain = load_domain(config.tasks.domain, config.tasks.data_dir)
-    return AgentCard(
+    return dict(
         name=f"{run.scheme}-student-{run.id}",
         base_model=config.student,
         system_prompt=agent_system_prompt(domain),
