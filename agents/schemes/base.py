@@ -25,7 +25,7 @@ import sqlite3
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
@@ -529,6 +529,13 @@ class SchemeRun:
         Schemes may offer ways to stop early (``run(rounds=1)``, ``run(until="filter")``).
         """
         return self._run_graph(None)
+
+    def _run_until(self, until: str | None, stages: Sequence[str]) -> Run:
+        """Run to the end, or pause after the first stage named ``until`` (one of ``stages``,
+        else a :class:`ConfigError` listing them)."""
+        if until is not None and until not in stages:
+            raise ConfigError(f"unknown stage {until!r}; stages: {', '.join(stages)}")
+        return self._run_graph(lambda node, _state: node == until)
 
     def _run_graph(self, stop: Callable[[str, dict[str, Any]], bool] | None) -> Run:
         """Run the graph until ``stop`` says so; the report is written however it ends."""

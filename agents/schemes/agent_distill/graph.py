@@ -42,7 +42,6 @@ from typing import Any, TypedDict
 import yaml
 from langgraph.graph import END, START, StateGraph
 
-from agents.config import ConfigError
 from agents.datasets import sft_records_from
 from agents.episodes.agent_loop import (
     AGENT_SYSTEM_PROMPT,
@@ -748,9 +747,7 @@ class AgentDistillation(SchemeRun):
 
     def run(self, until: str | None = None) -> Run:
         """Run to the end, or pause after stage ``until``; resumes where it stopped."""
-        if until is not None and until not in dict(STAGES):
-            raise ConfigError(f"unknown stage {until!r}; stages: {', '.join(n for n, _ in STAGES)}")
-        return self._run_graph(lambda node, _state: node == until)
+        return self._run_until(until, [n for n, _ in STAGES])
 
     def scores(self) -> dict[str, float]:
         """Held-out accuracy per evaluated agent (``student_base``, ``teacher``, ``student``...)."""

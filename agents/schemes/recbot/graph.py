@@ -478,9 +478,7 @@ class RecBotRun(SchemeRun):
 
     def run(self, until: str | None = None) -> Run:
         """Run to the end, or pause after stage ``until``; resumes where it stopped."""
-        if until is not None and until not in dict(STAGES):
-            raise ConfigError(f"unknown stage {until!r}; stages: {', '.join(n for n, _ in STAGES)}")
-        return self._run_graph(lambda node, _state: node == until)
+        return self._run_until(until, [n for n, _ in STAGES])
 
     def scores(self) -> dict[str, float]:
         """Held-out pass rate per evaluated system."""

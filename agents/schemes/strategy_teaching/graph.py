@@ -685,9 +685,7 @@ class StrategyTeaching(SchemeRun):
     def run(self, until: str | None = None) -> Run:
         """Run to the end, or pause after the first stage named ``until``."""
         names = {"setup", "scenarios", "refine", *(n for n, _ in EVAL_STAGES)}
-        if until is not None and until not in names:
-            raise ConfigError(f"unknown stage {until!r}; stages: {', '.join(sorted(names))}")
-        return self._run_graph(lambda node, _state: node == until)
+        return self._run_until(until, sorted(names))
 
     @property
     def library(self) -> StrategyLibrary:
