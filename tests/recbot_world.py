@@ -13,7 +13,7 @@ from scripted_engine import ScriptedEngine
 
 from agents.models.base import ChatRequest, ChatResult, Completion, Engine
 
-_NOTES = re.compile(r"Your wishes for this message: (.*)\.\nWrite the request", re.S)
+_NOTES = re.compile(r"Wishes: (.*)\.\nRequest:", re.S)
 
 
 class PlainSimulator(Engine):
@@ -40,6 +40,8 @@ class PlainSimulator(Engine):
                 assert notes, request.messages[-1]["content"]
                 cues = [c.strip().removeprefix("you ") for c in notes.group(1).split(";")]
                 text = "I " + "; ".join(cues) + "."
+            if request.prefix:  # like a real engine: the reply continues the prefix
+                text = text.removeprefix(request.prefix)
             results.append(
                 ChatResult(
                     completions=[Completion(text=text, finish_reason="stop")], model=self.spec
@@ -115,7 +117,7 @@ class ScriptedRecBot(ScriptedEngine):
             hard += _constraints(command)
         soft += [m.strip() for m in re.findall(r"would like: ([^;]+?)(?:;|\.\s*$)", command)]
         prefs = {"positive": {"hard": hard, "soft": soft}, "negative": {"hard": [], "soft": []}}
-        return "```json\n" + json.dumps(prefs) + "\n```"
+        return json.dumps(prefs)
 
     def _planner(self, request: ChatRequest) -> str:
         prompt = str(request.messages[1]["content"])
@@ -130,8 +132,7 @@ class ScriptedRecBot(ScriptedEngine):
                 re.search(r"aggregate_feed with k=(\d+)", str(request.messages[0]["content"]))[1]
             )
             calls.append({"name": "aggregate_feed", "arguments": {"k": k}})
-        body = "".join(f"<tool_call>{json.dumps(c)}</tool_call>" for c in calls)
-        return f"Thought: I rebuild the feed.\n{body}"
+        return "\n".join(json.dumps(c) for c in calls)
 
     def _generate(self, requests: list[ChatRequest], *, progress: bool) -> list[ChatResult]:
         if self.crash_after is not None and self.batches == self.crash_after:
@@ -148,6 +149,8 @@ class ScriptedRecBot(ScriptedEngine):
                 text = self._parser(request)
             else:
                 text = self._planner(request)
+            if request.prefix:  # like a real engine: the reply continues the prefix
+                text = text.removeprefix(request.prefix)
             results.append(
                 ChatResult(
                     completions=[Completion(text=text, finish_reason="stop")], model=self.spec

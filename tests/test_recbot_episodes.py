@@ -139,11 +139,11 @@ def test_a_simulator_speaking_as_the_app_is_asked_again_then_replaced_by_its_cue
         goals, Baseline("popularity"), catalog=catalog, simulator=PlainSimulator(as_app=1)
     )
     assert once.turns[0].voiced == "model" and once.turns[0].command.startswith("I want")
-    (twice,) = run_episodes(
-        goals, Baseline("popularity"), catalog=catalog, simulator=PlainSimulator(as_app=2)
+    (always,) = run_episodes(
+        goals, Baseline("popularity"), catalog=catalog, simulator=PlainSimulator(as_app=3)
     )
-    assert twice.turns[0].voiced == "cues" and twice.summary()["voiced_by_cues"] == 1
-    assert twice.turns[0].command.startswith("I want ")
+    assert always.turns[0].voiced == "cues" and always.summary()["voiced_by_cues"] == 1
+    assert always.turns[0].command.startswith("I want ")
 
 
 @pytest.mark.parametrize("kind", ["popularity", "collaborative", "retrieval"])
@@ -198,6 +198,63 @@ def test_planner_replies_are_read_leniently() -> None:
     assert json.loads(calls[1]["function"]["arguments"]) == {"preference": "funny"}
     assert [c["id"] for c in calls] == ["call_0", "call_1", "call_2"]
     assert parse_calls("I would rank the films by year.") == []
+
+
+def test_a_planner_reply_stops_at_its_first_aggregation_and_drops_repeats() -> None:
+    from agents.schemes.recbot.episode import parse_calls, plan_of
+
+    line = '{"name": "filter_items", "arguments": {"constraints": []}}'
+    text = "\n".join([line, line, '{"name": "aggregate_feed", "arguments": {"k": 10}}', line])
+    assert [c["function"]["name"] for c in plan_of(parse_calls(text))] == [
+        "filter_items",
+        "aggregate_feed",
+    ]
+
+
+def _call(name: str, **arguments: object) -> dict:
+    return {"type": "function", "function": {"name": name, "arguments": json.dumps(arguments)}}
+
+
+def test_a_plan_follows_its_preferences_only_when_it_applies_each_exactly() -> None:
+    from agents.schemes.recbot.episode import plan_follows
+
+    prefs = {
+        "positive": {
+            "hard": [{"attribute": "year", "operator": ">=", "value": 1990}],
+            "soft": ["funny"],
+        },
+        "negative": {
+            "hard": [{"attribute": "genre", "operator": "==", "value": "Horror"}],
+            "soft": [],
+        },
+    }
+    wanted = [
+        {"attribute": "genre", "operator": "!=", "value": "horror"},
+        {"attribute": "year", "operator": ">=", "value": 1990.0},
+    ]
+    calls = [
+        _call("filter_items", constraints=wanted),
+        _call("match_items", preference="Funny"),
+        _call("aggregate_feed", k=10),
+    ]
+    ok = [
+        {"role": "assistant", "content": "", "tool_calls": calls},
+        *({"role": "tool", "content": "12 films meet ..."} for _ in calls),
+    ]
+    assert plan_follows(prefs, ok, 10)
+    assert not plan_follows(prefs, ok, 5)  # the wrong K
+    unnegated = [
+        _call("filter_items", constraints=[{**wanted[0], "operator": "=="}, wanted[1]]),
+        *calls[1:],
+    ]
+    assert not plan_follows(
+        prefs, [{"role": "assistant", "content": "", "tool_calls": unnegated}], 10
+    )
+    assert not plan_follows(
+        prefs, [{"role": "assistant", "content": "", "tool_calls": calls[::2]}], 10
+    )
+    failed = [*ok[:2], {"role": "tool", "content": "Error: match_items: ..."}]
+    assert not plan_follows(prefs, failed, 10)
 
 
 def test_a_refusal_is_not_a_users_command() -> None:

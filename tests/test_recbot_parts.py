@@ -185,6 +185,18 @@ def test_baselines_rank_the_catalog_without_the_history(catalog: Catalog) -> Non
     assert retrieval_feed(catalog, ["4"], [""], 3) == popularity_feed(catalog, ["4"], 3)
 
 
+def test_a_command_carries_a_cue_only_when_it_says_its_value() -> None:
+    year = Cue("hard", constraint=hc("year", ">=", 1990))
+    assert year.said_in("Something from 1990 or later") and year.said_in("a 90s film")
+    assert not year.said_in("something recent, please")
+    genre = Cue("hard", constraint=hc("genre", "==", "Sci-Fi"))
+    assert genre.said_in("some science fiction") and not genre.said_in("a comedy")
+    assert Cue("hard", constraint=hc("genre", "==", "Comedy")).said_in("comedies I'd enjoy")
+    director = Cue("hard", constraint=hc("director", "==", "Stanley Tong"))
+    assert director.said_in("directed by Tong") and not director.said_in("by Stanley")
+    assert Cue("soft", text="something like Heat").said_in("anything")
+
+
 def test_cues_describe_themselves_for_the_simulator() -> None:
     assert Cue("hard", constraint=hc("year", ">=", 1990)).describe() == (
         "you want films from 1990 or later"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
@@ -74,8 +74,8 @@ class RecBotJob(StrictModel):
     }
 
     name: str | None = Field(None, description="human-readable run name")
-    teacher: str = Field("builtin:qwen2.5-coder-1.5b", description="teacher RecBot model spec")
-    student: str = Field("builtin:qwen2.5-coder-0.5b", description="student model spec (trained)")
+    teacher: str = Field("builtin:qwen2.5-coder-0.5b", description="teacher RecBot model spec")
+    student: str = Field("builtin:smollm2-135m", description="student model spec (trained)")
     simulator: str | None = Field(
         None, description="the simulated user's model spec (default: the teacher's)"
     )
@@ -88,6 +88,11 @@ class RecBotJob(StrictModel):
     episode: EpisodeSettings = Field(default_factory=EpisodeSettings)
     training: SFTSettings = Field(default_factory=_recbot_sft)
     lora: LoraSettings = Field(default_factory=lambda: LoraSettings(r=64, alpha=128, dropout=0.05))
+    keep: Literal["verified", "successful"] = Field(
+        "verified",
+        description="teacher turns the student learns from: verified (exact parses, exact plans) "
+        "or successful (every turn of the episodes that reached their target)",
+    )
     baselines: bool = Field(
         True, description="also rank by popularity, collaborative score and command retrieval"
     )

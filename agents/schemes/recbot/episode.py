@@ -3,8 +3,8 @@
 One graph runs a batch of episodes in lockstep (one batched model call per node):
 
 * ``speak``: the simulator voices this turn's cues of each running episode as a command, seeing
-  the feed it was last shown (an LLM; a reply that is not a user's command is asked again once,
-  then the cues are said plainly, and that is counted);
+  the feed it was last shown (an LLM; a reply that is not a user's command, or that leaves out a
+  cue's value, is asked again twice, then the cues are said plainly, and that is counted);
 * ``recommend``: the system under test rebuilds the feed. A RecBot system runs its **Parser**
   (command, feed and preferences so far → preferences JSON, validated, re-asked once when
   malformed, then reconciled with the memory rule) and its **Planner** (preferences → a chain of
@@ -47,9 +47,10 @@ from agents.schemes.recbot.preferences import (
     parse_preferences,
     reconcile,
 )
+from agents.schemes.recbot.preferences import key as constraint_key
 from agents.schemes.recbot.users import Goal
 from tools import ToolContext, call_tool
-from tools.catalog import PLANNER_TOOLS, Catalog, Feed
+from tools.catalog import PLANNER_TOOLS, Catalog, Feed, HardConstraint
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,10 @@ _NOT_A_USER = (
     "sorry",
     "i can't",
     "i cannot",
+    "films on your screen",
+    "wishes",
+    "title:",
+    "example",
 )
 
 
@@ -166,6 +171,11 @@ class System(Protocol):
     def recommend(self, episodes: list[RecEpisode], ctx: EpisodeContext) -> None: ...
 
 
+PARSER_PREFIX = '{"positive": {"hard": ['
+"""The start of every parser reply: the model continues the preferences JSON from here."""
+PLANNER_PREFIX = '{"name": "'
+"""The start of every planner reply: the model continues its first tool call from here."""
+
 _CALL_START = re.compile(r'<tool_call>|\{\s*"name"\s*:')
 
 
@@ -207,6 +217,58 @@ def parse_calls(text: str) -> list[dict[str, Any]]:
                 }
             )
     return calls
+
+
+def plan_of(calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The calls a planner reply makes: repeats of an earlier call dropped, nothing after the
+    first ``aggregate_feed`` (small models tend to run on, repeating their last call)."""
+    kept: list[dict[str, Any]] = []
+    seen: set[tuple[str, str]] = set()
+    for call in calls:
+        name, arguments = call["function"]["name"], call["function"]["arguments"]
+        if (name, arguments) in seen:
+            continue
+        seen.add((name, arguments))
+        kept.append(call)
+        if name == "aggregate_feed":
+            break
+    return kept
+
+
+def plan_follows(preferences: dict[str, Any], messages: Sequence[Message], k: int) -> bool:
+    """Whether a planner turn did exactly what its preferences say: one filter with every hard
+    constraint (negatives negated), a match per positive soft phrase, an attenuation per
+    negative one, ``aggregate_feed`` with ``k`` last, and no tool error on the way."""
+    prefs = Preferences.model_validate(preferences)
+    calls = [c for m in messages if m.get("role") == "assistant" for c in m.get("tool_calls") or []]
+    if any(
+        str(m.get("content", "")).startswith("Error") for m in messages if m.get("role") == "tool"
+    ):
+        return False
+    made: dict[str, list[dict[str, Any]]] = {}
+    for call in calls:
+        made.setdefault(call["function"]["name"], []).append(
+            json.loads(call["function"]["arguments"])
+        )
+    wanted = {constraint_key(c) for c in prefs.filters()}
+    try:
+        filtered = [
+            {constraint_key(HardConstraint.model_validate(c)) for c in args.get("constraints", [])}
+            for args in made.get("filter_items", [])
+        ]
+    except (ValueError, TypeError, AttributeError):
+        return False
+    if (filtered or wanted) and filtered != [wanted]:
+        return False
+    for name, phrases in (
+        ("match_items", prefs.positive.soft),
+        ("attenuate_items", prefs.negative.soft),
+    ):
+        said = sorted(str(a.get("preference", "")).strip().lower() for a in made.get(name, []))
+        if said != sorted(p.strip().lower() for p in phrases):
+            return False
+    last = calls[-1]["function"] if calls else {}
+    return last.get("name") == "aggregate_feed" and made["aggregate_feed"] == [{"k": k}]
 
 
 def _lines(catalog: Catalog, ids: Sequence[str], count: int) -> str:
@@ -277,11 +339,12 @@ class RecBot:
                     temperature=cfg.temperature,
                     max_tokens=cfg.parser_max_tokens,
                     seed=cfg.seed + attempt,
+                    prefix=PARSER_PREFIX,
                 )
                 for i in order
             ]
             for i, result in zip(order, self.engine.generate(requests), strict=True):
-                episode, reply = episodes[i], result.text.strip()
+                episode, reply = episodes[i], (PARSER_PREFIX + result.text).strip()
                 try:
                     parsed = parse_preferences(reply)
                 except ParseFailure as exc:
@@ -322,7 +385,6 @@ class RecBot:
 
     def _plan(self, episodes: list[RecEpisode], ctx: EpisodeContext) -> None:
         cfg = ctx.settings
-        schemas = [t.schema for t in PLANNER_TOOLS]
         system = PROMPTS["planner_system"].format(k=cfg.k)
         feeds: dict[int, Feed] = {}
         running: dict[int, list[Message]] = {}
@@ -344,21 +406,22 @@ class RecBot:
                     temperature=cfg.temperature,
                     max_tokens=cfg.planner_max_tokens,
                     seed=cfg.seed + step,
-                    tools=schemas,
+                    prefix=PLANNER_PREFIX,
                 )
                 for i in order
             ]
             for i, result in zip(order, self.engine.generate(requests), strict=True):
-                text = result.text
-                calls = parse_calls(text)
+                text = PLANNER_PREFIX + result.text
+                calls = plan_of(parse_calls(text))
                 thought = text.split("<tool_call>", 1)[0].strip()
+                thought = "" if _CALL_START.match(thought) else thought
                 if not calls:
                     running[i] += [
                         {"role": "assistant", "content": text.strip()},
                         {
                             "role": "user",
-                            "content": "Error: no tool call found. Call the tools as "
-                            '<tool_call>{"name": ..., "arguments": {...}}</tool_call>.',
+                            "content": "Error: no tool call found. Reply with the calls only, "
+                            'one {"name": ..., "arguments": {...}} object per line.',
                         },
                     ]
                     continue
@@ -406,7 +469,7 @@ def _usable(text: str) -> bool:
 
 def _clean(text: str) -> str:
     text = text.strip().split("\n\n")[0].strip()
-    for prefix in ("User:", "Me:", "Command:"):
+    for prefix in ("Request:", "User:", "Me:", "Command:"):
         if text.startswith(prefix):
             text = text[len(prefix) :].strip()
     return text.strip("\"' ")
@@ -440,8 +503,13 @@ def speak(state: EpisodeState, runtime: Runtime[EpisodeContext]) -> dict[str, An
             ]
         )
     texts = ["" for _ in running]
-    for attempt, temperature in enumerate((0.0, 0.7)):
-        ask = [n for n, text in enumerate(texts) if not _usable(text)]
+
+    def fits(n: int) -> bool:
+        cues = running[n].goal.turns[len(running[n].turns)]
+        return _usable(texts[n]) and all(c.said_in(texts[n]) for c in cues)
+
+    for attempt, temperature in enumerate((0.0, 0.7, 0.7)):
+        ask = [n for n in range(len(texts)) if not fits(n)]
         if not ask:
             break
         requests = [
@@ -455,8 +523,8 @@ def speak(state: EpisodeState, runtime: Runtime[EpisodeContext]) -> dict[str, An
         ]
         for n, result in zip(ask, ctx.simulator.generate(requests), strict=True):
             texts[n] = _clean(result.text)
-    for episode, text in zip(running, texts, strict=True):
-        if _usable(text):
+    for n, (episode, text) in enumerate(zip(running, texts, strict=True)):
+        if fits(n):
             episode.turns.append(Turn(command=text))
         else:
             cues = episode.goal.turns[len(episode.turns)]

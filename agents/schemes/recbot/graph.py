@@ -39,6 +39,7 @@ from agents.schemes.recbot.episode import (
     RecBot,
     RecEpisode,
     System,
+    plan_follows,
     run_episodes,
 )
 from agents.schemes.recbot.report import EVALS, SECTION
@@ -293,32 +294,56 @@ def teacher_episodes(state: RecBotState, ctx: RecBotContext, rnd: int) -> StageO
     return StageOutput(episode_metrics(rows), add=rows)
 
 
-def examples_of(rows: list[Trajectory]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """The kept episodes' parser and planner conversations, as SFT rows."""
-    schemas = [t.schema for t in PLANNER_TOOLS]
+def examples_of(
+    rows: list[Trajectory], keep: str = "verified", k: int = 10
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The parser and planner conversations the student learns from, as SFT rows.
+
+    ``verified`` (the default) keeps, from every teacher episode, each parse that matches the
+    simulator's ground truth exactly (constraint F1 = 1) and each plan that applies its
+    preferences exactly (:func:`plan_follows`); ``successful`` keeps every valid parse and every
+    finished plan of the episodes that reached their target (RecBot's own filter).
+    """
     parser, planner = [], []
     for row in rows:
+        success = row.verdict == "correct"
         for turn in row.meta["turns"]:
-            if turn["parse"].get("valid") and turn["parser_messages"]:
-                parser.append({"messages": turn["parser_messages"], "context_messages": 2})
-            if turn["planner_complete"] and turn["planner_messages"]:
-                planner.append(
-                    {"messages": turn["planner_messages"], "tools": schemas, "context_messages": 2}
+            parse = turn["parse"]
+            if keep == "successful":
+                take_parse = success and bool(parse.get("valid"))
+                take_plan = success and turn["planner_complete"]
+            else:
+                take_parse = bool(parse.get("valid")) and parse.get("f1", 0.0) >= 1.0
+                take_plan = turn["planner_complete"] and plan_follows(
+                    parse.get("preferences") or {}, turn["planner_messages"][2:], k
                 )
+            if take_parse and turn["parser_messages"]:
+                parser.append({"messages": turn["parser_messages"], "context_messages": 2})
+            if take_plan and turn["planner_messages"]:
+                planner.append({"messages": turn["planner_messages"], "context_messages": 2})
     return parser, planner
 
 
+def _examples(ctx: RecBotContext, rows: list[Trajectory]) -> tuple[list, list]:
+    return examples_of(rows, ctx.config.keep, ctx.config.episode.k)
+
+
 def filter_episodes(state: RecBotState, ctx: RecBotContext, rnd: int) -> StageOutput:
-    """Keep the teacher episodes that reached their target."""
+    """Pick the teacher turns the student learns from (``keep``: verified or successful)."""
     rows = ctx.store.trajectories(ctx.run_id, role="teacher", stage="episodes")
     for row in rows:
-        row.meta = {**row.meta, "kept": row.verdict == "correct"}
+        parser, planner = _examples(ctx, [row])
+        row.meta = {**row.meta, "kept": bool(parser or planner)}
     kept = [r for r in rows if r.meta["kept"]]
-    parser, planner = examples_of(kept)
+    parser, planner = _examples(ctx, rows)
+    turns = sum(len(r.meta["turns"]) for r in rows)
     metrics = {
+        "keep": ctx.config.keep,
         "episodes": len(rows),
+        "successful": sum(r.verdict == "correct" for r in rows),
         "kept": len(kept),
         "keep_rate": len(kept) / len(rows) if rows else 0.0,
+        "turns": turns,
         "parser_examples": len(parser),
         "planner_examples": len(planner),
         **{
@@ -336,7 +361,7 @@ def train_student(state: RecBotState, ctx: RecBotContext, rnd: int) -> StageOutp
         for r in ctx.store.trajectories(ctx.run_id, role="teacher", stage="episodes")
         if r.meta.get("kept")
     ]
-    parser, planner = examples_of(kept)
+    parser, planner = _examples(ctx, kept)
     if not parser and not planner:
         return StageOutput({"skipped": "the filter kept no episode"}, {"student_adapter": None})
     records = sft_records_from_rows([*parser, *planner])

@@ -57,6 +57,14 @@ class Cue:
             return f"you changed your mind: no longer {_words(self.replaces)}, but {said}"
         return f"you want {said}"
 
+    def said_in(self, text: str) -> bool:
+        """Whether ``text`` carries this cue's checkable value (a soft cue always passes): the
+        year or minutes as a number, the genre by its stem or a common name, the language or
+        country, the surname of a person. A command missing it cannot be parsed right."""
+        if self.kind == "soft" or self.constraint is None:
+            return True
+        return _mentions(text, self.constraint)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "kind": self.kind,
@@ -73,6 +81,29 @@ class Cue:
         return cls(
             data["kind"], hc(data.get("constraint")), data.get("text", ""), hc(data.get("replaces"))
         )
+
+
+_GENRE_WORDS = {
+    "Sci-Fi": ("sci-fi", "science fiction", "scifi", "sci fi"),
+    "Film-Noir": ("noir",),
+    "Children": ("child", "kid", "family"),
+    "Musical": ("musical",),
+    "War": ("war",),
+}
+
+
+def _mentions(text: str, c: HardConstraint) -> bool:
+    lowered = text.lower()
+    if c.attribute in ("year", "runtime"):
+        number = f"{float(c.value):g}"
+        return number in lowered or (c.attribute == "year" and f"{number[2:]}s" in lowered)
+    value = str(c.value)
+    if c.attribute == "genre":
+        words = _GENRE_WORDS.get(value, (value.lower()[:5],))
+        return any(w in lowered for w in words)
+    if c.attribute in ("director", "cast"):
+        return value.split()[-1].lower() in lowered
+    return value.lower() in lowered
 
 
 def _words(c: HardConstraint) -> str:
