@@ -103,8 +103,11 @@ class ScriptedRecBot(ScriptedEngine):
         command = prompt.split("Command:", 1)[1]
         hard = list(before["positive"]["hard"])
         soft = list(before["positive"]["soft"])
-        if "changed your mind" in command:
-            old, new = command.split(", but ", 1)
+        for part in command.split(";"):  # one cue a part
+            if "changed your mind" not in part:
+                hard += _constraints(part)
+                continue
+            old, new = part.split(", but ", 1)
             for gone in _constraints(old):
                 hard = [
                     c
@@ -113,8 +116,6 @@ class ScriptedRecBot(ScriptedEngine):
                     or c["value"] != gone["value"]
                 ]
             hard += _constraints(new)
-        else:
-            hard += _constraints(command)
         soft += [m.strip() for m in re.findall(r"would like: ([^;]+?)(?:;|\.\s*$)", command)]
         prefs = {"positive": {"hard": hard, "soft": soft}, "negative": {"hard": [], "soft": []}}
         return json.dumps(prefs)

@@ -390,3 +390,16 @@ def test_tool_calls_in_history_render_as_text(engine: TransformersEngine) -> Non
         in prompt
     )
     assert "<tool_response>21</tool_response>" in prompt
+
+
+def test_a_bfloat16_engine_generates_and_keeps_its_own_fingerprint(lively_model_dir: Path) -> None:
+    import torch
+
+    plain = load_engine(str(lively_model_dir))
+    half = load_engine(str(lively_model_dir), dtype="bfloat16")
+    assert half.model.dtype == torch.bfloat16 and plain.model.dtype == torch.float32
+    assert half.fingerprint == plain.fingerprint + "@bfloat16"  # cached replies never mix
+    (result,) = half.generate([ask("hi", max_tokens=4)])
+    assert result.completion_tokens == 4
+    with pytest.raises(EngineError, match="unknown dtype 'fp8'"):
+        load_engine(str(lively_model_dir), dtype="fp8")

@@ -6,8 +6,11 @@ Stages, in a line (each committed atomically, the graph checkpointed after each)
    the training users' ratings only); held-out and training users get one goal each, the
    scenarios (single, multi-round, drift) assigned in turn;
 2. ``teacher_episodes``: the teacher RecBot (parser + planner) on every training goal;
-3. ``filter``: keep the episodes that reached their target; their turns with a valid parse and
-   a planner chain that ended in ``aggregate_feed`` are the student's examples;
+3. ``filter``: pick the teacher turns the student learns from: with ``keep: verified`` (the
+   default) every parse that matches the simulator's ground truth exactly and every plan that
+   applies its preferences exactly (:func:`~agents.schemes.recbot.episode.plan_follows`), from
+   any episode; with ``keep: successful`` (RecBot's own filter) the valid parses and finished
+   plans of the episodes that reached their target;
 4. ``train_student``: LoRA SFT of the student on the parser's JSON and the planner's tool calls
    (loss on assistant turns only);
 5. ``eval_popularity``, ``eval_collaborative``, ``eval_retrieval``, ``eval_teacher``,

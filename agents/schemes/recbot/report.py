@@ -36,6 +36,8 @@ PAIRS = (
     ("eval_teacher", "eval_student"),
     ("eval_retrieval", "eval_student"),
     ("eval_retrieval", "eval_teacher"),
+    ("eval_collaborative", "eval_student"),
+    ("eval_collaborative", "eval_teacher"),
 )
 COLUMNS = (
     ("pass", "pass rate"),
@@ -92,7 +94,12 @@ def _markdown(data: RunView) -> list[str]:
             ]
             lines += [*table(["system", *scenarios], rows), ""]
         by_stage = dict(evals)
-        for key, label in (("pass", "pass rate"), ("ndcg", "NDCG@K"), ("f1", "parser F1")):
+        for key, label in (
+            ("pass", "pass rate"),
+            ("ndcg", "NDCG@K"),
+            ("csr", "CSR@K"),
+            ("f1", "parser F1"),
+        ):
             found = [
                 (f"{label}: {EVALS[a][0]} vs {EVALS[b][0]}", c)
                 for (a, b) in PAIRS

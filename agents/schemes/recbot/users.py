@@ -2,8 +2,8 @@
 
 For a held-out user a target they rated above 3 is hidden (their other ratings before it stay
 their history). The goal holds hard constraints the target meets (genre, decade, runtime,
-language, director) and soft phrases (its genres' mood, "like <a film of their history close to
-it>"), revealed over the turns of a scenario:
+language, director) and a soft phrase ("like <the film of their history closest to it>", or its
+genre's mood), revealed over the turns of a scenario:
 
 - ``single``: everything in the first command, one round;
 - ``multi``: one or two cues per turn, up to ``max_turns``;
@@ -236,12 +236,13 @@ def _constraints(
 
 
 def _soft(target: Item, history: Sequence[str], catalog: Catalog) -> list[str]:
-    phrases = [_MOODS[g] for g in target.genres if g in _MOODS][:1]
+    """One soft phrase: "something like" the film of the history closest to the target, or,
+    without a history, the mood of the target's first genre."""
     if history:
         here = catalog.vectors[catalog.position[target.id]]
         nearest = max(history, key=lambda i: float(catalog.vectors[catalog.position[i]] @ here))
-        phrases.append(f"something like {catalog.by_id[nearest].title}")
-    return phrases
+        return [f"something like {catalog.by_id[nearest].title}"]
+    return [_MOODS[g] for g in target.genres if g in _MOODS][:1]
 
 
 def make_goals(
@@ -309,12 +310,16 @@ def _spread(
     cues = [Cue("hard", constraint=c) for c in hard] + [Cue("soft", text=s) for s in soft]
     if scenario == "single":
         return [cues]
-    # the opening command: the first hard cue and the first soft one; then one cue a turn
-    opening = [cues[0], *(c for c in cues if c.kind == "soft")][:2]
+    # the opening command: the first hard cue and the first soft one (drift: the year, the cue
+    # that will change), then one cue a turn
+    year = next((c for c in hard if c.attribute == "year"), None)
+    drifts = scenario == "drift" and year is not None and max_turns >= 2
+    second = [Cue("hard", constraint=year)] if drifts else [c for c in cues if c.kind == "soft"]
+    opening = [cues[0], *(c for c in second if c != cues[0])][:2]
     rest = [c for c in cues if c not in opening]
     turns = [opening, *([c] for c in rest)][: max(1, max_turns)]
-    year = next((c for c in hard if c.attribute == "year"), None)
-    if scenario == "drift" and year is not None and max_turns >= 2:
+    if drifts:
+        assert year is not None
         # the year cue is first a decoy the target misses; the middle turn replaces it
         decoy = _decoy(target)
         turns = [[_swap(cue, year, decoy) for cue in cues_] for cues_ in turns]
