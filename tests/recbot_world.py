@@ -122,12 +122,10 @@ class ScriptedRecBot(ScriptedEngine):
 
     def _planner(self, request: ChatRequest) -> str:
         prompt = str(request.messages[1]["content"])
-        prefs = json.loads(re.search(r"Preferences: (.*)\n", prompt).group(1))
-        calls = [{"name": "filter_items", "arguments": {"constraints": prefs["positive"]["hard"]}}]
-        calls += [
-            {"name": "match_items", "arguments": {"preference": s, "alpha": 0.7}}
-            for s in prefs["positive"]["soft"]
-        ]
+        filters = json.loads(re.search(r"Filter by: (.*)\n", prompt).group(1))
+        match = json.loads(re.search(r"Match: (.*)\n", prompt).group(1))
+        calls = [{"name": "filter_items", "arguments": {"constraints": filters}}]
+        calls += [{"name": "match_items", "arguments": {"preference": s}} for s in match]
         if not self.skip_aggregate:
             k = int(
                 re.search(r"aggregate_feed with k=(\d+)", str(request.messages[0]["content"]))[1]

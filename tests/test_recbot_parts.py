@@ -197,6 +197,17 @@ def test_a_command_carries_a_cue_only_when_it_says_its_value() -> None:
     assert Cue("soft", text="something like Heat").said_in("anything")
 
 
+def test_a_command_that_adds_a_genre_or_a_number_says_more_than_its_cues() -> None:
+    from agents.schemes.recbot.users import says_more
+
+    cues = [Cue("hard", constraint=hc("year", ">=", 1990)), Cue("soft", text="like Apollo 13")]
+    genres = ["Comedy", "Drama", "Sci-Fi"]
+    assert not says_more("Something from the 90s, like Apollo 13", cues, genres)
+    assert says_more("A comedy from 1990 or later", cues, genres)  # the comedy is its own
+    assert says_more("Something from 1990, under 120 minutes", cues, genres)
+    assert not says_more("Something from 1990 or later", cues, genres)
+
+
 def test_cues_describe_themselves_for_the_simulator() -> None:
     assert Cue("hard", constraint=hc("year", ">=", 1990)).describe() == (
         "you want films from 1990 or later"

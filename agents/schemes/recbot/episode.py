@@ -3,8 +3,9 @@
 One graph runs a batch of episodes in lockstep (one batched model call per node):
 
 * ``speak``: the simulator voices this turn's cues of each running episode as a command, seeing
-  the feed it was last shown (an LLM; a reply that is not a user's command, or that leaves out a
-  cue's value, is asked again twice, then the cues are said plainly, and that is counted);
+  the feed it was last shown (an LLM; a reply that is not a user's command, that leaves out a
+  cue's value or that adds a genre or number of its own is asked again twice, then the cues are
+  said plainly, and that is counted);
 * ``recommend``: the system under test rebuilds the feed. A RecBot system runs its **Parser**
   (command, feed and preferences so far → preferences JSON, validated, re-asked once when
   malformed, then reconciled with the memory rule) and its **Planner** (preferences → a chain of
@@ -48,7 +49,7 @@ from agents.schemes.recbot.preferences import (
     reconcile,
 )
 from agents.schemes.recbot.preferences import key as constraint_key
-from agents.schemes.recbot.users import Goal
+from agents.schemes.recbot.users import Goal, says_more
 from tools import ToolContext, call_tool
 from tools.catalog import PLANNER_TOOLS, Catalog, Feed, HardConstraint
 
@@ -390,9 +391,11 @@ class RecBot:
         running: dict[int, list[Message]] = {}
         for i, episode in enumerate(episodes):
             feeds[i] = Feed(ctx.catalog, history=list(episode.goal.history))
+            prefs = episode.preferences
             user = PROMPTS["planner_user"].format(
-                preferences=episode.preferences.model_dump_json(),
-                command=episode.turns[-1].command,
+                filters=json.dumps([c.model_dump() for c in prefs.filters()]),
+                match=json.dumps(prefs.positive.soft),
+                avoid=json.dumps(prefs.negative.soft),
             )
             running[i] = [{"role": "system", "content": system}, {"role": "user", "content": user}]
         done: set[int] = set()
@@ -506,7 +509,11 @@ def speak(state: EpisodeState, runtime: Runtime[EpisodeContext]) -> dict[str, An
 
     def fits(n: int) -> bool:
         cues = running[n].goal.turns[len(running[n].turns)]
-        return _usable(texts[n]) and all(c.said_in(texts[n]) for c in cues)
+        return (
+            _usable(texts[n])
+            and all(c.said_in(texts[n]) for c in cues)
+            and not says_more(texts[n], cues, ctx.genres)
+        )
 
     for attempt, temperature in enumerate((0.0, 0.7, 0.7)):
         ask = [n for n in range(len(texts)) if not fits(n)]

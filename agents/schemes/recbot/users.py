@@ -18,6 +18,7 @@ feed's constraint satisfaction checked against the same constraints. An LLM only
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
@@ -90,6 +91,25 @@ _GENRE_WORDS = {
     "Musical": ("musical",),
     "War": ("war",),
 }
+
+
+def says_more(text: str, cues: Sequence[Cue], genres: Sequence[str]) -> bool:
+    """Whether ``text`` names a genre or a year or number of minutes that none of ``cues``
+    holds: a simulated user who adds wishes would make the parse's ground truth wrong."""
+    lowered = text.lower()
+    held = [c.constraint for c in cues if c.constraint is not None]
+    held += [c.replaces for c in cues if c.replaces is not None]
+    numbers = {f"{float(c.value):g}" for c in held if c.attribute in ("year", "runtime")}
+    soft = " ".join(c.text.lower() for c in cues if c.kind == "soft")
+    for number in re.findall(r"\d+", text):  # "1990", or "90" of "the 90s"
+        if number not in soft and not any(n.endswith(number) for n in numbers):
+            return True
+    said = {str(c.value) for c in held if c.attribute == "genre"}
+    for genre in genres:
+        probe = HardConstraint(attribute="genre", value=genre)
+        if genre not in said and _mentions(lowered, probe) and not _mentions(soft, probe):
+            return True
+    return False
 
 
 def _mentions(text: str, c: HardConstraint) -> bool:
