@@ -1,7 +1,7 @@
 """RecBot end to end on the real built-in models and the real MovieLens catalog.
 
 The preset's models: Qwen2.5-Coder-0.5B (bf16) plays Parser, Planner and the simulated user for
-single-round users; SmolLM2-135M is fine-tuned on its verified turns and evaluated with the
+two-round users; SmolLM2-135M is fine-tuned on its verified turns and evaluated with the
 baselines on held-out users; the student is exported and answers a command through
 ``agents chat recbot``.
 """
@@ -20,9 +20,10 @@ from agents.store import Store, Workspace
 pytestmark = pytest.mark.builtin
 
 SETTINGS = [
-    "users.train=10",
+    "users.train=8",
     "users.heldout=4",
-    "users.scenarios=[single]",
+    "users.scenarios=[multi]",
+    "users.max_turns=2",
     "eval_teacher=false",
 ]
 
@@ -50,7 +51,7 @@ def test_the_teacher_parses_and_plans_on_the_real_catalog(finished: tuple[Path, 
     setup = metrics["setup"]
     assert setup["items"] == 1681 and setup["omdb_matched"] > 1300
     teacher = metrics["teacher_episodes"]
-    assert teacher["items"] == 10
+    assert teacher["items"] == 8
     assert teacher["json_valid"] >= 0.5, teacher  # the 0.5B writes the preferences schema
     store = Store.open(Workspace.resolve(finished[0]))
     rows = store.trajectories(finished[1], role="teacher", stage="episodes")

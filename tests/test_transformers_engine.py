@@ -403,3 +403,9 @@ def test_a_bfloat16_engine_generates_and_keeps_its_own_fingerprint(lively_model_
     assert result.completion_tokens == 4
     with pytest.raises(EngineError, match="unknown dtype 'fp8'"):
         load_engine(str(lively_model_dir), dtype="fp8")
+
+
+def test_closing_an_engine_twice_is_harmless(lively_model_dir: Path) -> None:
+    engine = load_engine(str(lively_model_dir))
+    engine.close()
+    engine.close()  # two roles (the teacher and the simulated user) share one engine

@@ -343,8 +343,9 @@ class TransformersEngine(Engine):
         )
 
     def close(self) -> None:
+        """Free the weights; closing twice (one engine shared by two roles) is harmless."""
         import torch
 
-        del self.model
+        self.__dict__.pop("model", None)
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
