@@ -40,8 +40,6 @@ class PlainSimulator(Engine):
                 assert notes, request.messages[-1]["content"]
                 cues = [c.strip().removeprefix("you ") for c in notes.group(1).split(";")]
                 text = "I " + "; ".join(cues) + "."
-            if request.prefix:  # like a real engine: the reply continues the prefix
-                text = text.removeprefix(request.prefix)
             results.append(
                 ChatResult(
                     completions=[Completion(text=text, finish_reason="stop")], model=self.spec

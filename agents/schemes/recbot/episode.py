@@ -416,8 +416,6 @@ class RecBot:
             for i, result in zip(order, self.engine.generate(requests), strict=True):
                 text = PLANNER_PREFIX + result.text
                 calls = plan_of(parse_calls(text))
-                thought = text.split("<tool_call>", 1)[0].strip()
-                thought = "" if _CALL_START.match(thought) else thought
                 if not calls:
                     running[i] += [
                         {"role": "assistant", "content": text.strip()},
@@ -430,7 +428,8 @@ class RecBot:
                     continue
                 for n, call in enumerate(calls):
                     call["id"] = f"call_{step}_{n}"
-                running[i].append({"role": "assistant", "content": thought, "tool_calls": calls})
+                # the reply is calls only (it starts inside the first one): no thought to keep
+                running[i].append({"role": "assistant", "content": "", "tool_calls": calls})
                 with ToolContext([feeds[i]]) as context:
                     for call in calls:
                         observation = call_tool(call, PLANNER_TOOLS, context)

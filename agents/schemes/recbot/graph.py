@@ -334,11 +334,13 @@ def _examples(ctx: RecBotContext, rows: list[Trajectory]) -> tuple[list, list]:
 def filter_episodes(state: RecBotState, ctx: RecBotContext, rnd: int) -> StageOutput:
     """Pick the teacher turns the student learns from (``keep``: verified or successful)."""
     rows = ctx.store.trajectories(ctx.run_id, role="teacher", stage="episodes")
+    parser, planner = [], []
     for row in rows:
-        parser, planner = _examples(ctx, [row])
-        row.meta = {**row.meta, "kept": bool(parser or planner)}
+        row_parser, row_planner = _examples(ctx, [row])
+        row.meta = {**row.meta, "kept": bool(row_parser or row_planner)}
+        parser += row_parser
+        planner += row_planner
     kept = [r for r in rows if r.meta["kept"]]
-    parser, planner = _examples(ctx, rows)
     turns = sum(len(r.meta["turns"]) for r in rows)
     metrics = {
         "keep": ctx.config.keep,
