@@ -144,6 +144,8 @@ class Catalog:
         self.ids = [item.id for item in self.items]
         self.by_id = {item.id: item for item in self.items}
         self.position = {item.id: n for n, item in enumerate(self.items)}
+        #: every genre of the catalog, sorted
+        self.genres = sorted({g for item in self.items for g in item.genres})
         self.engine = engine
         self.corpus = corpus
         self.vectors = vectors

@@ -60,7 +60,7 @@ class EpisodeSettings(StrictModel):
 
 
 def _recbot_sft() -> SFTSettings:
-    return SFTSettings(learning_rate=2e-4, epochs=3, batch_size=4, grad_accum=1, max_length=1536)
+    return SFTSettings(learning_rate=2e-4, epochs=3, batch_size=1, grad_accum=4, max_length=1536)
 
 
 class RecBotJob(StrictModel):
@@ -92,6 +92,11 @@ class RecBotJob(StrictModel):
         "verified",
         description="teacher turns the student learns from: verified (exact parses, exact plans) "
         "or successful (every turn of the episodes that reached their target)",
+    )
+    student_prompts: Literal["compact", "full"] = Field(
+        "compact",
+        description="the student's system prompts, in training and in both of its evaluations: "
+        "compact (instructions only) or full (with the teacher's worked examples)",
     )
     baselines: bool = Field(
         True, description="also rank by popularity, collaborative score and command retrieval"
