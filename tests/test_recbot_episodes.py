@@ -257,38 +257,6 @@ def test_a_plan_follows_its_preferences_only_when_it_applies_each_exactly() -> N
     assert not plan_follows(prefs, failed, 10)
 
 
-def test_a_student_learns_one_reply_per_turn_that_continues_the_prefix() -> None:
-    from agents.schemes.recbot.episode import (
-        PARSER_PREFIX,
-        PLANNER_PREFIX,
-        parser_reply,
-        planner_reply,
-    )
-
-    stored = '{"positive":{"hard":[],"soft":["funny"]},"negative":{"hard":[],"soft":[]}}'
-    assert parser_reply(stored).startswith(PARSER_PREFIX)
-    assert json.loads(parser_reply(stored)) == json.loads(stored)
-    first = [
-        {**_call("filter_items"), "id": "a"},
-        {**_call("match_items", preference="x"), "id": "b"},
-    ]
-    second = [{**_call("aggregate_feed", k=10), "id": "c"}]
-    messages = [
-        {"role": "assistant", "content": "", "tool_calls": first},
-        {"role": "tool", "tool_call_id": "a", "content": "Error: filter_items: missing ..."},
-        {"role": "tool", "tool_call_id": "b", "content": "Added the preference 'x'."},
-        {"role": "assistant", "content": "", "tool_calls": second},
-        {"role": "tool", "tool_call_id": "c", "content": "New feed: ..."},
-    ]
-    reply = planner_reply(messages)
-    assert reply.startswith(PLANNER_PREFIX)
-    # both replies' calls in one, the refused call left out
-    assert [json.loads(line) for line in reply.splitlines()] == [
-        {"name": "match_items", "arguments": {"preference": "x"}},
-        {"name": "aggregate_feed", "arguments": {"k": 10}},
-    ]
-
-
 def test_a_refusal_is_not_a_users_command() -> None:
     from agents.schemes.recbot.episode import _usable
 

@@ -9,15 +9,12 @@ catalog is MovieLens-100k with OMDb attributes, built into the workspace on firs
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 from typing import TextIO
 
-from agents.export import CARD_FILE, AgentCard
 from agents.models import load_engine
 from agents.models.base import Engine
 from agents.schemes.recbot.episode import (
     EpisodeContext,
-    PromptStyle,
     RecBot,
     RecEpisode,
     RecSettings,
@@ -56,7 +53,6 @@ def chat(
     settings: RecSettings | None = None,
     source: TextIO = sys.stdin,
     out: TextIO = sys.stdout,
-    prompts: PromptStyle = "full",
 ) -> int:
     """Read commands from ``source`` until it ends (or ``quit``); print each turn to ``out``.
 
@@ -66,8 +62,6 @@ def chat(
         user: A catalog user whose ratings are the history (the feed starts from their taste
             and never shows what they rated); none: a new user.
         settings: Feed size and token limits.
-        prompts: The system prompts' style: ``full`` (with worked examples) or ``compact`` (what
-            a distilled student was trained with).
         source: Where commands come from.
         out: Where turns are printed.
     """
@@ -77,8 +71,7 @@ def chat(
         out.write(f"user {user} has no ratings in {catalog.name}; starting as a new user\n")
     goal = Goal(user=user or "you", target="", history=history, scenario="multi")
     episode = RecEpisode(goal, start_feed=collaborative_feed(catalog, history, settings.k))
-    recbot = RecBot(engine, prompts=prompts)
-    context = EpisodeContext(catalog, recbot, engine, settings, catalog.genres)
+    context = EpisodeContext(catalog, RecBot(engine), engine, settings, catalog.genres)
     interactive = source.isatty()
     out.write("Your feed:\n" + _feed(catalog, episode.start_feed) + "\n")
     out.write("Type a command (e.g. 'a tense thriller from the 90s, no horror'); 'quit' ends.\n")
@@ -95,7 +88,7 @@ def chat(
         if command.lower() in QUIT:
             break
         episode.turns.append(Turn(command=command))
-        recbot.recommend([episode], context)
+        RecBot(engine).recommend([episode], context)
         turn = episode.turns[-1]
         if not turn.parse.get("valid"):
             out.write(f"(the parser's reply was not valid: {turn.parse.get('error')})\n")
@@ -108,22 +101,10 @@ def chat(
     return 0
 
 
-def prompt_style(model: str) -> PromptStyle:
-    """``compact`` for an exported RecBot student trained with compact prompts, else ``full``."""
-    path = Path(model)
-    if not (path / CARD_FILE).exists():
-        return "full"
-    lineage = AgentCard.read(path).adapter_lineage
-    style = lineage[-1].get("metrics", {}).get("recbot_prompts") if lineage else None
-    return "compact" if style == "compact" else "full"
-
-
 def run_chat(model: str | None, workspace: Workspace, *, user: str | None = None) -> int:
     """The ``agents chat recbot`` command."""
-    spec = model or DEFAULT_MODEL
-    engine = load_engine(spec)
+    engine = load_engine(model or DEFAULT_MODEL)
     try:
-        catalog = open_catalog(workspace.ensure())
-        return chat(engine, catalog, user=user, prompts=prompt_style(spec))
+        return chat(engine, open_catalog(workspace.ensure()), user=user)
     finally:
         engine.close()

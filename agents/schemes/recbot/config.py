@@ -93,11 +93,6 @@ class RecBotJob(StrictModel):
         description="teacher turns the student learns from: verified (exact parses, exact plans) "
         "or successful (every turn of the episodes that reached their target)",
     )
-    student_prompts: Literal["compact", "full"] = Field(
-        "compact",
-        description="the student's system prompts, in training and in both of its evaluations: "
-        "compact (instructions only) or full (with the teacher's worked examples)",
-    )
     baselines: bool = Field(
         True, description="also rank by popularity, collaborative score and command retrieval"
     )

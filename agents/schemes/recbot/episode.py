@@ -59,19 +59,6 @@ PROMPTS: dict[str, str] = yaml.safe_load(
     Path(__file__).with_name("prompts.yaml").read_text(encoding="utf-8")
 )
 Status = Literal["running", "satisfied", "exhausted"]
-PromptStyle = Literal["full", "compact"]
-
-
-def system_prompt(role: Literal["parser", "planner"], style: PromptStyle, **fields: Any) -> str:
-    """The parser's or planner's system prompt: its instructions, then (``full``) its worked
-    examples; ``fields`` fill the placeholders (``genres`` for the parser, ``k`` for the planner).
-    """
-    text = PROMPTS[f"{role}_system"]
-    if style == "full":
-        text += "\n" + PROMPTS[f"{role}_examples"]
-    return text.format(**fields)
-
-
 _NOT_A_USER = (
     "here are",
     "here is",
@@ -189,37 +176,6 @@ PARSER_PREFIX = '{"positive": {"hard": ['
 """The start of every parser reply: the model continues the preferences JSON from here."""
 PLANNER_PREFIX = '{"name": "'
 """The start of every planner reply: the model continues its first tool call from here."""
-
-
-def parser_reply(preferences: str) -> str:
-    """Preferences JSON written the way a parser reply reads (it starts with ``PARSER_PREFIX``):
-    what a student learns to write."""
-    return json.dumps(json.loads(preferences), ensure_ascii=False)
-
-
-def planner_reply(messages: Sequence[Message]) -> str:
-    """The tool calls of a planner turn as one reply, a bare JSON call per line (it starts with
-    ``PLANNER_PREFIX``): what a student learns to write. A call the tool refused is left out."""
-    refused = {
-        m.get("tool_call_id")
-        for m in messages
-        if m.get("role") == "tool" and str(m.get("content", "")).startswith("Error")
-    }
-    calls = [
-        c
-        for m in messages
-        if m.get("role") == "assistant"
-        for c in m.get("tool_calls") or []
-        if c.get("id") not in refused
-    ]
-    return "\n".join(
-        json.dumps(
-            {"name": c["function"]["name"], "arguments": json.loads(c["function"]["arguments"])},
-            ensure_ascii=False,
-        )
-        for c in calls
-    )
-
 
 _CALL_START = re.compile(r'<tool_call>|\{\s*"name"\s*:')
 
@@ -350,16 +306,10 @@ class Baseline:
 
 @dataclass
 class RecBot:
-    """The agent: a Parser and a Planner, both played by ``engine``.
-
-    ``prompts``: ``full`` system prompts carry worked examples (what a model that was never
-    trained on the format needs); ``compact`` ones are the instructions alone (a distilled
-    student's: it learned the format, and its prompts are half as long to train on and to read).
-    """
+    """The agent: a Parser and a Planner, both played by ``engine``."""
 
     engine: Engine
     name: str = "recbot"
-    prompts: PromptStyle = "full"
 
     def recommend(self, episodes: list[RecEpisode], ctx: EpisodeContext) -> None:
         self._parse(episodes, ctx)
@@ -369,7 +319,7 @@ class RecBot:
 
     def _parse(self, episodes: list[RecEpisode], ctx: EpisodeContext) -> None:
         cfg = ctx.settings
-        system = system_prompt("parser", self.prompts, genres=", ".join(ctx.genres))
+        system = PROMPTS["parser_system"].format(genres=", ".join(ctx.genres))
         pending: dict[int, list[Message]] = {}
         for i, episode in enumerate(episodes):
             turn = episode.turns[-1]
@@ -436,7 +386,7 @@ class RecBot:
 
     def _plan(self, episodes: list[RecEpisode], ctx: EpisodeContext) -> None:
         cfg = ctx.settings
-        system = system_prompt("planner", self.prompts, k=cfg.k)
+        system = PROMPTS["planner_system"].format(k=cfg.k)
         feeds: dict[int, Feed] = {}
         running: dict[int, list[Message]] = {}
         for i, episode in enumerate(episodes):

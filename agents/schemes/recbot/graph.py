@@ -37,15 +37,13 @@ from agents.models.cached import CachedEngine
 from agents.schemes.base import RoleContext, SchemeRun, StageOutput, add_stage_chain, train_role
 from agents.schemes.recbot.config import RecBotJob
 from agents.schemes.recbot.episode import (
+    PROMPTS,
     Baseline,
     RecBot,
     RecEpisode,
     System,
-    parser_reply,
     plan_follows,
-    planner_reply,
     run_episodes,
-    system_prompt,
 )
 from agents.schemes.recbot.report import EVALS, SECTION
 from agents.schemes.recbot.users import Goal, make_goals
@@ -300,10 +298,7 @@ def teacher_episodes(state: RecBotState, ctx: RecBotContext, rnd: int) -> StageO
 
 
 def examples_of(
-    rows: list[Trajectory],
-    keep: str = "verified",
-    k: int = 10,
-    systems: dict[str, str] | None = None,
+    rows: list[Trajectory], keep: str = "verified", k: int = 10
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """The parser and planner conversations the student learns from, as SFT rows.
 
@@ -312,24 +307,13 @@ def examples_of(
     preferences exactly (:func:`plan_follows`); ``successful`` keeps every valid parse and every
     finished plan of the episodes that reached their target (RecBot's own filter).
 
-    Each row is the system prompt, the turn's input and one reply written as the RecBot reads a
-    reply (:func:`parser_reply`: the reconciled preferences; :func:`planner_reply`: every call
-    of the turn, one per line), so the student learns to continue the same prefix it is given.
-    ``systems`` (``{"parser": ..., "planner": ...}``) replaces the teacher's system prompts with
-    the ones the student will be run with.
+    A conversation ends at its last reply: the tool results after it (the new feed) carry no
+    loss and cannot change what comes before them, so they would only cost training time.
     """
-    systems = systems or {}
 
-    def example(role: str, messages: list[dict[str, Any]], reply: str) -> dict[str, Any]:
-        system = systems.get(role, messages[0]["content"])
-        return {
-            "messages": [
-                {"role": "system", "content": system},
-                messages[1],
-                {"role": "assistant", "content": reply},
-            ],
-            "context_messages": 2,
-        }
+    def example(messages: list[dict[str, Any]]) -> dict[str, Any]:
+        last = max(n for n, m in enumerate(messages) if m["role"] == "assistant")
+        return {"messages": messages[: last + 1], "context_messages": 2}
 
     parser, planner = [], []
     for row in rows:
@@ -345,25 +329,14 @@ def examples_of(
                     parse.get("preferences") or {}, turn["planner_messages"][2:], k
                 )
             if take_parse and turn["parser_messages"]:
-                messages = turn["parser_messages"]
-                parser.append(example("parser", messages, parser_reply(messages[-1]["content"])))
+                parser.append(example(turn["parser_messages"]))
             if take_plan and turn["planner_messages"]:
-                messages = turn["planner_messages"]
-                planner.append(example("planner", messages, planner_reply(messages[2:])))
+                planner.append(example(turn["planner_messages"]))
     return parser, planner
 
 
-def _student_systems(ctx: RecBotContext) -> dict[str, str]:
-    cfg, catalog = ctx.config, ctx.catalog()
-    return {
-        "parser": system_prompt("parser", cfg.student_prompts, genres=", ".join(catalog.genres)),
-        "planner": system_prompt("planner", cfg.student_prompts, k=cfg.episode.k),
-    }
-
-
 def _examples(ctx: RecBotContext, rows: list[Trajectory]) -> tuple[list, list]:
-    """The kept teacher turns as the student's SFT rows, with the student's system prompts."""
-    return examples_of(rows, ctx.config.keep, ctx.config.episode.k, _student_systems(ctx))
+    return examples_of(rows, ctx.config.keep, ctx.config.episode.k)
 
 
 def filter_episodes(state: RecBotState, ctx: RecBotContext, rnd: int) -> StageOutput:
@@ -416,13 +389,12 @@ def train_student(state: RecBotState, ctx: RecBotContext, rnd: int) -> StageOutp
         settings=cfg.training,
         lora=cfg.lora,
         previous=None,
-        system_prompt=_student_systems(ctx)["planner"],
+        system_prompt=PROMPTS["planner_system"].format(k=cfg.episode.k),
     )
     for checkpoint in out.add:
         checkpoint.metrics = {
             **checkpoint.metrics,
             "agent_mode": "recbot",
-            "recbot_prompts": cfg.student_prompts,
             "tools": [t.schema for t in PLANNER_TOOLS],
             "parser_examples": len(parser),
             "planner_examples": len(planner),
@@ -459,8 +431,9 @@ def eval_teacher(state: RecBotState, ctx: RecBotContext, rnd: int) -> StageOutpu
 def eval_student_base(state: RecBotState, ctx: RecBotContext, rnd: int) -> StageOutput:
     """The student before training, as a RecBot."""
     engine = ctx.with_adapter("student", None)
-    system = RecBot(engine, "student", ctx.config.student_prompts)
-    return _eval(ctx, "eval_student_base", system, "student_base", engine.fingerprint)
+    return _eval(
+        ctx, "eval_student_base", RecBot(engine, "student"), "student_base", engine.fingerprint
+    )
 
 
 def eval_student(state: RecBotState, ctx: RecBotContext, rnd: int) -> StageOutput:
@@ -469,8 +442,7 @@ def eval_student(state: RecBotState, ctx: RecBotContext, rnd: int) -> StageOutpu
     if adapter is None:
         return StageOutput({"skipped": "no student was trained"})
     engine = ctx.with_adapter("student", adapter)
-    system = RecBot(engine, "student", ctx.config.student_prompts)
-    return _eval(ctx, "eval_student", system, "student", engine.fingerprint)
+    return _eval(ctx, "eval_student", RecBot(engine, "student"), "student", engine.fingerprint)
 
 
 STAGES: list[tuple[str, Callable[..., StageOutput]]] = [
