@@ -409,3 +409,33 @@ def test_closing_an_engine_twice_is_harmless(lively_model_dir: Path) -> None:
     engine = load_engine(str(lively_model_dir))
     engine.close()
     engine.close()  # two roles (the teacher and the simulated user) share one engine
+
+
+def test_a_shared_prompt_prefix_is_computed_once_and_changes_no_reply(
+    lively_model_dir: Path,
+) -> None:
+    plain = load_engine(str(lively_model_dir))
+    shared = load_engine(str(lively_model_dir), share_prefix=True)
+    system = "You are a careful assistant of a film recommender. " * 12
+    requests = [
+        ChatRequest(
+            messages=[
+                {"role": "system", "content": system},
+                {"role": "user", "content": question},
+            ],
+            max_tokens=12,
+            prefix=prefix,
+            stop=stop,
+        )
+        # one batch per kind (plain; continuing a prefix; a prefix and a stop string), each of
+        # rows of different lengths
+        for prefix, stop in [(None, ()), ('{"positive": ', ()), ('{"positive": ', ("}",))]
+        for question in ["hi", "a crime film from the nineties, please, not too long"]
+    ]
+    ids = [
+        shared.tokenizer(shared.render_prompt(r), add_special_tokens=False)["input_ids"]
+        for r in requests
+    ]
+    assert shared._shared_prefix(ids) >= shared.MIN_SHARED_PREFIX  # the shared path runs
+    assert plain._shared_prefix(ids) == 0
+    assert [r.text for r in shared.generate(requests)] == [r.text for r in plain.generate(requests)]
