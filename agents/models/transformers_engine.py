@@ -95,9 +95,11 @@ class TransformersEngine(Engine):
             fingerprint, so cached replies of one never stand in for the other.
         share_prefix: Run the prompt prefix every row of a batch shares (a long system prompt)
             through the model once and reuse its key/value cache for the batch, instead of once
-            per row. The replies are the same (16 of 16 identical greedy parses measured on
-            Qwen2.5-Coder-0.5B in bfloat16); a 16-row batch of ~560-token prompts with a
-            536-token shared prefix generated 2.5x faster on 2 CPU cores.
+            per row. The replies are the same up to floating-point rounding, like those of
+            another batch size (16 of 16 greedy parses identical on Qwen2.5-Coder-0.5B in
+            bfloat16; over a whole RecBot run a few greedy replies differed); a 16-row batch of
+            ~560-token prompts with a 536-token shared prefix generated 2.5x faster on 2 CPU
+            cores.
     """
 
     def __init__(
