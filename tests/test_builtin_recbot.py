@@ -26,8 +26,6 @@ SETTINGS = [
     "users.max_turns=2",
     "eval_teacher=false",
     "training.epochs=2",
-    "training.batch_size=1",  # four times less activation memory than the preset's batch of 4
-    "training.grad_accum=4",
 ]
 
 
