@@ -13,6 +13,7 @@ strings are matched in the generated tokens alone (see :func:`continuation_stops
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections import defaultdict
 from collections.abc import Sequence
@@ -340,9 +341,7 @@ class TransformersEngine(Engine):
         if not self.share_prefix or len(prompt_ids) < 2:
             return 0
         shortest = min(len(ids) for ids in prompt_ids) - 1
-        n = 0
-        while n < shortest and all(ids[n] == prompt_ids[0][n] for ids in prompt_ids):
-            n += 1
+        n = min(len(os.path.commonprefix(prompt_ids)), shortest)
         return n if n >= self.MIN_SHARED_PREFIX else 0
 
     def _prefix_cache(self, prefix: Any, rows: int) -> Any:
