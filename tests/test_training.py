@@ -295,6 +295,19 @@ def test_sft_loss_falls_on_a_tiny_set(tiny_model_dir: Path, tmp_path: Path) -> N
     assert (tmp_path / "tokenizer_config.json").exists()
 
 
+def test_bf16_autocast_trains_float32_weights(tiny_model_dir: Path, tmp_path: Path) -> None:
+    settings = SFTSettings(max_steps=4, learning_rate=1e-2, max_length=128, bf16_autocast=True)
+    trainer = build_sft_trainer(
+        tiny_model_dir, [_echo(w) for w in WORDS], tmp_path, settings, progress=False
+    )
+    assert trainer.args.bf16 and not trainer.args.fp16
+    before = _lora_state(trainer.model)
+    trainer.train()
+    after = _lora_state(trainer.model)
+    assert all(t.dtype == torch.float32 for t in after.values())  # autocast, not bf16 weights
+    assert all(not torch.equal(before[n], after[n]) for n in before)
+
+
 # --- weighted SFT -------------------------------------------------------------------------------
 
 

@@ -60,6 +60,10 @@ class TrainSettings:
         logging_steps: Log (and record in :class:`TrainResult`) every this many steps.
         gradient_checkpointing: Recompute activations in the backward pass to save memory (TRL
             turns it on by default; on small models it only costs time).
+        bf16_autocast: Run the forward and backward passes of float32 weights under bfloat16
+            autocast. On a CPU with AVX512-BF16 a LoRA step of SmolLM2-135M (4 examples of about
+            1,000 tokens) took 20.5 s instead of 25.9 s; off by default because it rounds the
+            activations and so changes the trained adapter a little.
     """
 
     learning_rate: float = 2e-4
@@ -71,6 +75,7 @@ class TrainSettings:
     seed: int = 0
     logging_steps: int = 1
     gradient_checkpointing: bool = False
+    bf16_autocast: bool = False
 
 
 def trainer_kwargs(
@@ -109,7 +114,7 @@ def trainer_kwargs(
         "save_strategy": "no",
         "disable_tqdm": not progress,
         "dataloader_pin_memory": torch.cuda.is_available(),
-        **trainer_precision(dtype),
+        **trainer_precision(dtype, autocast=settings.bf16_autocast),
     }
 
 

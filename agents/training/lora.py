@@ -119,10 +119,14 @@ def load_for_training(
     return PeftModel.from_pretrained(model, str(adapter), is_trainable=True), tokenizer
 
 
-def trainer_precision(dtype: torch.dtype) -> dict[str, Any]:
+def trainer_precision(dtype: torch.dtype, *, autocast: bool = False) -> dict[str, Any]:
     """TrainingArguments precision flags matching the weights' dtype.
 
-    TRL turns bf16 autocast on by default; on CPU with float32 weights that only slows training
-    down, so it is set explicitly from :func:`device_and_dtype`.
+    TRL turns bf16 autocast on by default; with float32 weights it is off here unless
+    ``autocast`` asks for it (on a CPU without bfloat16 instructions it only slows training
+    down), so the default is set explicitly from :func:`device_and_dtype`.
     """
-    return {"bf16": dtype == torch.bfloat16, "fp16": False}
+    flags: dict[str, Any] = {"bf16": autocast or dtype == torch.bfloat16, "fp16": False}
+    if flags["bf16"] and not torch.cuda.is_available():
+        flags["use_cpu"] = True  # bfloat16 autocast on CPU is opted into, not inferred
+    return flags
