@@ -69,8 +69,8 @@ def _constraints(text: str) -> list[dict[str, Any]]:
 
 
 class ScriptedRecBot(ScriptedEngine):
-    """Parser: reads the plain command back into what it asks for (a change of mind takes the
-    old year back). Planner: filter, match each soft phrase, aggregate.
+    """Parser: reads the plain command back into preferences (a change of mind drops the old
+    year). Planner: filter, match each soft phrase, aggregate.
 
     ``bad_parses``: the first ``bad_parses`` parser replies are not JSON.
     ``skip_aggregate``: the planner never calls ``aggregate_feed``.
@@ -97,22 +97,25 @@ class ScriptedRecBot(ScriptedEngine):
             self.bad_parses -= 1
             return "You want a crime film, I think."
         prompt = str(request.messages[1]["content"])
-        assert "Preferences so far: " in prompt  # the memory is shown; the reply is the command
+        before = json.loads(re.search(r"Preferences so far: (.*)\n", prompt).group(1))
         command = prompt.split("Command:", 1)[1]
-        hard: list[dict[str, Any]] = []
-        taken_back: list[dict[str, Any]] = []
+        hard = list(before["positive"]["hard"])
+        soft = list(before["positive"]["soft"])
         for part in command.split(";"):  # one cue a part
             if "changed your mind" not in part:
                 hard += _constraints(part)
                 continue
             old, new = part.split(", but ", 1)
-            taken_back += _constraints(old)
+            for gone in _constraints(old):
+                hard = [
+                    c
+                    for c in hard
+                    if (c["attribute"], c["operator"]) != (gone["attribute"], gone["operator"])
+                    or c["value"] != gone["value"]
+                ]
             hard += _constraints(new)
-        soft = [m.strip() for m in re.findall(r"would like: ([^;]+?)(?:;|\.\s*$)", command)]
-        prefs = {
-            "positive": {"hard": hard, "soft": soft},
-            "negative": {"hard": taken_back, "soft": []},
-        }
+        soft += [m.strip() for m in re.findall(r"would like: ([^;]+?)(?:;|\.\s*$)", command)]
+        prefs = {"positive": {"hard": hard, "soft": soft}, "negative": {"hard": [], "soft": []}}
         return json.dumps(prefs)
 
     def _planner(self, request: ChatRequest) -> str:

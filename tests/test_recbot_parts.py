@@ -20,7 +20,6 @@ from agents.schemes.recbot.preferences import (
     Side,
     constraint_f1,
     parse_preferences,
-    consolidate,
     reconcile,
 )
 from agents.schemes.recbot.users import Cue, Goal, make_goals
@@ -98,54 +97,6 @@ def test_the_latest_cue_wins_a_contradiction() -> None:
     ]
     keep = Preferences(positive=Side(hard=[hc("year", ">=", 1990), hc("year", "<", 2000)]))
     assert reconcile(Preferences(), keep) == keep
-
-
-def test_the_memory_keeps_merges_and_lets_the_latest_cue_win() -> None:
-    memory = Preferences(
-        positive=Side(hard=[hc("genre", "==", "Drama"), hc("year", ">=", 2000)], soft=["tense"]),
-        negative=Side(hard=[hc("genre", "==", "Horror")]),
-    )
-    # a satisfied user says nothing new: everything is kept
-    assert consolidate(memory, Preferences()) == memory
-    # a compatible wish merges; one said again is not added twice
-    merged = consolidate(
-        memory,
-        Preferences(positive=Side(hard=[hc("runtime", "<", 120), hc("genre", "==", "drama")])),
-    )
-    assert [str(c) for c in merged.positive.hard] == [
-        "genre == Drama",
-        "year >= 2000",
-        "runtime < 120",
-    ]
-    # "no longer from 2000 or later, rather from 1990": the old bound is taken back, not negated
-    drift = Preferences(
-        positive=Side(hard=[hc("year", ">=", 1990)]),
-        negative=Side(hard=[hc("year", ">=", 2000)]),
-    )
-    after = consolidate(memory, drift)
-    assert [str(c) for c in after.filters()] == ["genre == Drama", "year >= 1990", "genre != Horror"]
-    # a new bound of the same kind replaces the old one even unsaid; the other kind stays
-    bounds = consolidate(
-        Preferences(positive=Side(hard=[hc("year", ">=", 2000), hc("year", "<", 2010)])),
-        Preferences(positive=Side(hard=[hc("year", ">=", 1980)])),
-    )
-    assert [str(c) for c in bounds.positive.hard] == ["year < 2010", "year >= 1980"]
-    # wanting what was ruled out takes the refusal back; ruling out a new thing adds a refusal
-    turned = consolidate(
-        memory,
-        Preferences(
-            positive=Side(hard=[hc("genre", "==", "Horror")]),
-            negative=Side(hard=[hc("genre", "==", "Comedy")], soft=["tense"]),
-        ),
-    )
-    assert [str(c) for c in turned.positive.hard][-1] == "genre == Horror"
-    assert turned.negative.hard == [hc("genre", "==", "Comedy")]
-    assert turned.positive.soft == [] and turned.negative.soft == []  # "tense" taken back
-    # a contradiction inside one reply: its later cue wins before the memory is touched
-    torn = Preferences(
-        positive=Side(hard=[hc("year", "<", 1980)]), negative=Side(hard=[hc("year", "<", 1980)])
-    )
-    assert consolidate(Preferences(), torn).negative.hard == [hc("year", "<", 1980)]
 
 
 def test_constraint_f1_compares_normalised_constraints() -> None:

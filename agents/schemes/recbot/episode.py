@@ -7,8 +7,8 @@ One graph runs a batch of episodes in lockstep (one batched model call per node)
   cue's value or that adds a genre or number of its own is asked again twice, then the cues are
   said plainly, and that is counted);
 * ``recommend``: the system under test rebuilds the feed. A RecBot system runs its **Parser**
-  (command, feed and preferences so far → what the command asks for as preferences JSON,
-  validated, re-asked once when malformed, then consolidated into the preference memory) and its **Planner** (preferences → a chain of
+  (command, feed and preferences so far → preferences JSON, validated, re-asked once when
+  malformed, then reconciled with the memory rule) and its **Planner** (preferences → a chain of
   the catalog tools, run on the episode's :class:`tools.catalog.Feed`, ending with
   ``aggregate_feed``). The baselines (popularity, collaborative, retrieval on the commands) rank
   without an agent, on the same goals and the same simulator;
@@ -46,7 +46,7 @@ from agents.schemes.recbot.preferences import (
     Preferences,
     constraint_f1,
     parse_preferences,
-    consolidate,
+    reconcile,
 )
 from agents.schemes.recbot.preferences import key as constraint_key
 from agents.schemes.recbot.users import Goal, says_more
@@ -357,12 +357,13 @@ class RecBot:
                         {"role": "user", "content": retry.strip()},
                     ]
                     continue
-                merged = consolidate(episode.preferences, parsed)
+                merged = reconcile(episode.preferences, parsed)
                 turn = episode.turns[-1]
                 turn.parser_messages = [
                     pending[i][0],
                     pending[i][1],
-                    {"role": "assistant", "content": parsed.model_dump_json()},
+                    # spaced like PARSER_PREFIX, which the student's replies will continue
+                    {"role": "assistant", "content": json.dumps(merged.model_dump())},
                 ]
                 turn.parse = {"valid": True, "retries": attempt, "raw": reply}
                 episode.preferences = merged

@@ -7,11 +7,9 @@ Heat", matched semantically). A negative hard constraint names what the user rul
 (``genre == Horror`` under ``negative`` means no horror); :meth:`Preferences.filters` turns both
 sides into the constraints the Filter tool applies.
 
-:func:`consolidate` is the preference memory: each turn the parser says what the new command asks
-for, and the memory keeps every earlier wish the command leaves alone, merges compatible new ones
-and lets the latest cue win a conflict ("no longer want …"); :func:`reconcile` settles a reply
-that contradicts itself, and :func:`constraint_f1` scores the memory against the simulator's
-ground truth.
+:func:`reconcile` is the memory rule the parser's JSON goes through each turn: when the new
+preferences contradict themselves, the cue that is new this turn wins ("no longer want …"), and
+:func:`constraint_f1` scores a parse against the simulator's ground truth.
 """
 
 from __future__ import annotations
@@ -190,74 +188,6 @@ def reconcile(previous: Preferences, parsed: Preferences) -> Preferences:
     return Preferences(
         positive=Side(hard=positive_hard, soft=pos),
         negative=Side(hard=negative_hard, soft=neg),
-    )
-
-
-def _side(constraint: HardConstraint) -> str:
-    """Which bound a constraint sets: ``low`` (>, >=), ``high`` (<, <=) or its operator."""
-    return {">": "low", ">=": "low", "<": "high", "<=": "high"}.get(
-        constraint.operator, constraint.operator
-    )
-
-
-def consolidate(previous: Preferences, said: Preferences) -> Preferences:
-    """The preference memory after a command: ``previous`` updated with what the command said.
-
-    - Kept: every earlier preference the command leaves alone (a satisfied user changes nothing).
-    - Merged: a compatible new wish is added; one said again is not added twice.
-    - The latest cue wins: a new year or runtime bound replaces the old bound of the same kind
-      (``>= 1990`` after ``>= 2000``), a new wish replaces an earlier one it contradicts, and a
-      negative that names an earlier wish takes it back ("no longer from 2000 or later") rather
-      than ruling it out, while wishing for what was ruled out lifts the refusal and adds the
-      wish. Soft phrases follow the same rules.
-
-    ``said`` is first settled on its own with :func:`reconcile`.
-    """
-    said = reconcile(Preferences(), said)
-    positive, negative = list(previous.positive.hard), list(previous.negative.hard)
-
-    def without(kept: list[HardConstraint], gone: HardConstraint) -> list[HardConstraint]:
-        return [c for c in kept if key(c) != key(gone)]
-
-    for c in said.negative.hard:
-        if key(c) in {key(p) for p in positive}:  # taken back
-            positive = without(positive, c)
-            continue
-        positive = [p for p in positive if not _conflict(p, negate(c))]
-        if key(c) not in {key(n) for n in negative}:
-            negative.append(c)
-    for c in said.positive.hard:
-        negative = without(negative, c)  # wanting what was ruled out lifts the refusal
-        negative = [n for n in negative if not _conflict(negate(n), c)]
-        positive = [
-            p
-            for p in positive
-            if not _conflict(p, c)
-            and not (
-                c.attribute in NUMBER_ATTRIBUTES
-                and p.attribute == c.attribute
-                and _side(p) == _side(c)
-                and key(p) != key(c)
-            )
-        ]
-        if key(c) not in {key(p) for p in positive}:
-            positive.append(c)
-
-    def fold(text: str) -> str:
-        return " ".join(text.lower().split())
-
-    pos, neg = list(previous.positive.soft), list(previous.negative.soft)
-    for text in said.negative.soft:
-        if fold(text) in {fold(s) for s in pos}:
-            pos = [s for s in pos if fold(s) != fold(text)]
-        elif fold(text) not in {fold(s) for s in neg}:
-            neg.append(text)
-    for text in said.positive.soft:
-        neg = [s for s in neg if fold(s) != fold(text)]
-        if fold(text) not in {fold(s) for s in pos}:
-            pos.append(text)
-    return Preferences(
-        positive=Side(hard=positive, soft=pos), negative=Side(hard=negative, soft=neg)
     )
 
 
