@@ -22,6 +22,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from agents import threads
 from agents.models.base import (
     ChatRequest,
     ChatResult,
@@ -121,6 +122,8 @@ class TransformersEngine(Engine):
         self.batch_size = batch_size
         self.share_prefix = share_prefix
         self.device, self.dtype = pick_device_and_dtype(device, dtype)
+        if self.device == "cpu":
+            threads.configure()
         default = pick_device_and_dtype(self.device)[1]
         self._dtype_tag = "" if self.dtype == default else f"@{str(self.dtype).split('.')[-1]}"
         try:

@@ -20,6 +20,8 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
+from agents import threads
+
 log = logging.getLogger(__name__)
 
 
@@ -90,6 +92,8 @@ def load_base(model_path: str | Path) -> tuple[PreTrainedModel, PreTrainedTokeni
         tokenizer with a pad token set and right padding.
     """
     device, dtype = device_and_dtype()
+    if device.type == "cpu":
+        threads.configure()
     tokenizer = load_tokenizer(model_path)
     model = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=dtype)
     model.to(device)
