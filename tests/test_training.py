@@ -182,6 +182,7 @@ def test_sft_and_dpo_settings_share_one_base_with_their_own_defaults() -> None:
         "seed": 0,
         "logging_steps": 1,
         "gradient_checkpointing": False,
+        "bf16_autocast": False,
     }
     assert issubclass(SFTSettings, TrainSettings) and issubclass(DPOSettings, TrainSettings)
     assert dataclasses.asdict(SFTSettings()) == {
