@@ -61,9 +61,10 @@ class TrainSettings:
         gradient_checkpointing: Recompute activations in the backward pass to save memory (TRL
             turns it on by default; on small models it only costs time).
         bf16_autocast: Run the forward and backward passes of float32 weights under bfloat16
-            autocast. On a CPU with AVX512-BF16 a LoRA step of SmolLM2-135M (4 examples of about
-            1,000 tokens) took 20.5 s instead of 25.9 s; off by default because it rounds the
-            activations and so changes the trained adapter a little.
+            autocast. On a CPU with AVX512-BF16 a standalone LoRA step of SmolLM2-135M (4
+            examples of about 1,000 tokens) took 20.5 s instead of 25.9 s, but a whole RecBot
+            preset run showed no gain (433 s for 18 steps either way); off by default, since it
+            also rounds the activations and so changes the trained adapter.
     """
 
     learning_rate: float = 2e-4
