@@ -58,7 +58,13 @@ def available_cpus() -> int:
 
 def threads_wanted() -> int | None:
     """The torch thread count to use: ``AGENTS_THREADS`` when it is a number, None when it says
-    ``untuned``, else :func:`available_cpus`."""
+    ``untuned``, else :func:`available_cpus`.
+
+    Raises:
+        ConfigError: ``AGENTS_THREADS`` is neither a positive number nor ``untuned``.
+    """
+    from agents.config import ConfigError  # the CLI reports it in one line, exit 2
+
     setting = _override()
     if setting == "untuned":
         return None
@@ -66,11 +72,11 @@ def threads_wanted() -> int | None:
         try:
             wanted = int(setting)
         except ValueError:
-            raise ValueError(
+            raise ConfigError(
                 f"{ENV} must be a number of threads or 'untuned', not {setting!r}"
             ) from None
         if wanted < 1:
-            raise ValueError(f"{ENV} must be at least 1, not {wanted}")
+            raise ConfigError(f"{ENV} must be at least 1, not {wanted}")
         return wanted
     return available_cpus()
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from agents import threads
+from agents.config import ConfigError
 
 
 def test_cgroup_quota_is_read_from_v2_then_v1(tmp_path: Path) -> None:
@@ -45,7 +46,7 @@ def test_the_user_override_wins_and_bad_values_say_why(monkeypatch: pytest.Monke
     assert threads.threads_wanted() is None
     for bad, said in (("many", "a number of threads"), ("0", "at least 1")):
         monkeypatch.setenv(threads.ENV, bad)
-        with pytest.raises(ValueError, match=said):
+        with pytest.raises(ConfigError, match=said):  # the CLI's one-line, exit-2 error
             threads.threads_wanted()
 
 
