@@ -38,18 +38,28 @@ class ReportFiles:
     plot: Path | None
 
 
-def _stage_times(data: RunView) -> list[tuple[str, float, int]]:
-    """(stage name, seconds summed over rounds, rounds counted), longest first."""
+#: Stage metrics shown in the time table rather than with the stage's own metrics.
+TIMING = ("seconds", "peak_rss_gb")
+
+
+def _stage_times(data: RunView) -> list[tuple[str, float, int, float | None]]:
+    """(stage name, seconds summed over rounds, rounds counted, peak resident GB over rounds),
+    longest first."""
     totals: dict[str, float] = defaultdict(float)
     counts: dict[str, int] = defaultdict(int)
+    peaks: dict[str, float] = {}
     for stage in data.stages:
-        seconds = (stage.metrics or {}).get("seconds")
+        metrics = stage.metrics or {}
+        seconds = metrics.get("seconds")
         if not is_num(seconds) and stage.finished_at is not None:
             seconds = (stage.finished_at - stage.started_at).total_seconds()
         if is_num(seconds):
             totals[stage.name] += float(seconds)
             counts[stage.name] += 1
-    return sorted(((n, s, counts[n]) for n, s in totals.items()), key=lambda x: -x[1])
+        if is_num(metrics.get("peak_rss_gb")):
+            peaks[stage.name] = max(peaks.get(stage.name, 0.0), float(metrics["peak_rss_gb"]))
+    rows = ((n, s, counts[n], peaks.get(n)) for n, s in totals.items())
+    return sorted(rows, key=lambda x: -x[1])
 
 
 def _header(run: Run, plot_name: str | None, has_stages: bool) -> list[str]:
@@ -83,7 +93,7 @@ def _markdown(data: RunView, section_of: ReportSection | None, plot_name: str | 
     # Everything without a table of its own (training stages included): its metrics, as recorded.
     other = [s for s in data.stages if s.name not in covered]
     metrics = [
-        {k: v for k, v in (s.metrics or {}).items() if k != "seconds" and not k.startswith("_")}
+        {k: v for k, v in (s.metrics or {}).items() if k not in TIMING and not k.startswith("_")}
         for s in other
     ]
     rows = [[str(s.round), f"`{s.name}`", num(m)] for s, m in zip(other, metrics, strict=True)]
@@ -98,13 +108,23 @@ def _markdown(data: RunView, section_of: ReportSection | None, plot_name: str | 
     lines += section("Model usage", headers, rows)
 
     times = _stage_times(data)
-    total = sum(s for _, s, _ in times)
+    total = sum(s for _, s, _, _ in times)
     rows = [
-        [f"`{n}`", str(c), duration(s), f"{s / total:.1%}" if total else DASH] for n, s, c in times
+        [
+            f"`{n}`",
+            str(c),
+            duration(s),
+            f"{s / total:.1%}" if total else DASH,
+            f"{peak:.1f} GB" if peak is not None else DASH,
+        ]
+        for n, s, c, peak in times
     ]
     if len(times) > 1:
-        rows.append(["total", DASH, duration(total), "100.0%" if total else DASH])
-    lines += section("Time per stage", ["stage", "rounds", "time", "share"], rows)
+        peaks = [p for *_, p in times if p is not None]
+        top = f"{max(peaks):.1f} GB" if peaks else DASH
+        rows.append(["total", DASH, duration(total), "100.0%" if total else DASH, top])
+    headers = ["stage", "rounds", "time", "share", "peak memory"]
+    lines += section("Time per stage", headers, rows)
     return "\n".join(lines) + "\n"
 
 
@@ -161,7 +181,7 @@ def _plot(data: RunView, section_of: ReportSection | None, path: Path) -> bool:
             no_data(ax)
     ax_time.set_title("(d) time per stage (s)")
     if times:
-        ax_time.barh([n for n, _, _ in times], [s for _, s, _ in times])
+        ax_time.barh([n for n, *_ in times], [s for _, s, *_ in times])
         ax_time.invert_yaxis()
     else:
         no_data(ax_time)

@@ -1,26 +1,30 @@
-"""Generation throughput: our batched k-sample TransformersEngine against plain ``generate``.
+"""Generation throughput per engine, model and workload, as a ratio to HF's batched ``generate``.
 
-Both sides run the same model (default the built-in SmolLM2-135M) on the same chat prompts, each
-sampled ``k`` times with the same temperature, top-p and token limit:
+Every row generates the same chat prompts with the same sampling (temperature 0.8, top-p 0.95)
+and token limit, and counts generated tokens up to and including each sample's first end token.
+The baseline, measured in the same run for each model and workload, is what a careful script
+does with plain transformers: one ``model.generate`` call over all prompts, left-padded, with
+``num_return_sequences=k``. Rows:
 
-* ``naive``: plain transformers, one prompt and one sample per ``model.generate`` call, which is
-  how a quick distillation script usually samples a teacher;
-* ``engine``: one ``TransformersEngine.generate`` call for all prompts, which expands every prompt
-  into ``k`` rows and generates them as left-padded batches with the KV cache.
+* ``hf-generate``: that baseline (float32 on CPU, the transformers default);
+* ``engine fp32`` / ``engine bf16``: this project's in-process engine (``load_engine``), which
+  expands prompts into rows, shares the system prompt and stops rows at their end token;
+* ``vllm``: the managed vLLM server (``vllm:`` spec, bfloat16), when ``scripts/vllm_cpu.sh``
+  has set its environment up; its start (about 1.5 minutes) is not timed.
 
-Only generated tokens count, up to and including the first end-of-turn token of each sample (the
-padding a finished row keeps receiving in a batch is not counted). Reported: tokens, wall time,
-tokens per second of each side and their ratio. Model loading and one warm-up call per side are
-excluded from the timings. On a CPU shared with other jobs, pass ``--threads`` below the number of
-free cores: oversubscribed OpenMP threads wait on each other and distort both timings.
+Workloads: ``1 stream`` (one prompt, one sample) and ``16x4`` (16 prompts x 4 samples). Model
+loading and one warm-up call per row are excluded. Run it on an otherwise idle machine (see
+``bench/contention.py`` for the contended case):
 
     python bench/generation_throughput.py
-    python bench/generation_throughput.py -k 8 --max-tokens 128 --threads 1
+    python bench/generation_throughput.py --models builtin:smollm2-135m --max-tokens 32
+    python bench/generation_throughput.py --markdown     # the README's table
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import time
@@ -41,15 +45,24 @@ QUESTIONS = [
     "A book costs 8 dollars. How much do 7 books cost?",
     "What is 144 divided by 12?",
     "Sara is 9 and her brother is twice her age. How old is he?",
+    "Name three rivers in Europe.",
+    "Write one sentence about the sea.",
+    "Who wrote Hamlet?",
+    "Give a synonym of quick.",
+    "What is the capital of Japan?",
+    "How many legs does a spider have?",
+    "What is 9 squared?",
+    "Why is the sky blue? Answer in one sentence.",
 ]
+WORKLOADS = {"1 stream": (1, 1), "16x4": (16, 4)}
+TEMPERATURE, TOP_P = 0.8, 0.95
 
 
 @dataclass
-class Measurement:
-    """Generated tokens and wall time of one side of the comparison."""
-
-    name: str
-    samples: int
+class Row:
+    model: str
+    workload: str
+    engine: str
     tokens: int
     seconds: float
 
@@ -63,132 +76,159 @@ def messages_for(question: str) -> list[dict[str, str]]:
 
 
 def tokens_until_end(tokens: list[int], end_ids: set[int]) -> int:
-    """Tokens of one sample up to and including its first end-of-turn token."""
+    """Tokens of one sample up to and including its first end token."""
     for position, token in enumerate(tokens):
         if token in end_ids:
             return position + 1
     return len(tokens)
 
 
-def end_of_turn_ids(model: Any, tokenizer: Any) -> list[int]:
-    """The model's own end tokens: the generation config's EOS ids and the tokenizer's EOS."""
-    configured = model.generation_config.eos_token_id
-    ids = set([configured] if isinstance(configured, int) else configured or [])
-    if tokenizer.eos_token_id is not None:
-        ids.add(tokenizer.eos_token_id)
-    return sorted(ids)
-
-
-def run_naive(model_path: str, questions: list[str], args: argparse.Namespace) -> Measurement:
-    """Plain transformers: one ``generate`` call per prompt and sample, no batching."""
+def hf_generate(model_path: str, prompts: int, k: int, max_tokens: int, seed: int) -> tuple:
+    """HF's batched ``generate``: all prompts in one call, ``num_return_sequences=k``."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_path)
-    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
-    model = model.to(args.device).eval()
-    end_ids = end_of_turn_ids(model, tokenizer)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else end_ids[0]
-    sampling: dict[str, Any] = {
-        "do_sample": True,
-        "temperature": args.temperature,
-        "top_p": args.top_p,
-        "top_k": 0,
-        "eos_token_id": end_ids,
-        "pad_token_id": pad_id,
-    }
+    tokenizer = AutoTokenizer.from_pretrained(model_path, padding_side="left")
+    model = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32).eval()
+    configured = model.generation_config.eos_token_id
+    end_ids = set([configured] if isinstance(configured, int) else configured or [])
+    if tokenizer.eos_token_id is not None:
+        end_ids.add(tokenizer.eos_token_id)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(end_ids)
+    texts = [
+        tokenizer.apply_chat_template(messages_for(q), tokenize=False, add_generation_prompt=True)
+        for q in QUESTIONS[:prompts]
+    ]
+    inputs = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
 
-    def one(question: str, max_new_tokens: int) -> list[int]:
-        text = tokenizer.apply_chat_template(
-            messages_for(question), tokenize=False, add_generation_prompt=True
-        )
-        inputs = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(args.device)
+    def run(new_tokens: int) -> int:
         with torch.inference_mode():
-            output = model.generate(**inputs, max_new_tokens=max_new_tokens, **sampling)
-        return output[0, inputs["input_ids"].shape[1] :].tolist()
+            out = model.generate(
+                **inputs,
+                do_sample=True,
+                temperature=TEMPERATURE,
+                top_p=TOP_P,
+                top_k=0,
+                max_new_tokens=new_tokens,
+                num_return_sequences=k,
+                eos_token_id=sorted(end_ids),
+                pad_token_id=pad,
+            )
+        generated = out[:, inputs["input_ids"].shape[1] :].tolist()
+        return sum(tokens_until_end(row, end_ids) for row in generated)
 
-    one(questions[0], 4)  # warm-up
-    torch.manual_seed(args.seed)
-    tokens = samples = 0
+    run(4)  # warm-up
+    torch.manual_seed(seed)
     began = time.perf_counter()
-    for question in questions:
-        for _ in range(args.k):
-            tokens += tokens_until_end(one(question, args.max_tokens), set(end_ids))
-            samples += 1
+    tokens = run(max_tokens)
     seconds = time.perf_counter() - began
-    name = f"naive (plain generate, 1 sample per call, end ids {end_ids})"
-    return Measurement(name, samples, tokens, seconds)
+    return tokens, seconds
 
 
-def run_engine(engine: Any, questions: list[str], args: argparse.Namespace) -> Measurement:
-    """Our engine: all prompts and all ``k`` samples in one ``generate`` call."""
+def engine_generate(engine: Any, prompts: int, k: int, max_tokens: int, seed: int) -> tuple:
+    """One ``Engine.generate`` call for all prompts and samples."""
     from agents.models.base import ChatRequest
 
-    def requests(max_tokens: int, n: int) -> list[ChatRequest]:
+    def requests(new_tokens: int, count: int) -> list[ChatRequest]:
         return [
             ChatRequest(
                 messages=messages_for(q),
-                n=n,
-                temperature=args.temperature,
-                top_p=args.top_p,
-                max_tokens=max_tokens,
-                seed=args.seed + i,
+                n=k,
+                temperature=TEMPERATURE,
+                top_p=TOP_P,
+                max_tokens=new_tokens,
+                seed=seed + i,
             )
-            for i, q in enumerate(questions)
+            for i, q in enumerate(QUESTIONS[:count])
         ]
 
-    engine.generate(requests(4, 1)[:1])  # warm-up
+    engine.generate(requests(4, 1))  # warm-up
     began = time.perf_counter()
-    results = engine.generate(requests(args.max_tokens, args.k))
+    results = engine.generate(requests(max_tokens, prompts))
     seconds = time.perf_counter() - began
-    # completion_tokens counts each sample up to and including its end-of-turn token.
-    tokens = sum(r.completion_tokens for r in results)
-    samples = sum(len(r.completions) for r in results)
-    return Measurement(
-        f"engine (batched, batch_size={engine.batch_size})", samples, tokens, seconds
-    )
+    return sum(r.completion_tokens for r in results), seconds
+
+
+def measure_model(model: str, args: argparse.Namespace) -> list[Row]:
+    from agents.models import load_engine, resolve_local_model
+    from agents.models.vllm_server import vllm_env
+
+    rows: list[Row] = []
+    path = resolve_local_model(model)
+    for workload, (prompts, k) in WORKLOADS.items():
+        tokens, seconds = hf_generate(path, prompts, k, args.max_tokens, args.seed)
+        rows.append(Row(model, workload, "hf-generate fp32", tokens, seconds))
+        print(f"  {model} {workload} hf-generate: {tokens / seconds:.1f} tokens/s", flush=True)
+    engines: list[tuple[str, str, dict[str, Any]]] = [
+        ("engine fp32", model, {"dtype": "float32"}),
+        ("engine bf16", model, {"dtype": "bfloat16"}),
+    ]
+    if vllm_env() is not None and not args.no_vllm:
+        engines.append(("vllm bf16", f"vllm:{model}", {"server": True, "max_model_len": 2048}))
+    for name, spec, options in engines:
+        engine = load_engine(spec, **options)
+        try:
+            for workload, (prompts, k) in WORKLOADS.items():
+                tokens, seconds = engine_generate(engine, prompts, k, args.max_tokens, args.seed)
+                rows.append(Row(model, workload, name, tokens, seconds))
+                print(f"  {model} {workload} {name}: {tokens / seconds:.1f} tokens/s", flush=True)
+        finally:
+            engine.close()
+            gc.collect()
+    return rows
+
+
+def table(rows: list[Row], markdown: bool) -> str:
+    base = {(r.model, r.workload): r.tokens_per_s for r in rows if r.engine.startswith("hf-")}
+    lines = []
+    if markdown:
+        lines += [
+            "| model | workload | engine | tokens/s | × HF generate |",
+            "|---|---|---|---:|---:|",
+        ]
+    else:
+        lines.append(f"{'model':<28} {'workload':<9} {'engine':<17} {'tokens/s':>9} {'ratio':>7}")
+    for r in rows:
+        ratio = r.tokens_per_s / base[(r.model, r.workload)]
+        if markdown:
+            name = r.model.removeprefix("builtin:")
+            lines.append(
+                f"| {name} | {r.workload} | {r.engine} | {r.tokens_per_s:.1f} | {ratio:.2f}× |"
+            )
+        else:
+            lines.append(
+                f"{r.model:<28} {r.workload:<9} {r.engine:<17} {r.tokens_per_s:>9.1f} "
+                f"{ratio:>6.2f}x"
+            )
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", default="builtin:smollm2-135m", help="model spec")
-    parser.add_argument("--prompts", type=int, default=8, help="number of prompts (max 8)")
-    parser.add_argument("-k", type=int, default=4, help="samples per prompt")
+    parser.add_argument(
+        "--models",
+        nargs="+",
+        default=["builtin:smollm2-135m", "builtin:qwen2.5-coder-0.5b"],
+        help="local model specs",
+    )
     parser.add_argument("--max-tokens", type=int, default=64, help="new tokens per sample")
-    parser.add_argument("--temperature", type=float, default=0.8)
-    parser.add_argument("--top-p", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch-size", type=int, default=32, help="engine rows per generate call")
-    parser.add_argument("--device", default=None, help="cuda or cpu (default: cuda if available)")
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    parser.add_argument("--no-vllm", action="store_true", help="skip vLLM even when installed")
+    parser.add_argument("--markdown", action="store_true", help="print the table as markdown")
     args = parser.parse_args(argv)
 
     import torch
 
-    from agents.models import load_engine, resolve_local_model
-    from agents.models.transformers_engine import pick_device_and_dtype
+    from agents.threads import configure
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    args.device, _ = pick_device_and_dtype(args.device)
-    questions = QUESTIONS[: max(1, min(args.prompts, len(QUESTIONS)))]
-
+    configure()
     print(
-        f"model {args.model} on {args.device} ({torch.get_num_threads()} threads): "
-        f"{len(questions)} prompts x {args.k} samples, max_tokens={args.max_tokens}, "
-        f"temperature={args.temperature}, top_p={args.top_p}"
+        f"{len(args.models)} model(s), workloads {', '.join(WORKLOADS)}, max_tokens "
+        f"{args.max_tokens}, {torch.get_num_threads()} torch threads",
+        flush=True,
     )
-    engine = load_engine(args.model, device=args.device, batch_size=args.batch_size)
-    measured = [run_engine(engine, questions, args)]
-    engine.close()
-    measured.insert(0, run_naive(resolve_local_model(args.model), questions, args))
-
-    print(f"{'method':<56} {'samples':>7} {'tokens':>7} {'seconds':>8} {'tokens/s':>9}")
-    for m in measured:
-        print(f"{m.name:<56} {m.samples:>7} {m.tokens:>7} {m.seconds:>8.2f} {m.tokens_per_s:>9.1f}")
-    naive, ours = measured
-    ratio = ours.tokens_per_s / naive.tokens_per_s if naive.tokens_per_s else float("inf")
-    print(f"speed-up (engine / naive tokens/s): {ratio:.2f}x (target >= 3x)")
+    rows = [row for model in args.models for row in measure_model(model, args)]
+    print(table(rows, args.markdown))
     return 0
 
 

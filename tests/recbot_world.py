@@ -116,7 +116,9 @@ class ScriptedRecBot(ScriptedEngine):
             hard += _constraints(new)
         soft += [m.strip() for m in re.findall(r"would like: ([^;]+?)(?:;|\.\s*$)", command)]
         prefs = {"positive": {"hard": hard, "soft": soft}, "negative": {"hard": [], "soft": []}}
-        return json.dumps(prefs)
+        # written the way the reply prefix is (spaced or compact), as a model continues it
+        compact = request.prefix is not None and '": ' not in request.prefix
+        return json.dumps(prefs, separators=(",", ":") if compact else None)
 
     def _planner(self, request: ChatRequest) -> str:
         prompt = str(request.messages[1]["content"])

@@ -16,6 +16,7 @@ from recbot_world import PlainSimulator, ScriptedRecBot
 
 from agents.cli import main
 from agents.schemes.recbot import RecBotJob, RecBotRun
+from agents.schemes.recbot.episode import PARSER_PREFIX, STUDENT_PARSER_PREFIX
 from agents.store import Store, Workspace
 from tools.catalog import Catalog, CatalogData, Rating
 
@@ -114,6 +115,12 @@ def test_every_stage_finishes_and_the_student_learns_the_teachers_turns(
     base, student = metrics["eval_student_base"], metrics["eval_student"]
     assert base["json_valid"] == 0.0 and student["json_valid"] == 1.0
     assert student["f1"] == 1.0 and student["pass"] >= base["pass"]
+    # the student continues the compact prefix it is trained on, the teacher the spaced one
+    prefixes = {
+        role: {r.prefix for r in finished.world[role].seen if r.prefix and "positive" in r.prefix}
+        for role in ("teacher", "student")
+    }
+    assert prefixes == {"teacher": {PARSER_PREFIX}, "student": {STUDENT_PARSER_PREFIX}}
     for stage in ("eval_popularity", "eval_collaborative", "eval_retrieval", "eval_teacher"):
         m = metrics[stage]
         assert m["items"] == 3 and 0.0 <= m["pass"] <= 1.0

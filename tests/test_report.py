@@ -129,6 +129,20 @@ def test_time_per_stage_is_sorted_longest_first_with_shares(store: Store) -> Non
     share = float(solve[3].rstrip("%"))
     assert 72.0 < share < 73.0
     assert _row(section, "total")[3] == "100.0%"
+    assert "peak memory" not in section  # no stage recorded it: no column of dashes
+
+
+def test_time_per_stage_shows_each_stages_peak_memory(store: Store) -> None:
+    run = store.create_run("socratic", {})
+    _stage(store, run.id, 0, "solve", {"seconds": 30.0, "peak_rss_gb": 2.5})
+    _stage(store, run.id, 1, "solve", {"seconds": 30.0, "peak_rss_gb": 3.25})
+    _stage(store, run.id, 0, "eval", {"seconds": 10.0})
+    markdown = render_markdown(store, run.id, None)
+    section = markdown.split("## Time per stage", 1)[1]
+    assert "| peak memory |" in section
+    assert _row(section, "`solve`")[4] == "3.2 GB"  # the larger of its rounds
+    assert _row(section, "`eval`")[4] == "—" and _row(section, "total")[4] == "3.2 GB"
+    assert "peak_rss_gb" not in markdown.split("## Time per stage", 1)[0]  # not a stage metric
 
 
 def test_write_report_writes_markdown_and_a_real_png(store: Store, tmp_path: Path) -> None:

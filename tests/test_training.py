@@ -183,6 +183,9 @@ def test_sft_and_dpo_settings_share_one_base_with_their_own_defaults() -> None:
         "logging_steps": 1,
         "gradient_checkpointing": False,
         "bf16_autocast": False,
+        "shuffle": True,
+        "processes": 1,
+        "accelerate_config": None,
     }
     assert issubclass(SFTSettings, TrainSettings) and issubclass(DPOSettings, TrainSettings)
     assert dataclasses.asdict(SFTSettings()) == {

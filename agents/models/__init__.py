@@ -11,7 +11,10 @@ Specs:
                                                                 vLLM, llama.cpp, SGLang, ...
     ``ollama:llama3.2``                                        Ollama's OpenAI endpoint on
                                                                 localhost:11434
-    ``vllm:MODEL``                                             vLLM in-process (GPU, extra ``gpu``)
+    ``vllm:MODEL``                                             vLLM: in-process on a CUDA machine
+                                                                (extra ``gpu``), else a managed
+                                                                server from the environment
+                                                                ``scripts/vllm_cpu.sh`` makes
 """
 
 from __future__ import annotations
@@ -57,6 +60,8 @@ def resolve_local_model(spec: str) -> str:
         EngineError: when the spec does not name an in-process model.
     """
     spec = str(spec)
+    if spec.startswith("vllm:"):  # vLLM serves local weights: train those
+        return resolve_local_model(spec.removeprefix("vllm:"))
     if spec.startswith("builtin:"):
         return str(builtin_model(spec.removeprefix("builtin:")).ensure_converted())
     if spec.startswith("hf:"):
@@ -101,6 +106,20 @@ def endpoint_url(spec: str) -> str | None:
     return (url or OPENAI_BASE_URL).rstrip("/")
 
 
+def vllm_managed(server: bool | None = None) -> bool:
+    """Whether a ``vllm:`` role runs as a managed server (engine option ``server``) rather than
+    in-process; by default in-process only where vLLM is importable here and CUDA is present."""
+    if server is not None:
+        return bool(server)
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:
+        return True
+    import torch
+
+    return not torch.cuda.is_available()
+
+
 def check_reachable(spec: str, timeout_s: float = 5.0) -> None:
     """Raise :class:`EngineError` when the server behind an HTTP spec cannot be reached at all.
 
@@ -109,6 +128,11 @@ def check_reachable(spec: str, timeout_s: float = 5.0) -> None:
     """
     import httpx
 
+    if str(spec).startswith("vllm:") and vllm_managed():
+        from agents.models.vllm_server import SETUP_HINT, vllm_env
+
+        if vllm_env() is None:
+            raise EngineError(f"{spec} needs vLLM, which is not installed here; {SETUP_HINT}")
     url = endpoint_url(spec)
     if url is None:
         return
@@ -163,9 +187,17 @@ def load_engine(spec: str, *, adapter: str | Path | None = None, **options: Any)
         _check_options(OpenAIEngine, spec, options)
         return OpenAIEngine(model, base_url=url, spec=spec, **options)
     if spec.startswith("vllm:"):
+        model = spec.removeprefix("vllm:")
+        if vllm_managed(options.pop("server", None)):
+            from agents.models.vllm_server import ManagedVLLMEngine
+
+            _check_options(ManagedVLLMEngine, spec, options)
+            local = resolve_local_model(model)
+            return ManagedVLLMEngine(local, adapter=adapter, spec=spec, **options)
         from agents.models.vllm_engine import VLLMEngine
 
-        return VLLMEngine(spec.removeprefix("vllm:"), adapter=adapter, spec=spec, **options)
+        local = resolve_local_model(model) if model.startswith(("builtin:", "hf:")) else model
+        return VLLMEngine(local, adapter=adapter, spec=spec, **options)
 
     from agents.models.transformers_engine import TransformersEngine
 

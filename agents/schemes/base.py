@@ -39,6 +39,7 @@ from sqlmodel import SQLModel
 from tqdm.auto import tqdm
 
 from agents.config import ConfigError
+from agents.memory import PeakMemory
 from agents.models import check_reachable, endpoint_url, load_engine, resolve_local_model
 from agents.models.base import ChatRequest, Engine
 from agents.models.cached import CachedEngine
@@ -126,10 +127,12 @@ def stage_node(name: str, work: StageWork, *, opens_round: bool = False) -> Call
             return dict(done.metrics.get("_state") or {})
         ctx.store.start_stage(ctx.run_id, rnd, name)
         began = time.perf_counter()
-        out = work(state, ctx, rnd)
+        with PeakMemory() as memory:
+            out = work(state, ctx, rnd)
         if opens_round:
             out.state["round"] = rnd
         metrics = {**out.metrics, "seconds": round(time.perf_counter() - began, 2)}
+        metrics["peak_rss_gb"] = round(memory.gb, 2)  # this process and the servers it started
         metrics["_state"] = out.state  # what a resumed run replays; hidden from reports
         ctx.store.commit_stage(ctx.run_id, rnd, name, metrics, add=out.add, update=out.update)
         log.info("round %d %s: %s", rnd, name, {k: v for k, v in metrics.items() if k[0] != "_"})

@@ -65,6 +65,12 @@ class TrainSettings:
             examples of about 1,000 tokens) took 20.5 s instead of 25.9 s, but a whole RecBot
             preset run showed no gain (433 s for 18 steps either way); off by default, since it
             also rounds the activations and so changes the trained adapter.
+        shuffle: Shuffle the examples each epoch (``False``: in the given order).
+        processes: Train on this many processes with accelerate (DDP; gloo on CPUs, NCCL on
+            GPUs); each optimizer step's examples are shared out, so a step sees the same
+            examples as in one process (:mod:`agents.training.distributed`).
+        accelerate_config: An accelerate config file (``accelerate config``: DeepSpeed, FSDP,
+            ...) for ``processes > 1``; plain DDP without one.
     """
 
     learning_rate: float = 2e-4
@@ -77,6 +83,13 @@ class TrainSettings:
     logging_steps: int = 1
     gradient_checkpointing: bool = False
     bf16_autocast: bool = False
+    shuffle: bool = True
+    processes: int = 1
+    accelerate_config: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.processes < 1:
+            raise ValueError(f"processes must be at least 1, got {self.processes}")
 
 
 def trainer_kwargs(
@@ -111,6 +124,7 @@ def trainer_kwargs(
         # transformers 5 renamed gradient checkpointing; setting the new name silences the
         # deprecation TRL's own default (gradient_checkpointing=True) would otherwise trigger.
         "activation_checkpointing": settings.gradient_checkpointing,
+        "train_sampling_strategy": "random" if settings.shuffle else "sequential",
         "report_to": "none",
         "save_strategy": "no",
         "disable_tqdm": not progress,
@@ -187,9 +201,11 @@ def run_and_save(
     model = trainer.accelerator.unwrap_model(trainer.model)
     if not isinstance(model, PeftModel):
         raise TypeError("training produced no PEFT model; nothing to save as an adapter")
-    # DPO from an existing adapter adds a frozen "ref" copy; only the trained one is the result.
-    model.save_pretrained(str(output_dir), selected_adapters=["default"])
-    tokenizer.save_pretrained(str(output_dir))
+    if trainer.is_world_process_zero():  # one writer when several processes train
+        # DPO from an existing adapter adds a frozen "ref" copy; only the trained one is the
+        # result.
+        model.save_pretrained(str(output_dir), selected_adapters=["default"])
+        tokenizer.save_pretrained(str(output_dir))
 
     losses: list[float] = []
     history: dict[str, list[float]] = {}

@@ -36,6 +36,7 @@ from trl import DPOConfig, DPOTrainer
 from agents.models.base import Message
 from agents.models.chat_format import prepare_messages, template_supports_tools
 from agents.training.common import TrainResult, TrainSettings, quiet, run_and_save, trainer_kwargs
+from agents.training.distributed import in_worker, launch
 from agents.training.lora import LoraSettings, device_and_dtype, load_for_training, lora_config
 
 log = logging.getLogger(__name__)
@@ -184,6 +185,18 @@ def train_dpo(
         ``metrics["rewards/margins"]`` hold their value at every logging step.
     """
     rows = pairs if isinstance(pairs, Dataset) else list(pairs)
+    settings = settings or DPOSettings()
+    if settings.processes > 1 and not in_worker():
+        return launch(
+            "dpo",
+            settings,
+            base_model=base_model,
+            pairs=[dict(row) for row in rows],
+            output_dir=output_dir,
+            lora=lora,
+            init_adapter=init_adapter,
+            progress=progress,
+        )
     with quiet(progress), tempfile.TemporaryDirectory(prefix="agents-dpo-") as work:
         trainer = build_dpo_trainer(
             base_model, rows, Path(work), settings, lora, init_adapter, progress

@@ -32,6 +32,7 @@ from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
 from agents.training.common import TrainResult, TrainSettings, quiet, run_and_save, trainer_kwargs
 from agents.training.data import tokenize_records
+from agents.training.distributed import in_worker, launch
 from agents.training.lora import LoraSettings, device_and_dtype, load_for_training, lora_config
 
 log = logging.getLogger(__name__)
@@ -175,6 +176,18 @@ def train_sft(
     Returns:
         The :class:`TrainResult`; ``metrics`` holds per-step ``mean_token_accuracy`` and more.
     """
+    settings = settings or SFTSettings()
+    if settings.processes > 1 and not in_worker():
+        return launch(
+            "sft",
+            settings,
+            base_model=base_model,
+            records=records,
+            output_dir=output_dir,
+            lora=lora,
+            init_adapter=init_adapter,
+            progress=progress,
+        )
     with quiet(progress), tempfile.TemporaryDirectory(prefix="agents-sft-") as work:
         trainer = build_sft_trainer(
             base_model, records, Path(work), settings, lora, init_adapter, progress

@@ -9,11 +9,14 @@ catalog is MovieLens-100k with OMDb attributes, built into the workspace on firs
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import TextIO
 
 from agents.models import load_engine
 from agents.models.base import Engine
 from agents.schemes.recbot.episode import (
+    PARSER_PREFIX,
+    STUDENT_PARSER_PREFIX,
     EpisodeContext,
     RecBot,
     RecEpisode,
@@ -53,6 +56,7 @@ def chat(
     settings: RecSettings | None = None,
     source: TextIO = sys.stdin,
     out: TextIO = sys.stdout,
+    parser_prefix: str = PARSER_PREFIX,
 ) -> int:
     """Read commands from ``source`` until it ends (or ``quit``); print each turn to ``out``.
 
@@ -64,6 +68,7 @@ def chat(
         settings: Feed size and token limits.
         source: Where commands come from.
         out: Where turns are printed.
+        parser_prefix: How the parser's reply starts (the student's own for a trained one).
     """
     settings = settings or RecSettings()
     history = [r.item for r in catalog.data.ratings if r.user == user] if user else []
@@ -71,7 +76,8 @@ def chat(
         out.write(f"user {user} has no ratings in {catalog.name}; starting as a new user\n")
     goal = Goal(user=user or "you", target="", history=history, scenario="multi")
     episode = RecEpisode(goal, start_feed=collaborative_feed(catalog, history, settings.k))
-    context = EpisodeContext(catalog, RecBot(engine), engine, settings, catalog.genres)
+    agent = RecBot(engine, parser_prefix=parser_prefix)
+    context = EpisodeContext(catalog, agent, engine, settings, catalog.genres)
     interactive = source.isatty()
     out.write("Your feed:\n" + _feed(catalog, episode.start_feed) + "\n")
     out.write("Type a command (e.g. 'a tense thriller from the 90s, no horror'); 'quit' ends.\n")
@@ -88,7 +94,7 @@ def chat(
         if command.lower() in QUIT:
             break
         episode.turns.append(Turn(command=command))
-        RecBot(engine).recommend([episode], context)
+        agent.recommend([episode], context)
         turn = episode.turns[-1]
         if not turn.parse.get("valid"):
             out.write(f"(the parser's reply was not valid: {turn.parse.get('error')})\n")
@@ -104,7 +110,10 @@ def chat(
 def run_chat(model: str | None, workspace: Workspace, *, user: str | None = None) -> int:
     """The ``agents chat recbot`` command."""
     engine = load_engine(model or DEFAULT_MODEL)
+    # an exported student continues the compact prefix it was trained on
+    trained = model is not None and (Path(model) / "agent_card.json").exists()
+    prefix = STUDENT_PARSER_PREFIX if trained else PARSER_PREFIX
     try:
-        return chat(engine, open_catalog(workspace.ensure()), user=user)
+        return chat(engine, open_catalog(workspace.ensure()), user=user, parser_prefix=prefix)
     finally:
         engine.close()

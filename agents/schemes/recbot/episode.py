@@ -173,7 +173,14 @@ class System(Protocol):
 
 
 PARSER_PREFIX = '{"positive": {"hard": ['
-"""The start of every parser reply: the model continues the preferences JSON from here."""
+"""The start of every parser reply of a model this scheme has not trained: the model continues
+the preferences JSON from here."""
+STUDENT_PARSER_PREFIX = '{"positive":{"hard":['
+"""The parser's reply prefix for the student, before and after training: compact like the stored
+replies it is trained on, so that its tokens are exactly their first tokens (SmolLM2 tokenises
+the spaced ``": [{"`` differently from the compact one). Qwen2.5, by contrast, merges ``":[{"``
+into one token, so a teacher cut off after a compact ``[`` parsed worse (measured: eval F1 0.38
+against 0.67 with the spaced prefix): each model gets the prefix that suits it."""
 PLANNER_PREFIX = '{"name": "'
 """The start of every planner reply: the model continues its first tool call from here."""
 
@@ -310,6 +317,7 @@ class RecBot:
 
     engine: Engine
     name: str = "recbot"
+    parser_prefix: str = PARSER_PREFIX
 
     def recommend(self, episodes: list[RecEpisode], ctx: EpisodeContext) -> None:
         self._parse(episodes, ctx)
@@ -340,12 +348,12 @@ class RecBot:
                     temperature=cfg.temperature,
                     max_tokens=cfg.parser_max_tokens,
                     seed=cfg.seed + attempt,
-                    prefix=PARSER_PREFIX,
+                    prefix=self.parser_prefix,
                 )
                 for i in order
             ]
             for i, result in zip(order, self.engine.generate(requests), strict=True):
-                episode, reply = episodes[i], (PARSER_PREFIX + result.text).strip()
+                episode, reply = episodes[i], (self.parser_prefix + result.text).strip()
                 try:
                     parsed = parse_preferences(reply)
                 except ParseFailure as exc:
@@ -362,9 +370,9 @@ class RecBot:
                 turn.parser_messages = [
                     pending[i][0],
                     pending[i][1],
-                    # compact JSON: spaced like PARSER_PREFIX, it would teach SmolLM2 ' [{' as
-                    # one token, and a student never saw the prefix's lone ' [' continued
-                    # (measured: it then wrote '<107, 1997, ...' there; JSON valid 0.02)
+                    # compact JSON, like STUDENT_PARSER_PREFIX: spaced, it would teach SmolLM2
+                    # ' [{' as one token, and a student that never saw a lone ' [' continued
+                    # wrote '<107, 1997, ...' after a spaced prefix (measured: JSON valid 0.02)
                     {"role": "assistant", "content": merged.model_dump_json()},
                 ]
                 turn.parse = {"valid": True, "retries": attempt, "raw": reply}

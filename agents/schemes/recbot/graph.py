@@ -38,6 +38,7 @@ from agents.schemes.base import RoleContext, SchemeRun, StageOutput, add_stage_c
 from agents.schemes.recbot.config import RecBotJob
 from agents.schemes.recbot.episode import (
     PROMPTS,
+    STUDENT_PARSER_PREFIX,
     Baseline,
     RecBot,
     RecEpisode,
@@ -431,9 +432,8 @@ def eval_teacher(state: RecBotState, ctx: RecBotContext, rnd: int) -> StageOutpu
 def eval_student_base(state: RecBotState, ctx: RecBotContext, rnd: int) -> StageOutput:
     """The student before training, as a RecBot."""
     engine = ctx.with_adapter("student", None)
-    return _eval(
-        ctx, "eval_student_base", RecBot(engine, "student"), "student_base", engine.fingerprint
-    )
+    student = RecBot(engine, "student", STUDENT_PARSER_PREFIX)
+    return _eval(ctx, "eval_student_base", student, "student_base", engine.fingerprint)
 
 
 def eval_student(state: RecBotState, ctx: RecBotContext, rnd: int) -> StageOutput:
@@ -442,7 +442,8 @@ def eval_student(state: RecBotState, ctx: RecBotContext, rnd: int) -> StageOutpu
     if adapter is None:
         return StageOutput({"skipped": "no student was trained"})
     engine = ctx.with_adapter("student", adapter)
-    return _eval(ctx, "eval_student", RecBot(engine, "student"), "student", engine.fingerprint)
+    student = RecBot(engine, "student", STUDENT_PARSER_PREFIX)
+    return _eval(ctx, "eval_student", student, "student", engine.fingerprint)
 
 
 STAGES: list[tuple[str, Callable[..., StageOutput]]] = [

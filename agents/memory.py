@@ -1,0 +1,63 @@
+"""Peak resident memory of a piece of work: this process and every process it started.
+
+Sampled by a background thread (psutil, every half second by default), so a short spike between
+samples can be missed; the figure is what ``/usr/bin/time -v`` would call the maximum resident set,
+summed over the process tree (a managed vLLM server counts with the run that started it).
+"""
+
+from __future__ import annotations
+
+import threading
+from types import TracebackType
+
+import psutil
+
+
+def tree_rss() -> int:
+    """Resident bytes of this process and all its descendants right now."""
+    me = psutil.Process()
+    total = me.memory_info().rss
+    for child in me.children(recursive=True):
+        try:
+            total += child.memory_info().rss
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return total
+
+
+class PeakMemory:
+    """``with PeakMemory() as peak: ...`` then ``peak.gb``: the largest sampled tree RSS."""
+
+    def __init__(self, interval_s: float = 0.5) -> None:
+        self.interval_s = interval_s
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def gb(self) -> float:
+        return self.peak / 2**30
+
+    def _sample(self) -> None:
+        self.peak = max(self.peak, tree_rss())
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self._sample()
+
+    def __enter__(self) -> PeakMemory:
+        self._sample()
+        self._thread = threading.Thread(target=self._loop, name="peak-memory", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._sample()
