@@ -25,12 +25,13 @@ import dataclasses
 import logging
 import os
 import pickle
-import socket
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from agents.models.vllm_server import free_port
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +64,6 @@ def split_step(settings: Any) -> Any:
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def launch_command(processes: int, job: Path, config_file: str | None = None) -> list[str]:
     """The ``accelerate launch`` command line running ``job`` on ``processes`` ranks."""
     cmd = [sys.executable, "-m", "accelerate.commands.launch"]
@@ -79,7 +74,7 @@ def launch_command(processes: int, job: Path, config_file: str | None = None) ->
         # are CPU processes and the Trainer joins them over gloo
         cmd += ["--multi_gpu", "--mixed_precision", "no", "--dynamo_backend", "no"]
     cmd += ["--num_processes", str(processes), "--num_machines", "1"]
-    cmd += ["--main_process_port", str(_free_port())]
+    cmd += ["--main_process_port", str(free_port())]
     return [*cmd, "-m", "agents.training.worker", str(job)]
 
 
