@@ -1,15 +1,21 @@
-"""How many CPU threads torch uses: the CPUs this process may actually run on.
+"""How many CPU threads torch uses: the CPUs this process may run on, and fewer while another
+process keeps them busy.
 
-torch sizes its CPU thread pool from the machine's cores; in a container or under ``taskset`` the
-process may use fewer, and oversubscribed OpenMP threads wait on each other at every operation.
-:func:`configure` sets the count from the CPU affinity mask and the cgroup's CPU quota instead;
-``AGENTS_THREADS`` overrides it (a number of threads, or ``untuned`` to leave torch's own choice).
+torch splits every CPU operation over a pool of threads, one a core by default. When another
+process holds one of the cores, every operation waits for the descheduled thread:
+``bench/contention.py`` measured SmolLM2-135M on 2 cores beside one spinning process at 0.24x of
+its speed alone with 2 threads, and at 0.61x with 1 thread (OpenMP's passive wait policy did not
+help: 0.30x).
 
-What this does not yet fix: another busy process on the same cores. ``bench/contention.py``
-measured SmolLM2-135M generating beside one spinning process on 2 cores: 2 threads fell from
-83.6 to 19.7 tokens/s (0.24x), 1 thread held 51.2 tokens/s (0.61x of 2 threads alone);
-OpenMP's passive wait policy did not help (0.30x). ``AGENTS_THREADS=1`` is the remedy on a
-shared machine until the engines pick their thread count from a measurement.
+* :func:`configure` sets the count from the CPUs the process may use: its affinity mask and its
+  cgroup's CPU quota, not the machine's core count.
+* :func:`adapt`, called by the engines before each batch and by training before each step,
+  times a short probe shaped like a small model's matrix products with that count and with one
+  thread, and keeps the faster (at most once every :data:`ADAPT_EVERY_S` seconds, so its cost,
+  a few milliseconds, stays negligible).
+
+``AGENTS_THREADS`` overrides both: a number of threads (fixed), or ``untuned`` to leave torch's
+own choice.
 """
 
 from __future__ import annotations
@@ -17,11 +23,20 @@ from __future__ import annotations
 import logging
 import math
 import os
+import time
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 
 ENV = "AGENTS_THREADS"
+
+#: Seconds between two measurements of :func:`adapt`.
+ADAPT_EVERY_S = 2.0
+
+#: One thread must be this much faster than the full count before it is chosen.
+ONE_THREAD_MARGIN = 0.8
+
+_last_adapted = float("-inf")
 
 
 def _override() -> str:
@@ -90,3 +105,53 @@ def configure() -> int:
         torch.set_num_threads(wanted)
         log.info("torch uses %d CPU threads", wanted)
     return torch.get_num_threads()
+
+
+def _probe_seconds(threads: int, repeats: int = 12) -> float:
+    """Seconds for a few matrix products the size of a small model's decoding step (a batch of
+    16 rows through a 576 x 1536 projection), with ``threads`` torch threads; the best of 3."""
+    import torch
+
+    torch.set_num_threads(threads)
+    rows, weight = torch.ones(16, 576), torch.ones(576, 1536)
+    best = float("inf")
+    with torch.inference_mode():
+        for _ in range(3):
+            began = time.perf_counter()
+            for _ in range(repeats):
+                rows @ weight
+            best = min(best, time.perf_counter() - began)
+    return best
+
+
+def choose(full: float, one: float, threads: int) -> int:
+    """``threads``, unless one thread was clearly faster in the probe (``one`` seconds against
+    ``full``): then 1."""
+    return 1 if one < ONE_THREAD_MARGIN * full else threads
+
+
+def adapt(*, force: bool = False) -> int:
+    """Use fewer threads while another process keeps the CPUs busy, all of them again after.
+
+    Measures :func:`_probe_seconds` with the configured count and with one thread, at most once
+    every :data:`ADAPT_EVERY_S` seconds (``force`` measures now). A fixed ``AGENTS_THREADS`` or
+    a single CPU leaves the count alone. Returns the count in force.
+    """
+    global _last_adapted
+    import torch
+
+    wanted = threads_wanted()
+    if wanted is None or os.environ.get(ENV, "").strip() or wanted == 1:
+        return torch.get_num_threads()
+    now = time.monotonic()
+    if not force and now - _last_adapted < ADAPT_EVERY_S:
+        return torch.get_num_threads()
+    _last_adapted = now
+    before = torch.get_num_threads()
+    picked = choose(_probe_seconds(wanted), _probe_seconds(1), wanted)
+    torch.set_num_threads(picked)
+    if picked != before:
+        log.info(
+            "torch threads %d -> %d (%s)", before, picked, "contended" if picked == 1 else "free"
+        )
+    return picked

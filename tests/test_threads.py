@@ -59,3 +59,40 @@ def test_configure_sets_torch_threads(monkeypatch: pytest.MonkeyPatch) -> None:
         assert threads.configure() == 1 == torch.get_num_threads()
     finally:
         torch.set_num_threads(before)
+
+
+def test_adapt_drops_to_one_thread_while_contended_and_returns_after(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    monkeypatch.delenv(threads.ENV, raising=False)
+    monkeypatch.setattr(threads, "available_cpus", lambda: 2)
+    timings = {2: 0.060, 1: 0.006}  # beside a busy process: the pair waits on each other
+    monkeypatch.setattr(threads, "_probe_seconds", lambda n: timings[n])
+    try:
+        assert threads.adapt(force=True) == 1 == torch.get_num_threads()
+        timings.update({2: 0.003, 1: 0.006})  # the other process ended
+        assert threads.adapt() == 1  # measured moments ago: not again yet
+        assert threads.adapt(force=True) == 2 == torch.get_num_threads()
+        monkeypatch.setenv(threads.ENV, "2")  # a fixed count is never second-guessed
+        timings.update({2: 0.060, 1: 0.006})
+        assert threads.adapt(force=True) == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_one_thread_must_win_clearly() -> None:
+    assert threads.choose(full=0.010, one=0.009, threads=2) == 2
+    assert threads.choose(full=0.010, one=0.005, threads=2) == 1
+
+
+def test_the_probe_times_real_work() -> None:
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        assert 0 < threads._probe_seconds(1) < 5
+    finally:
+        torch.set_num_threads(before)

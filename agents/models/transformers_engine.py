@@ -285,6 +285,8 @@ class TransformersEngine(Engine):
         prefixed: bool,
         torch: Any,
     ) -> list[Completion]:
+        if self.device == "cpu":
+            threads.adapt()  # fewer threads while another process keeps the cores busy
         pad_id = self.tokenizer.pad_token_id
         # rows are laid out as [shared prefix][left padding][own tokens]; without a shared
         # prefix that is plain left padding

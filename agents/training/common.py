@@ -16,6 +16,7 @@ from peft import PeftModel
 from transformers import PreTrainedTokenizerBase, Trainer
 from transformers.trainer_callback import PrinterCallback, ProgressCallback, TrainerCallback
 
+from agents import threads
 from agents.training.lora import trainer_precision
 
 log = logging.getLogger(__name__)
@@ -178,6 +179,13 @@ class LogSteps(TrainerCallback):
             STEPS.info("step %s: %s", state.global_step, shown)
 
 
+class AdaptThreads(TrainerCallback):
+    """On CPU, re-measure the thread count before each step (:func:`agents.threads.adapt`)."""
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        threads.adapt()
+
+
 def run_and_save(
     trainer: Trainer,
     tokenizer: PreTrainedTokenizerBase,
@@ -195,6 +203,8 @@ def run_and_save(
         trainer.remove_callback(ProgressCallback)
         trainer.add_callback(StepBar())
     trainer.add_callback(LogSteps())
+    if not torch.cuda.is_available():
+        trainer.add_callback(AdaptThreads())
     train_output = trainer.train()
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
