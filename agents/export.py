@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
 from agents.models import load_engine, resolve_local_model
-from agents.models.base import Engine, Message
+from agents.models.base import Engine, Message, is_adapter_dir
 
 if TYPE_CHECKING:
     from agents.episodes.agent_loop import Episode
@@ -237,7 +237,7 @@ def export_agent(
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ExportError(f"{out} already exists and is not empty; pass --overwrite to replace it")
-    if adapter is not None and not (Path(adapter) / "adapter_config.json").exists():
+    if adapter is not None and not is_adapter_dir(adapter):
         raise ExportError(f"{adapter} is not a LoRA adapter directory")
     base_path = resolve_local_model(card.base_model)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -65,7 +65,7 @@ def test_export_writes_merged_weights_card_and_readme_that_load_back(
     assert len(card.adapter_lineage) == 1
     agent = load_agent(out)
     assert isinstance(agent.ask("What is 2 + 2?", max_tokens=8), str)
-    assert agent.engine.fingerprint == str(out)
+    assert agent.engine.fingerprint.split("@")[0] == str(out)  # "@bfloat16" on such CPUs
 
 
 def test_export_refuses_a_non_empty_directory_and_keeps_it(

@@ -19,11 +19,14 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from agents.training import LoraSettings, SFTSettings, train_sft
+from agents.training import DPOSettings, LoraSettings, SFTSettings, train_dpo, train_sft
 from agents.training.distributed import launch_command, split_step
 from agents.training.sft import build_sft_trainer
 
 LOSS_TOLERANCE = 1e-2  # relative, per logged step
+# DPO's per-pair losses spread out as soon as training moves the policy, so rank 0's half of a
+# step can differ from the whole step's mean by more (measured: 0.8% at step 2, 2.3% at step 3)
+DPO_LOSS_TOLERANCE = 5e-2
 
 
 def records() -> list[dict]:
@@ -76,6 +79,43 @@ def test_two_processes_train_like_one(tiny_model_dir: Path, tmp_path: Path) -> N
     lora_b = [k for k in b if "lora_B" in k]
     assert lora_b and all(b[k].abs().max() > 0 for k in lora_b)  # B starts at zero: it moved
     # the two adapters' updates point the same way
+    cosine = torch.nn.functional.cosine_similarity(
+        torch.cat([a[k].flatten() for k in lora_b]), torch.cat([b[k].flatten() for k in lora_b]), 0
+    )
+    assert cosine > 0.9
+
+
+def preference_pairs() -> list[dict]:
+    words = ["apple", "river", "stone", "cloud", "maple", "tiger", "piano", "lemon"]
+    return [
+        {
+            "prompt": [{"role": "user", "content": f"Is {w} a word?"}],
+            "chosen": f"Yes, {w} is a word.",
+            "rejected": "No.",
+        }
+        for w in words
+    ]
+
+
+def test_dpo_on_two_processes_trains_like_one(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """DPO's reference model is the adapter-free base in each process; the first step's loss is
+    log 2 in both runs (policy == reference), the later ones within DPO's stated tolerance, and
+    the two adapters move the same way."""
+    settings = DPOSettings(
+        max_steps=3, batch_size=2, grad_accum=2, learning_rate=1e-2, max_length=64, shuffle=False
+    )
+    pairs = preference_pairs()
+    one = train_dpo(tiny_model_dir, pairs, tmp_path / "one", settings, LORA, progress=False)
+    two_settings = dataclasses.replace(settings, processes=2)
+    two = train_dpo(tiny_model_dir, pairs, tmp_path / "two", two_settings, LORA, progress=False)
+    assert one.steps == two.steps == 3 and two.num_examples == 8
+    assert one.losses[0] == pytest.approx(0.6931, abs=1e-3) == two.losses[0]
+    for single, double in zip(one.losses, two.losses, strict=True):
+        assert abs(single - double) <= DPO_LOSS_TOLERANCE * abs(single), (one.losses, two.losses)
+    assert two.losses[-1] < two.losses[0]  # it trained
+    a = load_file(str(tmp_path / "one" / "adapter_model.safetensors"))
+    b = load_file(str(tmp_path / "two" / "adapter_model.safetensors"))
+    lora_b = [k for k in b if "lora_B" in k]
     cosine = torch.nn.functional.cosine_similarity(
         torch.cat([a[k].flatten() for k in lora_b]), torch.cat([b[k].flatten() for k in lora_b]), 0
     )

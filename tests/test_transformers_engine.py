@@ -9,7 +9,7 @@ import pytest
 
 from agents.models import load_engine
 from agents.models.base import ChatRequest, EngineError
-from agents.models.transformers_engine import TransformersEngine
+from agents.models.transformers_engine import TransformersEngine, cpu_has_native_bf16
 
 PROMPTS = [
     "hi",
@@ -240,7 +240,7 @@ def test_tool_calls_are_parsed_from_prefix_and_continuation(engine: Transformers
 def test_set_adapter_changes_output_and_fingerprint(lively_model_dir: Path, tmp_path: Path) -> None:
     adapter_a = make_adapter(lively_model_dir, tmp_path / "a", seed=1)
     adapter_b = make_adapter(lively_model_dir, tmp_path / "b", seed=2)
-    engine = TransformersEngine(lively_model_dir, spec="tiny", device="cpu")
+    engine = TransformersEngine(lively_model_dir, spec="tiny", device="cpu", dtype="float32")
     request = ask(PROMPTS[1], max_tokens=12)
     base_text, base_fingerprint = engine.generate([request])[0].text, engine.fingerprint
     assert base_fingerprint == "tiny"
@@ -255,7 +255,9 @@ def test_set_adapter_changes_output_and_fingerprint(lively_model_dir: Path, tmp_
     engine.set_adapter(adapter_b)
     text_b, fingerprint_b = engine.generate([request])[0].text, engine.fingerprint
     assert fingerprint_b not in (base_fingerprint, fingerprint_a)
-    fresh_b = TransformersEngine(lively_model_dir, spec="tiny", device="cpu", adapter=adapter_b)
+    fresh_b = TransformersEngine(
+        lively_model_dir, spec="tiny", device="cpu", adapter=adapter_b, dtype="float32"
+    )
     assert fresh_b.generate([request])[0].text == text_b
     assert fresh_b.fingerprint == fingerprint_b
 
@@ -268,7 +270,7 @@ def test_set_adapter_changes_output_and_fingerprint(lively_model_dir: Path, tmp_
 def test_same_adapter_path_retrained_gets_new_fingerprint(
     lively_model_dir: Path, tmp_path: Path
 ) -> None:
-    engine = TransformersEngine(lively_model_dir, spec="tiny", device="cpu")
+    engine = TransformersEngine(lively_model_dir, spec="tiny", device="cpu", dtype="float32")
     engine.set_adapter(make_adapter(lively_model_dir, tmp_path / "adapter", seed=1))
     first = engine.fingerprint
     engine.set_adapter(make_adapter(lively_model_dir, tmp_path / "adapter", seed=7))
@@ -283,7 +285,7 @@ def test_invalid_adapter_dir_raises_engine_error(
         engine.set_adapter(tmp_path)
     with pytest.raises(EngineError, match="adapter"):
         engine.set_adapter(tmp_path / "does-not-exist")
-    assert engine.adapter is None and engine.fingerprint == "tiny"
+    assert engine.adapter is None and engine.fingerprint.split("@")[0] == "tiny"
 
 
 @pytest.mark.parametrize("config_text", ["not json", '{"peft_type": "LORA", "r": 4}'])
@@ -291,7 +293,7 @@ def test_broken_adapter_dir_raises_engine_error(
     lively_model_dir: Path, tmp_path: Path, config_text: str
 ) -> None:
     """A config that does not parse, or a config with no weights beside it."""
-    engine = TransformersEngine(lively_model_dir, spec="tiny", device="cpu")
+    engine = TransformersEngine(lively_model_dir, spec="tiny", device="cpu", dtype="float32")
     (tmp_path / "adapter_config.json").write_text(config_text)
     with pytest.raises(EngineError, match="adapter"):
         engine.set_adapter(tmp_path)
@@ -300,7 +302,7 @@ def test_broken_adapter_dir_raises_engine_error(
 
 def test_adapter_option_of_load_engine(lively_model_dir: Path, tmp_path: Path) -> None:
     adapter = make_adapter(lively_model_dir, tmp_path / "adapter", seed=3)
-    loaded = load_engine(str(lively_model_dir), adapter=adapter, device="cpu")
+    loaded = load_engine(str(lively_model_dir), adapter=adapter, device="cpu", dtype="float32")
     assert isinstance(loaded, TransformersEngine)
     assert loaded.fingerprint.startswith(f"{lively_model_dir}+lora:")
 
@@ -392,15 +394,19 @@ def test_tool_calls_in_history_render_as_text(engine: TransformersEngine) -> Non
     assert "<tool_response>21</tool_response>" in prompt
 
 
-def test_a_bfloat16_engine_generates_and_keeps_its_own_fingerprint(lively_model_dir: Path) -> None:
+def test_each_dtype_keeps_its_own_fingerprint(lively_model_dir: Path) -> None:
     import torch
 
-    plain = load_engine(str(lively_model_dir))
+    plain = load_engine(str(lively_model_dir), dtype="float32")
     half = load_engine(str(lively_model_dir), dtype="bfloat16")
     assert half.model.dtype == torch.bfloat16 and plain.model.dtype == torch.float32
     assert half.fingerprint == plain.fingerprint + "@bfloat16"  # cached replies never mix
     (result,) = half.generate([ask("hi", max_tokens=4)])
     assert result.completion_tokens == 4
+    default = load_engine(str(lively_model_dir))  # the faster one for this CPU
+    expected = torch.bfloat16 if cpu_has_native_bf16() else torch.float32
+    assert default.model.dtype == expected
+    assert default.fingerprint == (half if expected == torch.bfloat16 else plain).fingerprint
     with pytest.raises(EngineError, match="unknown dtype 'fp8'"):
         load_engine(str(lively_model_dir), dtype="fp8")
 

@@ -203,6 +203,13 @@ class Engine(ABC):
         """Release resources (HTTP clients, GPU memory)."""
 
 
+def is_adapter_dir(path: str | Path) -> bool:
+    """Whether ``path`` is a PEFT adapter directory: its config and its weights."""
+    path = Path(path)
+    weights = ("adapter_model.safetensors", "adapter_model.bin")
+    return (path / "adapter_config.json").is_file() and any((path / w).is_file() for w in weights)
+
+
 def adapter_digest(path: Path) -> str:
     """Content hash of a PEFT adapter directory: a retrained adapter at the same path differs."""
     digest = hashlib.sha256()

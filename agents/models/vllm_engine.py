@@ -35,6 +35,7 @@ from agents.models.base import (
     EngineError,
     FinishReason,
     adapter_digest,
+    is_adapter_dir,
 )
 from agents.models.chat_format import parse_tool_calls, prepare_messages, template_supports_tools
 
@@ -215,8 +216,8 @@ class VLLMEngine(Engine):
                 "this VLLMEngine was built with enable_lora=False; rebuild it to use adapters"
             )
         path = Path(path).resolve()
-        if not (path / "adapter_config.json").exists():
-            raise EngineError(f"{path} is not a PEFT adapter directory (no adapter_config.json)")
+        if not is_adapter_dir(path):
+            raise EngineError(f"{path} is not a PEFT adapter directory (config or weights missing)")
         self.adapter = path
         self._adapter_digest = adapter_digest(path)
         log.info("using adapter %s on %s", path, self.spec)

@@ -34,7 +34,14 @@ from typing import Literal
 
 import httpx
 
-from agents.models.base import ChatRequest, ChatResult, Engine, EngineError, adapter_digest
+from agents.models.base import (
+    ChatRequest,
+    ChatResult,
+    Engine,
+    EngineError,
+    adapter_digest,
+    is_adapter_dir,
+)
 
 log = logging.getLogger(__name__)
 
@@ -364,8 +371,8 @@ class ManagedVLLMEngine(Engine):
                 self._start(self.base_dir)
             return
         path = Path(path).resolve()
-        if not (path / "adapter_config.json").exists():
-            raise EngineError(f"{path} is not a PEFT adapter directory (no adapter_config.json)")
+        if not is_adapter_dir(path):
+            raise EngineError(f"{path} is not a PEFT adapter directory (config or weights missing)")
         digest = adapter_digest(path)
         if self.lora == "runtime":
             name = f"adapter-{digest}"

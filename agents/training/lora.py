@@ -21,6 +21,7 @@ from transformers import (
 )
 
 from agents import threads
+from agents.models.base import is_adapter_dir
 
 log = logging.getLogger(__name__)
 
@@ -115,9 +116,9 @@ def load_for_training(
     if init_adapter is None:
         return model, tokenizer
     adapter = Path(init_adapter)
-    if not (adapter / "adapter_config.json").exists():
+    if not is_adapter_dir(adapter):
         raise FileNotFoundError(
-            f"{adapter} holds no adapter_config.json; pass a directory train_sft/train_dpo wrote"
+            f"{adapter} is not a PEFT adapter directory; pass one train_sft/train_dpo wrote"
         )
     log.info("continuing training from adapter %s", adapter)
     return PeftModel.from_pretrained(model, str(adapter), is_trainable=True), tokenizer

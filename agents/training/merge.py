@@ -8,6 +8,8 @@ from pathlib import Path
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from agents.models.base import is_adapter_dir
+
 log = logging.getLogger(__name__)
 
 
@@ -27,9 +29,9 @@ def merge_adapter(base_model: str | Path, adapter_dir: str | Path, out_dir: str 
         ``out_dir``, loadable with ``AutoModelForCausalLM.from_pretrained``.
     """
     adapter_dir, out_dir = Path(adapter_dir), Path(out_dir)
-    if not (adapter_dir / "adapter_config.json").exists():
+    if not is_adapter_dir(adapter_dir):
         raise FileNotFoundError(
-            f"{adapter_dir} holds no adapter_config.json; is it an adapter dir?"
+            f"{adapter_dir} is not a PEFT adapter directory (config or weights)"
         )
     base = AutoModelForCausalLM.from_pretrained(str(base_model))
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
