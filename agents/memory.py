@@ -7,6 +7,9 @@ summed over the process tree (a managed vLLM server counts with the run that sta
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import gc
 import threading
 from types import TracebackType
 
@@ -23,6 +26,22 @@ def tree_rss() -> int:
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     return total
+
+
+def release_freed_memory() -> None:
+    """Hand memory that Python and torch have freed back to the operating system.
+
+    glibc keeps freed heap pages for reuse: after a training stage, a process that had freed its
+    activations still held 6.5 GB resident, 2.1 GB after ``malloc_trim``. A no-op where the C
+    library has no ``malloc_trim`` (macOS, musl).
+    """
+    gc.collect()
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return
+    trim = getattr(ctypes.CDLL(name), "malloc_trim", None)
+    if trim is not None:
+        trim(0)
 
 
 class PeakMemory:

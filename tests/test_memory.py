@@ -34,6 +34,29 @@ def test_peak_covers_memory_freed_before_the_end() -> None:
     assert seen["after"] < seen["peak"]
 
 
+_HEAP_PAGES = """
+import json
+import psutil
+from agents.memory import release_freed_memory
+me = psutil.Process()
+blocks = [bytearray(b"\\x01" * 100_000) for _ in range(6000)]  # 600 MB in heap chunks
+keep = bytearray(b"\\x01" * 100_000)  # allocated last: the heap top stays in use
+held = me.memory_info().rss
+del blocks
+freed = me.memory_info().rss
+release_freed_memory()
+print(json.dumps({"held": held, "freed": freed, "released": me.memory_info().rss}))
+"""
+
+
+def test_freed_heap_pages_go_back_to_the_system() -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", _HEAP_PAGES], capture_output=True, text=True, check=True
+    )
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["freed"] - seen["released"] > 400 * 2**20, seen  # free() alone kept them
+
+
 def test_children_count_with_the_process_that_started_them() -> None:
     child = subprocess.Popen(
         [sys.executable, "-c", "b = b'1' * (300 * 2**20); import time; time.sleep(30)"]

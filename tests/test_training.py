@@ -32,6 +32,7 @@ from agents.training import (
     train_dpo,
     train_sft,
 )
+from agents.training.common import pass_shape
 
 TOOL_CONVERSATION = [
     {"role": "system", "content": "You solve problems with tools."},
@@ -186,6 +187,7 @@ def test_sft_and_dpo_settings_share_one_base_with_their_own_defaults() -> None:
         "shuffle": True,
         "processes": 1,
         "accelerate_config": None,
+        "max_pass_tokens": 1024,
     }
     assert issubclass(SFTSettings, TrainSettings) and issubclass(DPOSettings, TrainSettings)
     assert dataclasses.asdict(SFTSettings()) == {
@@ -225,6 +227,22 @@ def _assert_shared_args(args: Any) -> None:
     assert args.seed == SHARED["seed"]
     assert args.logging_steps == SHARED["logging_steps"]
     assert args.report_to in ([], "none", ["none"])
+
+
+def test_a_large_batch_runs_as_accumulated_passes_within_the_token_cap(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    big = SFTSettings(batch_size=8, grad_accum=1, max_length=256)  # 2048 tokens a pass
+    assert pass_shape(big) == (4, 2)
+    assert pass_shape(dataclasses.replace(big, batch_size=6)) == (3, 2)  # a divisor that fits
+    assert pass_shape(dataclasses.replace(big, max_length=2048)) == (1, 8)  # at least one row
+    assert pass_shape(dataclasses.replace(big, max_pass_tokens=0)) == (8, 1)  # no cap
+    assert pass_shape(DPOSettings(batch_size=4, grad_accum=2, max_length=256), 2) == (2, 4)
+    with pytest.raises(ValueError, match="max_pass_tokens"):
+        SFTSettings(max_pass_tokens=-1)
+    trainer = build_sft_trainer(tiny_model_dir, [_echo("apple")], tmp_path, big, progress=False)
+    assert trainer.args.per_device_train_batch_size == 4
+    assert trainer.args.gradient_accumulation_steps == 2
 
 
 def test_sft_trainer_args_come_from_the_settings(tiny_model_dir: Path, tmp_path: Path) -> None:

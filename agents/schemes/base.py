@@ -39,7 +39,7 @@ from sqlmodel import SQLModel
 from tqdm.auto import tqdm
 
 from agents.config import ConfigError
-from agents.memory import PeakMemory
+from agents.memory import PeakMemory, release_freed_memory
 from agents.models import check_reachable, endpoint_url, load_engine, resolve_local_model
 from agents.models.base import ChatRequest, Engine
 from agents.models.cached import CachedEngine
@@ -129,6 +129,7 @@ def stage_node(name: str, work: StageWork, *, opens_round: bool = False) -> Call
         began = time.perf_counter()
         with PeakMemory() as memory:
             out = work(state, ctx, rnd)
+            release_freed_memory()  # the next stage starts from what is still in use
         if opens_round:
             out.state["round"] = rnd
         metrics = {**out.metrics, "seconds": round(time.perf_counter() - began, 2)}

