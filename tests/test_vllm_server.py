@@ -57,6 +57,8 @@ class Handler(BaseHTTPRequestHandler):
             state["adapters"][body["lora_name"]] = body["lora_path"]
             return self.reply(200, {{}})
         served = body["model"]
+        with open(os.environ["STAND_IN_RECORD"], "a") as out:
+            out.write(json.dumps({{"chat": body.get("max_tokens")}}) + "\n")
         if served != state["name"] and served not in state["adapters"]:
             return self.reply(404, {{"error": {{"message": "no such model " + served}}}})
         text = "weights=" + state["adapters"].get(served, state["model"])
@@ -168,7 +170,9 @@ def test_engine_starts_the_server_generates_through_it_and_stops_it(
         assert plain.model == f"vllm:{base}" and engine.fingerprint == f"vllm:{base}"
     finally:
         engine.close()
-    started, worker = records(stand_in)
+    chats = [r["chat"] for r in records(stand_in) if "chat" in r]
+    assert chats[0] == 1 and len(chats) == 3  # one prompt alone fills vLLM's prefix cache first
+    started, worker = [r for r in records(stand_in) if "chat" not in r]
     assert started["bind"] == cpu_list(1)
     assert wait_gone(started["pid"]) and wait_gone(worker["worker"])
     with pytest.raises(EngineError, match="not running"):
