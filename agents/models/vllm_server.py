@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import dataclasses
 import logging
 import os
 import signal
@@ -401,24 +400,10 @@ class ManagedVLLMEngine(Engine):
     def _generate(self, requests: list[ChatRequest], *, progress: bool) -> list[ChatResult]:
         if self.server.process is None or self.server.process.poll() is not None:
             raise EngineError(f"the vLLM server for {self.spec} is not running")
-        if sum(request.n for request in requests) > 1:
-            self._warm_prefix(requests[0])
         results = self.client.generate(requests, progress=progress)
         for result in results:
             result.model = self.spec
         return results
-
-    def _warm_prefix(self, request: ChatRequest) -> None:
-        """Prefill one prompt of a batch alone before sending the batch.
-
-        vLLM caches the key/values of prompt blocks it has computed, but requests that arrive
-        together are prefilled together, so a batch whose prompts share a long system prompt and
-        examples computed that prefix once per request (a cache hit rate of 0%, measured on the
-        Socratic Teacher's 56 warm-up prompts). A one-token greedy request first fills the
-        cache; the batch then computes only what differs.
-        """
-        warm = dataclasses.replace(request, n=1, max_tokens=1, temperature=0.0, seed=None)
-        self.client.generate([warm], progress=False)
 
     def close(self) -> None:
         """Stop the server."""
