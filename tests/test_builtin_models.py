@@ -39,7 +39,7 @@ def test_builtin_generates_for_a_chat_prompt(smollm2: TransformersEngine) -> Non
     )
     result = smollm2.generate([request])[0]
 
-    assert smollm2.spec == SPEC and smollm2.fingerprint == SPEC
+    assert smollm2.spec == SPEC and smollm2.fingerprint.split("@")[0] == SPEC  # @bfloat16
     assert result.model == SPEC
     assert len(result.completions) == 2
     for completion in result.completions:
