@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import gc
 import threading
+from collections.abc import Callable
 from types import TracebackType
 
 import psutil
@@ -36,12 +38,16 @@ def release_freed_memory() -> None:
     library has no ``malloc_trim`` (macOS, musl).
     """
     gc.collect()
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return
-    trim = getattr(ctypes.CDLL(name), "malloc_trim", None)
+    trim = _malloc_trim()
     if trim is not None:
         trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Callable[[int], int] | None:
+    """The C library's ``malloc_trim``, looked up once (``find_library`` runs ``ldconfig``)."""
+    name = ctypes.util.find_library("c")
+    return None if name is None else getattr(ctypes.CDLL(name), "malloc_trim", None)
 
 
 class PeakMemory:

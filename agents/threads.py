@@ -141,7 +141,7 @@ def adapt(*, force: bool = False) -> int:
     import torch
 
     wanted = threads_wanted()
-    if wanted is None or os.environ.get(ENV, "").strip() or wanted == 1:
+    if wanted is None or _override() or wanted == 1:
         return torch.get_num_threads()
     now = time.monotonic()
     if not force and now - _last_adapted < ADAPT_EVERY_S:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from training_data import word_preference_pairs
 
 from agents.training import DPOSettings, LoraSettings, SFTSettings, train_dpo, train_sft
 from agents.training.distributed import launch_command, split_step
@@ -85,18 +86,6 @@ def test_two_processes_train_like_one(tiny_model_dir: Path, tmp_path: Path) -> N
     assert cosine > 0.9
 
 
-def preference_pairs() -> list[dict]:
-    words = ["apple", "river", "stone", "cloud", "maple", "tiger", "piano", "lemon"]
-    return [
-        {
-            "prompt": [{"role": "user", "content": f"Is {w} a word?"}],
-            "chosen": f"Yes, {w} is a word.",
-            "rejected": "No.",
-        }
-        for w in words
-    ]
-
-
 def test_dpo_on_two_processes_trains_like_one(tiny_model_dir: Path, tmp_path: Path) -> None:
     """DPO's reference model is the adapter-free base in each process; the first step's loss is
     log 2 in both runs (policy == reference), the later ones within DPO's stated tolerance, and
@@ -104,7 +93,9 @@ def test_dpo_on_two_processes_trains_like_one(tiny_model_dir: Path, tmp_path: Pa
     settings = DPOSettings(
         max_steps=3, batch_size=2, grad_accum=2, learning_rate=1e-2, max_length=64, shuffle=False
     )
-    pairs = preference_pairs()
+    pairs = word_preference_pairs(
+        ["apple", "river", "stone", "cloud", "maple", "tiger", "piano", "lemon"]
+    )
     one = train_dpo(tiny_model_dir, pairs, tmp_path / "one", settings, LORA, progress=False)
     two_settings = dataclasses.replace(settings, processes=2)
     two = train_dpo(tiny_model_dir, pairs, tmp_path / "two", two_settings, LORA, progress=False)

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import torch
 from safetensors.torch import load_file
+from training_data import word_preference_pairs
 
 from agents.datasets import preference_records_from, sft_records_from, weighted_records
 from agents.models.chat_format import prepare_messages
@@ -400,14 +401,7 @@ def test_weighted_records_reject_negative_weights() -> None:
 
 
 def _pairs() -> list[dict]:
-    return [
-        {
-            "prompt": [{"role": "user", "content": f"Is {w} a word?"}],
-            "chosen": f"Yes, {w} is a word.",
-            "rejected": "No.",
-        }
-        for w in WORDS
-    ]
+    return word_preference_pairs(WORDS)
 
 
 def test_dpo_reward_margin_and_accuracy_rise(tiny_model_dir: Path, tmp_path: Path) -> None:
