@@ -29,6 +29,23 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+def with_section_defaults(model: type[BaseModel], data: Any, *sections: str) -> Any:
+    """A config's raw ``data`` where each partial dataclass section keeps the field's defaults.
+
+    ``training={"max_steps": 2}`` then changes one value and keeps the scheme's other training
+    defaults (which differ from the plain SFT/DPO ones), as a YAML file plus ``--set`` does.
+    For a ``mode="before"`` validator.
+    """
+    if not isinstance(data, dict):
+        return data
+    merged = dict(data)
+    for name in sections:
+        factory = model.model_fields[name].default_factory
+        if isinstance(data.get(name), dict) and factory is not None:
+            merged[name] = {**dataclasses.asdict(factory()), **data[name]}  # type: ignore[call-arg]
+    return merged
+
+
 def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     """Set ``a.b.c = value`` inside nested dicts, creating levels as needed."""
     keys = dotted.split(".")

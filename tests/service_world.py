@@ -4,9 +4,11 @@
   then writes ``###STOP###``.
 * The **teacher** (as an agent) always asks the customer to identify themselves
   (:data:`GOOD_REPLY`). As a scenario writer it writes :data:`WRITTEN_SCENARIO`; as a strategy
-  writer it writes :data:`STRATEGY` (or edits the first strategy it was shown when ``edit=True``).
+  writer it writes :data:`STRATEGY` (or edits the first strategy it was shown when ``edit=True``);
+  asked for generic strategies it writes numbered copies of :data:`GENERIC`.
 * The **student** replies :data:`BAD_REPLY` unless a strategy in its prompt mentions
-  "identify"; then it replies like the teacher. A ``stubborn`` student never learns.
+  "identify"; then it replies like the teacher. A ``stubborn`` student never learns; with an
+  adapter loaded (the fine-tuned baseline) it replies like the teacher.
 * The **judge** picks the reply that asks for identification (A when both or neither do).
 """
 
@@ -26,6 +28,7 @@ WRITTEN_SCENARIO = "Hello, I would like to return the shoes I bought last week."
 STRATEGY = "When a customer asks for a change, ask them to identify themselves (email) first."
 SITUATION = "When a customer asks for a change"
 EDITED = "Before any order change, ask the customer to identify themselves by email."
+GENERIC = "When a customer writes, thank them politely and answer clearly."
 
 
 def prompt_kind(request: ChatRequest) -> str:
@@ -37,7 +40,7 @@ def prompt_kind(request: ChatRequest) -> str:
     if system.startswith("You compare two possible"):
         return "compare"
     if system.startswith("You teach a junior"):
-        return "writer"
+        return "generic" if "conversations with customers" in system else "writer"
     if system.startswith("You write realistic customer messages"):
         return "scenario"
     return "other"
@@ -79,7 +82,7 @@ class ServiceEngine(ScriptedEngine):
             said = user.count("YOU (customer):")
             return [OPENING, "yes", CUSTOMER_STOP][min(said, 2)]
         if kind == "agent":
-            if self.role in ("teacher", "transfer_student"):
+            if self.role in ("teacher", "transfer_student") or self.adapter:
                 return GOOD_REPLY
             guided = GUIDANCE_HEADER in system and "identify" in system.split(GUIDANCE_HEADER)[1]
             return GOOD_REPLY if guided and not self.stubborn else BAD_REPLY
@@ -94,4 +97,7 @@ class ServiceEngine(ScriptedEngine):
             return f"Here is what I suggest.\nNEW: {STRATEGY}"
         if kind == "scenario":
             return WRITTEN_SCENARIO
+        if kind == "generic":
+            count = int(re.search(r"Write (\d+) short strategies", system).group(1))
+            return "\n".join(f"NEW: {GENERIC[:-1]} ({k + 1})." for k in range(count))
         return ""

@@ -15,6 +15,7 @@ from agents.episodes.dialogue import (
     DialogueSettings,
     agent_system_prompt,
     conversation_text,
+    customer_message,
     customer_messages,
     next_replies,
     read_reply,
@@ -210,3 +211,72 @@ def test_structured_tool_calls_from_an_endpoint_win() -> None:
     ]
     msg, failed = read_reply("", {"get_order_details"}, "call_3", structured)
     assert msg["tool_calls"][0]["id"] == "call_3" and not failed
+
+
+def test_the_customer_is_told_its_goal_persona_and_how_to_end(retail) -> None:
+    task = retail.split("train")[0]  # retail briefs put the persona under "How you behave"
+    system, user = customer_messages(task, [{"role": "assistant", "content": GREETING}])
+    assert task.reason.strip()[:40] in system["content"]
+    assert f"How you behave: {task.instructions.strip()[:40]}" in system["content"]
+    assert task.known_info.strip()[:30] in system["content"]
+    assert CUSTOMER_STOP in system["content"] and "never the agent" in system["content"]
+    assert CUSTOMER_STOP not in user["content"]  # the opening cannot end the chat
+    later = customer_messages(task, [*_opened("hi"), {"role": "assistant", "content": "Sure."}])
+    assert CUSTOMER_STOP in later[1]["content"]
+
+
+def _opened(text: str) -> list[dict[str, str]]:
+    return [{"role": "assistant", "content": GREETING}, {"role": "user", "content": text}]
+
+
+@pytest.mark.parametrize(
+    ("raw", "prefix", "said"),
+    [
+        ("I want to return my shoes.", "Hi, ", "Hi, I want to return my shoes."),
+        ("YOU (customer): my email is a@b.com", None, "my email is a@b.com"),
+        ('"Yes, go ahead."\nAGENT: Done!', None, "Yes, go ahead."),
+        ("Thanks, that is all. ###STOP###", None, CUSTOMER_STOP),
+        ("### STOP ###", None, CUSTOMER_STOP),
+        # speaking as the agent: those sentences go, the customer's stay
+        (
+            "How can I help you today? I need to cancel an order.",
+            None,
+            "I need to cancel an order.",
+        ),
+        ("I want a refund. Agent: Sure, let me check.", None, "I want a refund."),
+        # nothing of the customer left: asked again
+        ("how can I help you today?", "Hi, ", None),
+        ("Thank you for contacting us! Is there anything else I can do?", None, None),
+        ("###STOP###", "Hi, ", None),  # the opening cannot end the chat
+    ],
+)
+def test_customer_message_keeps_only_the_customer(raw, prefix, said) -> None:
+    assert customer_message(raw, prefix) == said
+
+
+def test_a_customer_speaking_as_the_agent_is_asked_again_or_ends_the_dialogue(retail) -> None:
+    """The first try answers as the agent; the sampled retry is the customer. A simulator that
+    never stays in role ends its dialogue as ``customer_failed`` instead of putting the agent's
+    words in the customer's mouth."""
+    tries: list[float] = []
+
+    def confused(request: ChatRequest) -> str:
+        tries.append(request.temperature)
+        if request.temperature == 0:
+            return "how can I assist you today?"
+        return (
+            "I'd like to cancel my order."
+            if "first message" in request.messages[-1]["content"]
+            else CUSTOMER_STOP
+        )
+
+    agent = RuleEngine("agent", lambda r: "Sure, what is your email?")
+    [d] = run_dialogues(agent, RuleEngine("customer", confused), retail, retail.split("test")[:1])
+    assert d.messages[1] == {"role": "user", "content": "Hi, I'd like to cancel my order."}
+    assert d.ended == "customer_stop" and tries[:2] == [0.0, 0.7]
+
+    lost = RuleEngine("customer", lambda r: "How may I help you today?")
+    settings = DialogueSettings(customer_retries=1)
+    [d] = run_dialogues(agent, lost, retail, retail.split("test")[:1], settings=settings)
+    assert d.ended == "customer_failed" and len(d.messages) == 1  # the greeting only
+    assert len(lost.requests) == 2

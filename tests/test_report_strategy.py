@@ -17,36 +17,68 @@ from strategies import StrategyLibrary
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
+
+def _paired(difference: float, low: float, high: float, p: float) -> dict[str, Any]:
+    return {"difference": difference, "ci": [low, high], "p_value": p, "test": "McNemar exact"}
+
+
 DIALOGUES = {
     "student": {
+        "n": 10,
         "success": 0.2,
+        "success_ci": [0.0, 0.5],
         "action_recall": 0.45,
+        "action_recall_ci": [0.25, 0.65],
         "violations": 1.5,
         "dialogues_with_violations": 0.6,
+        "dialogues_with_violations_ci": [0.3, 0.9],
         "turns": 4.25,
+        "tool_calls": 2.5,
         "tool_errors": 3,
+        "ended": {"customer_stop": 6, "max_turns": 4},
     },
     "student_strategies": {
+        "n": 10,
         "success": 0.4,
+        "success_ci": [0.1, 0.7],
         "action_recall": 0.7,
+        "action_recall_ci": [0.5, 0.9],
         "violations": 0.5,
         "dialogues_with_violations": 0.3,
+        "dialogues_with_violations_ci": [0.1, 0.6],
         "turns": 5.0,
+        "tool_calls": 3.0,
         "tool_errors": 1,
+        "ended": {"customer_stop": 10},
+        "vs_student": {
+            "success": _paired(0.2, -0.1, 0.5, 0.625),
+            "action_recall": _paired(0.25, 0.05, 0.45, 0.031),
+        },
     },
     "teacher": {
+        "n": 10,
         "success": 0.6,
+        "success_ci": [0.3, 0.9],
         "action_recall": 0.85,
+        "action_recall_ci": [0.7, 1.0],
         "violations": 0.1,
         "dialogues_with_violations": 0.1,
+        "dialogues_with_violations_ci": [0.0, 0.3],
         "turns": 6.5,
+        "tool_calls": 4.0,
         "tool_errors": 0,
+        "ended": {"customer_stop": 9, "transfer": 1},
+        "vs_student": {"success": _paired(0.4, 0.1, 0.7, 0.0313)},
     },
 }
 JUDGE = {
     "scenarios": 12,
+    "judge": "builtin:qwen2.5-coder-1.5b",
+    "_judge_is_teacher": False,
     "strategies_vs_alone": {
         "win_rate": 0.708,
+        "ci": [0.5, 0.875],
+        "p_value": 0.18,
         "wins": 7,
         "ties": 3,
         "losses": 2,
@@ -55,11 +87,23 @@ JUDGE = {
     },
     "strategies_vs_teacher": {
         "win_rate": 0.318,
+        "ci": [0.136, 0.5],
+        "p_value": 0.289,
         "wins": 2,
         "ties": 3,
         "losses": 6,
         "identical": 0,
         "unjudged": 1,
+    },
+    "alone_vs_teacher": {
+        "win_rate": 0.25,
+        "ci": [0.083, 0.458],
+        "p_value": 0.109,
+        "wins": 1,
+        "ties": 4,
+        "losses": 7,
+        "identical": 0,
+        "unjudged": 0,
     },
 }
 
@@ -117,7 +161,9 @@ def _refine(scenarios: int, closed: int, new: int, edited: int, size: int) -> di
     }
 
 
-def _teaching_run(store: Store, *, evaluated: bool = True) -> str:
+def _teaching_run(
+    store: Store, *, evaluated: bool = True, judge: dict[str, Any] | None = None
+) -> str:
     run = store.create_run("strategy-teaching", {}, name="retail-small")
     store.set_run_status(run.id, "finished" if evaluated else "running")
     setup = {"domain": "retail", "train_tasks": 8, "heldout_tasks": 5}
@@ -128,7 +174,7 @@ def _teaching_run(store: Store, *, evaluated: bool = True) -> str:
     _stage(store, run.id, 2, "refine", _refine(4, 3, 2, 0, 7))
     if evaluated:
         _stage(store, run.id, 2, "eval_dialogues", DIALOGUES)
-        _stage(store, run.id, 2, "eval_judge", JUDGE)
+        _stage(store, run.id, 2, "eval_judge", judge or JUDGE)
     return run.id
 
 
@@ -196,38 +242,63 @@ def _row(markdown: str, first_cell: str) -> list[str]:
     raise AssertionError(f"no row {first_cell!r} in:\n{markdown}")
 
 
-def test_held_out_dialogues_table_per_agent(store: Store) -> None:
+def test_held_out_comparison_table_per_agent_with_intervals(store: Store) -> None:
     markdown = render_markdown(store, _teaching_run(store), None)
     assert "## Strategy teaching" in markdown
     assert (
         "Setup: domain `retail`, 8 training tasks, 5 held-out tasks, "
         "library `retail` (0 strategies at the start)."
     ) in markdown
-    table = _section(markdown, "Held-out dialogues")
-    assert "| agent | task success | gold-action recall | violations per dialogue |" in table
-    # success, recall, violations per dialogue, share with a violation, turns, tool errors
-    assert _row(table, "student alone") == [
-        "student alone", "0.200", "0.450", "1.500", "0.600", "4.250", "3"
+    table = _section(markdown, "Held-out comparison")
+    assert _row(table, "agent") == [
+        "agent",
+        "judged win rate vs student alone",
+        "judged win rate vs teacher",
+        "task success",
+        "success − student alone (paired)",
+        "gold-action recall",
+        "dialogues with a violation",
+    ]
+    assert _row(table, "student alone")[1:] == [
+        "—", "0.250 (0.083–0.458)", "0.200 (0.000–0.500)", "—", "0.450 (0.250–0.650)",
+        "0.600 (0.300–0.900)",
     ]  # fmt: skip
-    assert _row(table, "student + strategies")[1:] == [
-        "0.400", "0.700", "0.500", "0.300", "5.000", "1"
+    assert _row(table, "student + learned strategies")[1:5] == [
+        "0.708 (0.500–0.875)", "0.318 (0.136–0.500)", "0.400 (0.100–0.700)",
+        "+0.200 (-0.100–+0.500), p 0.625",
     ]  # fmt: skip
-    assert _row(table, "teacher")[1:3] == ["0.600", "0.850"]
+    # the teacher's win rate over the student alone is one minus the student's over it
+    assert _row(table, "teacher")[1:4] == ["0.750 (0.542–0.917)", "—", "0.600 (0.300–0.900)"]
     assert "transfer" not in table  # no transfer student in this run: no guessed rows
+    assert "Judge `builtin:qwen2.5-coder-1.5b`; 12 held-out scenarios judged" in table
+    assert "self-preference" not in table and "10 full held-out dialogues per agent" in table
+
+
+def test_a_judge_that_is_the_teacher_is_called_out(store: Store) -> None:
+    run_id = _teaching_run(store, judge={**JUDGE, "judge": "t", "_judge_is_teacher": True})
+    table = _section(render_markdown(store, run_id, None), "Held-out comparison")
+    assert "which is the teacher: it grades its own replies" in table
 
 
 def test_judged_next_replies_table_per_comparison(store: Store) -> None:
     markdown = render_markdown(store, _teaching_run(store), None)
     table = _section(markdown, "Judged next replies")
-    assert "| comparison (A vs B) | win rate of A | wins / ties / losses |" in table
-    # win rate, wins / ties / losses, identical replies (among the ties), unjudged
+    assert "| comparison (A vs B) | win rate of A (95% CI) | sign test p |" in table
+    # win rate (CI), p, wins / ties / losses, identical replies (among the ties), unjudged
     assert _row(table, "student + strategies vs student alone") == [
-        "student + strategies vs student alone", "0.708", "7 / 3 / 2", "1", "0"
+        "student + strategies vs student alone", "0.708 (0.500–0.875)", "0.180", "7 / 3 / 2",
+        "1", "0",
     ]  # fmt: skip
-    assert _row(table, "student + strategies vs teacher")[1:] == ["0.318", "2 / 3 / 6", "0", "1"]
-    assert "judge score" not in table
-    assert "student alone vs teacher" not in table
-    assert "12 held-out scenarios were judged per comparison" in table
+    assert _row(table, "student + strategies vs teacher")[3:] == ["2 / 3 / 6", "0", "1"]
+    assert "generic" not in table  # comparisons the run did not make have no row
+
+
+def test_held_out_dialogues_table_per_agent(store: Store) -> None:
+    table = _section(render_markdown(store, _teaching_run(store), None), "Held-out dialogues")
+    assert _row(table, "student alone")[1:] == [
+        "4.250", "2.500", "3", "1.500", "—", "customer_stop 6, max_turns 4"
+    ]  # fmt: skip
+    assert _row(table, "student + learned strategies")[5] == "+0.250 (+0.050–+0.450), p 0.031"
 
 
 def test_rounds_table_has_scenarios_closed_strategies_and_preferences(store: Store) -> None:
@@ -323,7 +394,8 @@ def test_missing_metrics_are_dashes_not_guesses(store: Store) -> None:
     assert _row(rounds, "round") == ["round", "dialogues", "scenarios"]  # dash-only columns go
     assert _row(rounds, "1") == ["1", "3", "2"]
     assert "Student preferred:" not in rounds  # no note for a column that is not there
-    assert _row(_section(markdown, "Held-out dialogues"), "student alone") == [
+    assert _row(_section(markdown, "Held-out comparison"), "student alone") == [
         "student alone",
         "0.500",
     ]
+    assert "### Held-out dialogues" not in markdown  # nothing but dashes: no table

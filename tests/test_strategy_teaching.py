@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from service_world import (
@@ -19,6 +20,7 @@ from test_strategy_library import HashEmbedding
 from agents.config import ConfigError
 from agents.episodes.dialogue import GUIDANCE_HEADER
 from agents.schemes.strategy_teaching import StrategyTeachingJob
+from agents.schemes.strategy_teaching.baselines import finetune_records
 from agents.schemes.strategy_teaching.graph import StrategyTeaching
 from agents.schemes.strategy_teaching.rules import parse_choice, parse_strategies, retrieval_query
 from agents.store import Store, Workspace
@@ -33,6 +35,7 @@ def small(**changes: object) -> StrategyTeachingJob:
         "scenarios": {"max_per_round": 3, "teacher_scenarios": 1},
         "refine": {"max_iterations": 2, "top_k": 2},
         "heldout_turns": 1,
+        "evaluation": {"finetune": False},  # trained for real in its own test
         **changes,
     }
     return StrategyTeachingJob.model_validate(data)
@@ -48,6 +51,7 @@ class World:
             "teacher": ServiceEngine("teacher", edit=edit),
             "student": ServiceEngine("student", stubborn=stubborn),
             "transfer_student": ServiceEngine("transfer_student"),
+            "student_finetuned": ServiceEngine("student_finetuned"),
         }
 
     def load(self, role: str) -> ServiceEngine:
@@ -65,7 +69,7 @@ class World:
             self.store,
             progress=False,
             loader=self.load,
-            library=lambda: self.library(config.library_name),
+            library=self.library,
         )
 
     def student_prompts(self) -> list[str]:
@@ -83,6 +87,8 @@ def test_a_run_teaches_the_student_through_strategies(tmp_path) -> None:
         (1, "refine"),
         (2, "scenarios"),
         (2, "refine"),
+        (2, "generic"),
+        (2, "finetune"),
         (2, "eval_dialogues"),
         (2, "eval_judge"),
     ]
@@ -121,8 +127,19 @@ def test_a_run_teaches_the_student_through_strategies(tmp_path) -> None:
     assert scores["strategies_vs_teacher"]["win_rate"] == 0.5  # the same reply: a tie
     assert scores["strategies_vs_teacher"]["identical"] == 2  # 2 held-out dialogues × 1 turn
     assert scores["transfer_strategies_vs_alone"]["win_rate"] == 0.5
-    for agent in ("student", "student_strategies", "teacher", "transfer", "transfer_strategies"):
-        assert set(scores[agent]) >= {"success", "action_recall", "violations"}
+    # generic guidance (written from the policy alone) does not teach identification here
+    generic = metrics[(2, "generic")]
+    assert generic["generic_strategies"] == generic["library_strategies"] == run.library.count()
+    assert scores["generic_vs_alone"]["win_rate"] == 0.5
+    assert scores["strategies_vs_generic"]["win_rate"] == 1.0
+    assert scores["strategies_vs_generic"]["ci"][1] == 1.0
+    assert "finetuned_vs_alone" not in scores and metrics[(2, "finetune")]["skipped"] is True
+    agents = ("student", "student_generic", "student_strategies", "teacher", "transfer")
+    for agent in (*agents, "transfer_strategies"):
+        assert set(scores[agent]) >= {"success", "success_ci", "action_recall", "violations"}
+        assert scores[agent]["n"] == 2 and scores[agent]["ended"] == {"customer_stop": 2}
+    assert "vs_student" not in scores["student"]
+    assert set(scores["teacher"]["vs_student"]["success"]) >= {"difference", "ci", "p_value"}
     # the guided held-out dialogues recorded which strategies they saw
     guided = world.store.trajectories(run.run_id, role="student_strategies")
     assert guided and all(any(ids for ids in r.meta["guidance"]) for r in guided)
@@ -130,6 +147,46 @@ def test_a_run_teaches_the_student_through_strategies(tmp_path) -> None:
     assert all(r.stage in ("scenarios", "eval_dialogues") for r in alone)
     assert all("stage" not in r.meta for r in alone)  # the column is the one place
     assert (tmp_path / "ws" / "reports" / run.run_id).exists()
+    run.close()
+
+
+def test_the_finetuned_baseline_learns_the_teachers_replies_to_the_scenarios(
+    tmp_path, tiny_model_dir
+) -> None:
+    """LoRA SFT for real (a tiny model stands in for the student's weights); the held-out agent
+    is the student's engine with that adapter loaded."""
+    world = World(tmp_path)
+    config = small(
+        rounds=1,
+        student=str(tiny_model_dir),
+        evaluation={"finetune": True, "generic": False},
+        training={"max_steps": 2},
+    )
+    run = world.create(config)
+    assert run.run().status == "finished"
+    stages = {s.name: s.metrics for s in world.store.stages(run.run_id)}
+    scenarios = run.library.scenarios(run_id=run.run_id)
+    assert stages["finetune"]["examples"] == len(scenarios) >= 2
+    assert stages["finetune"]["steps"] == 2 and stages["generic"]["skipped"] is True
+    [checkpoint] = world.store.checkpoints(run.run_id, role="student_finetuned")
+    assert (Path(checkpoint.adapter_path) / "adapter_config.json").is_file()
+    assert world.engines["student_finetuned"].adapter == checkpoint.adapter_path
+    assert world.engines["student"].adapter is None  # the student's own engine stays bare
+
+    # each example is a scenario under the plain agent prompt, ending with the teacher's reply,
+    # which is the only part learnt
+    records = finetune_records(run.context)
+    for record, scenario in zip(records, scenarios, strict=True):
+        messages = record["messages"]
+        assert GUIDANCE_HEADER not in messages[0]["content"]
+        assert messages[1:-1] == scenario.messages
+        assert messages[-1]["content"] == GOOD_REPLY
+        assert record["context_messages"] == len(messages) - 1
+
+    scores = run.scores()
+    assert scores["finetuned_vs_alone"]["win_rate"] == 1.0
+    assert scores["strategies_vs_finetuned"]["win_rate"] == 0.5  # both ask to identify
+    assert scores["student_finetuned"]["n"] == 2
     run.close()
 
 
@@ -337,7 +394,9 @@ def test_no_rounds_evaluates_the_audited_library(tmp_path) -> None:
     run = world.create(small(rounds=0, use_proposed=False))
     assert run.run().status == "finished"
     names = [s.name for s in world.store.stages(run.run_id)]
-    assert names == ["setup", "eval_dialogues", "eval_judge"]
+    assert names == ["setup", "generic", "finetune", "eval_dialogues", "eval_judge"]
+    generic = world.store.stage(run.run_id, 0, "generic").metrics
+    assert generic["library_strategies"] == generic["generic_strategies"] == 1  # approved only
     prompts = world.student_prompts()
     assert any("APPROVED" in p for p in prompts) and all("PROPOSED" not in p for p in prompts)
     assert run.scores()["strategies_vs_alone"]["win_rate"] == 1.0

@@ -3,10 +3,15 @@
 A dialogue opens with the agent's greeting; then the customer (a model given the task's brief)
 and the agent take turns. In its turn the agent may call the domain's tools one at a time (each
 call's result comes back as a ``tool`` message) before it writes to the customer. It ends when
-the agent has answered ``max_turns`` times, transfers to a human, or calls tools
-``max_tool_calls`` times in one turn without answering, or when the customer writes
-``###STOP###`` (τ²-bench's end marker; the simulator is not asked to, since small models then
-write it at once).
+the customer writes ``###STOP###`` (τ²-bench's end marker: the simulator is told to once its
+request is handled or clearly cannot be), the agent transfers to a human, answers ``max_turns``
+times, or calls tools ``max_tool_calls`` times in one turn without answering.
+
+The simulator plays the task's customer (persona, reason for calling, what it knows) and only
+the customer: its first message is started for it (``Hi, ``) so it cannot end the chat before it
+began, and a message that speaks as the agent ("How can I help you?", an ``AGENT:`` line) loses
+those sentences; when nothing of the customer is left it is asked again at a higher temperature,
+and a simulator that still cannot stay in role ends the dialogue as ``customer_failed``.
 
 Like the agent loop, the dialogues of a batch advance in lockstep through a small LangGraph graph
 (``agent`` and ``customer`` nodes), so every step is one batched engine call per role.
@@ -70,6 +75,8 @@ class DialogueSettings:
             brief gives the same customer, so two agents meet the same person).
         observation_chars: Tool results are cut to this many characters.
         seed: Base seed of the agent's sampling.
+        customer_retries: Times a customer message with nothing of the customer left in it
+            (it spoke as the agent) is asked again, sampled at temperature 0.7.
     """
 
     max_turns: int = 4
@@ -79,9 +86,10 @@ class DialogueSettings:
     temperature: float = 0.0
     observation_chars: int = 1200
     seed: int = 0
+    customer_retries: int = 2
 
 
-EndReason = Literal["customer_stop", "transfer", "max_turns", "tool_limit"]
+EndReason = Literal["customer_stop", "transfer", "max_turns", "tool_limit", "customer_failed"]
 
 
 @dataclass
@@ -322,37 +330,91 @@ def agent_node(state: DialogueState, runtime: Runtime[DialogueContext]) -> dict[
 
 
 def customer_node(state: DialogueState, runtime: Runtime[DialogueContext]) -> dict[str, Any]:
-    """Every dialogue waiting on the customer gets the customer's next message."""
+    """Every dialogue waiting on the customer gets the customer's next message.
+
+    A message that speaks as the agent loses those sentences; one with nothing of the customer
+    left is asked again (sampled, ``customer_retries`` times), and then ends its dialogue as
+    ``customer_failed``.
+    """
     ctx = runtime.context
     dialogues = state["dialogues"]
     waiting = [i for i, d in enumerate(dialogues) if d.waiting_for == "customer"]
-    requests = [
-        ChatRequest(
-            messages=customer_messages(dialogues[i].task, dialogues[i].messages),
-            temperature=0.0,
-            max_tokens=ctx.settings.customer_max_tokens,
-            stop=("\nAGENT:",),
-            prefix=CUSTOMER_OPENING_PREFIX if len(dialogues[i].messages) == 1 else None,
-        )
-        for i in waiting
-    ]
-    results = ctx.customer.generate(requests, progress=False) if requests else []
-    for i, request, result in zip(waiting, requests, results, strict=True):
-        d = dialogues[i]
-        text = customer_text(result.text)
-        if request.prefix and text and CUSTOMER_STOP not in text:
-            text = request.prefix + text
-        if not text or CUSTOMER_STOP in text:
+    said: dict[int, str | None] = {}
+    for attempt in range(ctx.settings.customer_retries + 1):
+        asking = [i for i in waiting if said.get(i) is None]
+        if not asking:
+            break
+        requests = [customer_request(dialogues[i], ctx.settings, attempt) for i in asking]
+        results = ctx.customer.generate(requests, progress=False)
+        for i, request, result in zip(asking, requests, results, strict=True):
+            said[i] = customer_message(result.text, request.prefix)
+    for i in waiting:
+        d, text = dialogues[i], said.get(i)
+        if text is None:
+            ctx.finish(d, "customer_failed")
+        elif text == CUSTOMER_STOP:
             ctx.finish(d, "customer_stop")
-            continue
-        d.messages.append({"role": "user", "content": text})
+        else:
+            d.messages.append({"role": "user", "content": text})
     return {"dialogues": dialogues}
 
 
+def customer_request(dialogue: Dialogue, settings: DialogueSettings, attempt: int) -> ChatRequest:
+    """The customer's next message; a retry (``attempt`` > 0) samples instead of greedy decoding."""
+    opening = not any(m["role"] == "user" for m in dialogue.messages)
+    return ChatRequest(
+        messages=customer_messages(dialogue.task, dialogue.messages),
+        temperature=0.7 if attempt else 0.0,
+        max_tokens=settings.customer_max_tokens,
+        stop=("\nAGENT:", "\nAgent:"),
+        seed=settings.seed + 7919 * attempt + len(dialogue.messages),
+        prefix=CUSTOMER_OPENING_PREFIX if opening else None,
+    )
+
+
+_STOP = re.compile(r"#{2,}\s*STOP\s*#*", re.I)
+_LABEL = re.compile(r"^\s*(YOU \(customer\)|YOU|Customer|CUSTOMER|User|USER)\s*:\s*")
+_AGENT_LINE = re.compile(
+    r"(?:^|\n|\s)(?:AGENT|Agent|Assistant|ASSISTANT|Customer service|Support)\s*:", re.M
+)
+_AGENT_WORDS = re.compile(
+    r"how (?:can|may|could) I (?:help|assist)|thank you for (?:contacting|reaching out)|"
+    r"is there anything else I can|I(?:'m| am) (?:happy|glad) to (?:help|assist)|"
+    r"I can help you with that|"
+    r"I(?:'m| am) (?:a|an|the|your) (?:customer service|support|service) (?:agent|representative)",
+    re.I,
+)
+_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+
+
+def speaks_as_agent(text: str) -> bool:
+    """Whether a sentence sounds like the agent, not the customer ("How can I help you?")."""
+    return bool(_AGENT_WORDS.search(text) or _AGENT_LINE.search(text))
+
+
 def customer_text(text: str) -> str:
-    """A simulated customer's message without a speaker label or quotes around it."""
-    text = re.sub(r"^\s*(YOU \(customer\)|YOU|Customer|CUSTOMER)\s*:\s*", "", text.strip())
+    """A simulated customer's message without a speaker label, quotes, or an agent's line after
+    it (small models continue the transcript with ``AGENT: ...``)."""
+    text = _LABEL.sub("", text.strip())
+    agent = _AGENT_LINE.search(text)
+    if agent:
+        text = text[: agent.start()]
     return text.strip().strip('"').strip()
+
+
+def customer_message(text: str, prefix: str | None = None) -> str | None:
+    """What the customer said: its message, :data:`CUSTOMER_STOP` when it ends the chat, or None
+    when nothing of the customer is left once the sentences spoken as the agent are dropped.
+
+    ``prefix`` is the start the message was given (the opening's ``Hi, ``); it is put back.
+    """
+    if _STOP.search(text) and not prefix:
+        return CUSTOMER_STOP
+    text = _STOP.sub("", customer_text(text)).strip()
+    kept = " ".join(s for s in _SENTENCE.split(text) if s.strip() and not speaks_as_agent(s))
+    if prefix and kept:
+        kept = prefix + kept
+    return kept.strip() or None
 
 
 def route(state: DialogueState) -> Literal["agent", "customer", "__end__"]:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from agents.config import TRAINING_FLAGS, SampleSettings, StrictModel
+from agents.config import TRAINING_FLAGS, SampleSettings, StrictModel, with_section_defaults
 from agents.task_families import Family
 from agents.training.lora import LoraSettings
 from agents.training.sft import SFTSettings
@@ -145,6 +144,4 @@ class AgentDistillJob(StrictModel):
     @classmethod
     def _partial_training(cls, data: Any) -> Any:
         """``training={"max_steps": 2}`` keeps this scheme's other training defaults."""
-        if isinstance(data, dict) and isinstance(data.get("training"), dict):
-            return {**data, "training": {**asdict(_agent_sft()), **data["training"]}}
-        return data
+        return with_section_defaults(cls, data, "training")

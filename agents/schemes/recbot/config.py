@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from agents.config import TRAINING_FLAGS, StrictModel
+from agents.config import TRAINING_FLAGS, StrictModel, with_section_defaults
 from agents.schemes.recbot.episode import RecSettings
 from agents.schemes.recbot.users import Scenario
 from agents.training.lora import LoraSettings
@@ -102,9 +101,7 @@ class RecBotJob(StrictModel):
     @classmethod
     def _partial_training(cls, data: Any) -> Any:
         """``training={"max_steps": 2}`` keeps this scheme's other training defaults."""
-        if isinstance(data, dict) and isinstance(data.get("training"), dict):
-            return {**data, "training": {**asdict(_recbot_sft()), **data["training"]}}
-        return data
+        return with_section_defaults(cls, data, "training")
 
     @property
     def simulator_spec(self) -> str:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
 
-from agents.config import SampleSettings, StrictModel
+from agents.config import SampleSettings, StrictModel, with_section_defaults
 from agents.task_families import Family, FamilySpec
 from agents.training.dpo import DPOSettings
 from agents.training.lora import LoraSettings
@@ -191,13 +190,5 @@ class SocraticJob(StrictModel):
     @model_validator(mode="before")
     @classmethod
     def _partial_training_sections(cls, data: Any) -> Any:
-        """``warmup={"max_steps": 5}`` changes one value and keeps this scheme's other defaults
-        (which differ from the plain SFT/DPO defaults), as a YAML file plus ``--set`` does."""
-        if not isinstance(data, dict):
-            return data
-        merged = dict(data)
-        for name in ("warmup", "solver_training", "generator_training"):
-            factory = cls.model_fields[name].default_factory
-            if isinstance(data.get(name), dict) and factory is not None:
-                merged[name] = {**asdict(factory()), **data[name]}  # type: ignore[call-arg]
-        return merged
+        """``warmup={"max_steps": 5}`` changes one value and keeps this scheme's other defaults."""
+        return with_section_defaults(cls, data, "warmup", "solver_training", "generator_training")

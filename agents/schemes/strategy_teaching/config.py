@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from agents.config import StrictModel
+from agents.config import StrictModel, with_section_defaults
+from agents.training.lora import LoraSettings
+from agents.training.sft import SFTSettings
 
 
 class ServiceTaskSettings(StrictModel):
@@ -63,6 +65,35 @@ class RefinementSettings(StrictModel):
     )
 
 
+class EvaluationSettings(StrictModel):
+    """The held-out evaluation: full dialogues, and the baselines the learned strategies face.
+
+    Held-out dialogues run until the customer ends them (``###STOP###``), the agent transfers,
+    or ``max_turns``: long enough to finish a τ²-bench task (look the customer up, read the
+    order, confirm, act), unlike the short dialogues that find scenarios in training.
+    """
+
+    max_turns: int = Field(8, ge=1, description="agent messages per held-out dialogue")
+    max_tool_calls: int = Field(4, ge=1, description="tool calls in one held-out turn")
+    generic: bool = Field(
+        True,
+        description="baseline: the student with generic guidance, as many strategies as the "
+        "library holds, written by the teacher from the policy alone (no scenarios)",
+    )
+    finetune: bool = Field(
+        True,
+        description="baseline: the student fine-tuned (LoRA SFT) on the teacher's replies to "
+        "the run's scenarios",
+    )
+
+
+def _finetune_sft() -> SFTSettings:
+    # An example holds the whole policy and the tool schemas (about 3,800 tokens of retail for
+    # SmolLM2's tokenizer) and ends with the one reply learnt; a cut at max_length would drop that
+    # reply, so the budget is generous.
+    return SFTSettings(epochs=2, batch_size=2, max_length=6144, learning_rate=2e-4)
+
+
 class StrategyTeachingJob(StrictModel):
     """Strategy teaching: a teacher writes retrievable strategies that make a student act like it.
 
@@ -82,10 +113,15 @@ class StrategyTeachingJob(StrictModel):
     teacher: str = Field("builtin:qwen2.5-coder-0.5b", description="teacher model spec")
     student: str = Field("builtin:smollm2-135m", description="student model spec")
     customer: str | None = Field(None, description="customer simulator (default: the teacher)")
-    judge: str | None = Field(None, description="judge model (default: the teacher)")
+    judge: str | None = Field(
+        "builtin:qwen2.5-coder-1.5b",
+        description="judge model; not the teacher by default, which would grade its own replies "
+        "(null: the teacher)",
+    )
     transfer_student: str | None = Field(
-        "builtin:qwen2.5-coder-0.5b",
-        description="a second student given the same library (null: no transfer evaluation)",
+        "builtin:qwen2.5-coder-1.5b",
+        description="a second student, another model than the teacher, given the same library "
+        "(null: no transfer evaluation)",
     )
     engine: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
@@ -111,12 +147,31 @@ class StrategyTeachingJob(StrictModel):
         2, ge=1, description="judged scenarios per held-out dialogue (its first customer turns)"
     )
     eval_teacher: bool = Field(True, description="also run the teacher on the held-out tasks")
+    evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
+    training: SFTSettings = Field(
+        default_factory=_finetune_sft, description="the fine-tuned baseline's LoRA SFT"
+    )
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _partial_training(cls, data: Any) -> Any:
+        """``training={"max_steps": 2}`` keeps this scheme's other training defaults."""
+        return with_section_defaults(cls, data, "training")
 
     @property
     def library_name(self) -> str:
         return self.library or self.tasks.domain
 
     def role_model(self, role: str) -> str:
-        """The model spec of a role; customer and judge default to the teacher."""
+        """The model spec of a role; customer and judge default to the teacher, the fine-tuned
+        baseline is the student's base model."""
+        if role == "student_finetuned":
+            return self.student
         spec = getattr(self, role)
         return spec if spec is not None else self.teacher
+
+    @property
+    def judge_is_teacher(self) -> bool:
+        """The teacher grades its own replies (self-preference): the report says so."""
+        return self.role_model("judge") == self.teacher

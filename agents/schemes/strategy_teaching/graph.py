@@ -19,12 +19,21 @@ chat endpoint. The stages, each committed atomically:
    judge rates the student at least as good as the teacher, or after ``max_iterations``.
    Strategies are stored as *proposed*, with their scenario, the teacher, the round, and the
    judge's preference for the student over the teacher before and after.
-4. **eval_dialogues**: on held-out tasks, full dialogues of the student alone, the student with
-   strategies, the teacher, and (transfer) a second student with and without the same library:
-   task success against the gold actions, and policy violations.
-5. **eval_judge**: on held-out scenarios (the first customer turns of the held-out dialogues),
-   the judge compares next replies: the student with strategies against the student alone (win
-   rate), each against the teacher, and the transfer student with strategies against alone.
+4. **generic**: the generic-guidance baseline: the teacher writes as many strategies as the
+   library holds from the policy alone (no scenario, no student reply) into a library of the
+   run's own, retrieved the same way.
+5. **finetune**: the fine-tuned baseline: the student's LoRA SFT on the teacher's replies to the
+   run's scenarios (the same conversations the strategies were written for).
+6. **eval_dialogues**: on held-out tasks, full dialogues (until the customer ends them, or
+   ``evaluation.max_turns``) of the student alone, with generic guidance, fine-tuned, with the
+   learned strategies, the teacher, and (transfer) a second student with and without the
+   library: τ² task success against the gold actions, action recall and policy violations,
+   each with a 95% interval and, against the student alone, a paired test.
+7. **eval_judge**: on held-out scenarios (the first customer turns of the held-out dialogues),
+   the judge — another model than the teacher by default — compares next replies: each variant
+   of the student against the student alone and against the teacher, the learned strategies
+   against generic guidance and against fine-tuning, the transfer student with strategies
+   against alone; win rates with 95% intervals and a sign test.
 
 Only audited (approved or edited) strategies reach a prompt, unless the run is a training run
 (``use_proposed``, the default here), which also uses the proposed ones it is refining.
@@ -56,6 +65,7 @@ from agents.schemes.base import (
     ask_parsed,
     stage_node,
 )
+from agents.schemes.strategy_teaching.baselines import finetune, generic
 from agents.schemes.strategy_teaching.config import StrategyTeachingJob
 from agents.schemes.strategy_teaching.context import (
     AGENTS,
@@ -73,6 +83,7 @@ from agents.schemes.strategy_teaching.rules import (
     system_prompt,
     too_specific,
 )
+from agents.schemes.strategy_teaching.scores import dialogue_scores, win_rate
 from agents.store import Item, Run, Trajectory
 from strategies import StrategyLibrary
 from tools.service import DomainUnavailable, ServiceDomain, load_domain
@@ -479,7 +490,12 @@ def _mean(values: Sequence[float]) -> float | None:
 
 
 def _held_out_agents(cfg: StrategyTeachingJob) -> list[str]:
-    names = ["student", "student_strategies"]
+    names = ["student"]
+    if cfg.evaluation.generic:
+        names.append("student_generic")
+    if cfg.evaluation.finetune:
+        names.append("student_finetuned")
+    names.append("student_strategies")
     if cfg.eval_teacher:
         names.append("teacher")
     if cfg.transfer_student:
@@ -487,32 +503,45 @@ def _held_out_agents(cfg: StrategyTeachingJob) -> list[str]:
     return names
 
 
+def _agent_engine(ctx: TeachingContext, state: TeachingState, role: str) -> Engine:
+    return ctx.engine(role, state.get("student_finetuned_adapter"))
+
+
+def _ready(state: TeachingState, name: str) -> bool:
+    """A held-out agent can run: the fine-tuned one only once it was trained."""
+    return name != "student_finetuned" or bool(state.get("student_finetuned_adapter"))
+
+
 def eval_dialogues(state: TeachingState, ctx: TeachingContext, rnd: int) -> StageOutput:
-    """Held-out dialogues of every agent: task success and policy violations."""
+    """Full held-out dialogues of every agent: task success, recall and policy violations."""
     cfg = ctx.config
     domain = ctx.domain()
     tasks = ctx.tasks(state["heldout"])
-    metrics: dict[str, Any] = {}
+    outcomes: dict[str, dict[str, dict[str, float]]] = {}
+    details: dict[str, dict[str, Any]] = {}
     rows = []
-    for name in _held_out_agents(cfg):
-        role, guided = AGENTS[name]
+    for name in (n for n in _held_out_agents(cfg) if _ready(state, n)):
+        role, guidance = AGENTS[name]
         dialogues = run_dialogues(
-            ctx.engine(role),
+            _agent_engine(ctx, state, role),
             ctx.engine("customer"),
             domain,
             tasks,
-            guide=ctx.guide() if guided else None,
-            settings=ctx.settings(),
+            guide=ctx.agent_guide(guidance),
+            settings=ctx.settings(heldout=True),
             progress=ctx.progress,
             desc=f"held-out {name}",
         )
-        successes, recalls, violations = [], [], []
-        for d in dialogues:
+        outcomes[name] = {}
+        for k, d in enumerate(dialogues):
             score = score_actions(d.task, d.messages, domain.write_tools)
             found = policy_violations(domain, d.messages)
-            successes.append(score.success)
-            recalls.append(score.recall)
-            violations.append(len(found))
+            outcomes[name][f"{k}:{d.task.id}"] = {
+                "success": float(score.success),
+                "action_recall": score.recall,
+                "dialogues_with_violations": float(bool(found)),
+                "violations": len(found),
+            }
             rows.append(
                 Trajectory(
                     run_id=ctx.run_id,
@@ -534,19 +563,24 @@ def eval_dialogues(state: TeachingState, ctx: TeachingContext, rnd: int) -> Stag
                 )
             )
         n = len(dialogues) or 1
-        metrics[name] = {
-            "success": round(sum(successes) / n, 3),
-            "action_recall": round(sum(recalls) / n, 3),
-            "violations": round(sum(violations) / n, 3),
-            "dialogues_with_violations": round(sum(v > 0 for v in violations) / n, 3),
+        ended: dict[str, int] = {}
+        for d in dialogues:
+            ended[d.ended or "open"] = ended.get(d.ended or "open", 0) + 1
+        details[name] = {
             "turns": round(sum(len(d.turns) for d in dialogues) / n, 2),
+            "tool_calls": round(sum(d.summary()["tool_calls"] for d in dialogues) / n, 2),
             "tool_errors": sum(d.tool_errors for d in dialogues),
+            "ended": ended,
         }
+    metrics: dict[str, Any] = dialogue_scores(outcomes)
+    for name, extra in details.items():
+        metrics.setdefault(name, {}).update(extra)
+    metrics["_judge_is_teacher"] = cfg.judge_is_teacher
     return StageOutput(metrics, {}, add=rows)
 
 
 def eval_judge(state: TeachingState, ctx: TeachingContext, rnd: int) -> StageOutput:
-    """Judged win rates of next replies on held-out scenarios."""
+    """Judged win rates of next replies on held-out scenarios, with intervals."""
     cfg = ctx.config
     domain = ctx.domain()
     source = "teacher" if cfg.eval_teacher else "student"
@@ -559,31 +593,30 @@ def eval_judge(state: TeachingState, ctx: TeachingContext, rnd: int) -> StageOut
             if i and row.messages[i - 1]["role"] == "user" and m["role"] == "assistant"
         ]
         prefixes += [list(row.messages[:i]) for i in starts[: cfg.heldout_turns]]
-    agents = _held_out_agents(cfg)
+    agents = [n for n in _held_out_agents(cfg) if _ready(state, n)]
     replies: dict[str, list[Message]] = {}
-    guide = ctx.guide()
     for name in agents:
-        role, guided = AGENTS[name]
-        guidance = [guide(p) for p in prefixes] if guided else None
+        role, guidance = AGENTS[name]
+        guide = ctx.agent_guide(guidance)
         replies[name] = next_replies(
-            ctx.engine(role), domain, prefixes, guidance, ctx.settings(), ctx.progress
+            _agent_engine(ctx, state, role),
+            domain,
+            prefixes,
+            [guide(p) for p in prefixes] if guide else None,
+            ctx.settings(heldout=True),
+            ctx.progress,
         )
-    metrics: dict[str, Any] = {"scenarios": len(prefixes)}
+    metrics: dict[str, Any] = {"scenarios": len(prefixes), "judge": cfg.role_model("judge")}
     rows = []
     for comparison, (a, b) in COMPARISONS.items():
         if a not in replies or b not in replies or not prefixes:
             continue
         shares = judge(ctx, prefixes, replies[a], replies[b])
-        judged = [x for x in shares if x is not None]
         metrics[comparison] = {
-            "win_rate": _mean(judged),  # ties (and split orders) count half
-            "wins": sum(x == 1.0 for x in judged),
-            "ties": sum(0.0 < x < 1.0 for x in judged),
-            "losses": sum(x == 0.0 for x in judged),
+            **win_rate(shares),
             "identical": sum(
                 reply_text(x) == reply_text(y) for x, y in zip(replies[a], replies[b], strict=True)
             ),
-            "unjudged": len(shares) - len(judged),
         }
         for prefix, x, y, share in zip(prefixes, replies[a], replies[b], shares, strict=True):
             rows.append(
@@ -598,6 +631,7 @@ def eval_judge(state: TeachingState, ctx: TeachingContext, rnd: int) -> StageOut
                     meta={"a": reply_text(x), "b": reply_text(y)},
                 )
             )
+    metrics["_judge_is_teacher"] = cfg.judge_is_teacher
     return StageOutput(metrics, {}, add=rows)
 
 
@@ -605,32 +639,37 @@ def eval_judge(state: TeachingState, ctx: TeachingContext, rnd: int) -> StageOut
 
 
 ROUND_STAGES: list[tuple[str, Any]] = [("scenarios", scenarios), ("refine", refine)]
+#: After the rounds: the baselines, then the held-out evaluation.
 EVAL_STAGES: list[tuple[str, Any]] = [
+    ("generic", generic),
+    ("finetune", finetune),
     ("eval_dialogues", eval_dialogues),
     ("eval_judge", eval_judge),
 ]
 
 
 def _more_rounds(state: TeachingState) -> str:
-    return "scenarios" if state.get("round", 0) < state.get("rounds", 1) else "eval_dialogues"
+    return "scenarios" if state.get("round", 0) < state.get("rounds", 1) else EVAL_STAGES[0][0]
 
 
 def build_graph() -> StateGraph:
-    """setup → (scenarios → refine) × rounds → eval_dialogues → eval_judge.
+    """setup → (scenarios → refine) × rounds → generic → finetune → eval_dialogues → eval_judge.
 
-    With no rounds, setup leads straight to the evaluation of the library as it stands.
+    With no rounds, setup leads straight to the baselines and the evaluation of the library as
+    it stands.
     """
+    first = EVAL_STAGES[0][0]
     graph = StateGraph(TeachingState, context_schema=TeachingContext)
     graph.add_node("setup", stage_node("setup", setup))
     graph.add_node("scenarios", stage_node("scenarios", scenarios, opens_round=True))
     graph.add_node("refine", stage_node("refine", refine))
     graph.add_edge(START, "setup")
-    # a (first or next) round, or the held-out evaluation
-    graph.add_conditional_edges("setup", _more_rounds, ["scenarios", "eval_dialogues"])
+    # a (first or next) round, or the baselines and the held-out evaluation
+    graph.add_conditional_edges("setup", _more_rounds, ["scenarios", first])
     graph.add_edge("scenarios", "refine")
-    graph.add_conditional_edges("refine", _more_rounds, ["scenarios", "eval_dialogues"])
-    add_stage_chain(graph, "eval_dialogues", EVAL_STAGES[1:], END)
-    graph.add_node("eval_dialogues", stage_node("eval_dialogues", eval_dialogues))
+    graph.add_conditional_edges("refine", _more_rounds, ["scenarios", first])
+    graph.add_node(first, stage_node(first, EVAL_STAGES[0][1]))
+    add_stage_chain(graph, first, EVAL_STAGES[1:], END)
     return graph
 
 
@@ -658,7 +697,7 @@ class StrategyTeaching(SchemeRun):
         progress: bool = True,
         loader: Callable[[str], Engine] | None = None,
         domain: Callable[[], ServiceDomain] | None = None,
-        library: Callable[[], StrategyLibrary] | None = None,
+        library: Callable[[str], StrategyLibrary] | None = None,
     ) -> tuple[TeachingContext, StateGraph, int]:
         context = TeachingContext(
             self.config,

@@ -4,10 +4,13 @@ A strategy-teaching run (see :mod:`agents.schemes.strategy_teaching.graph`) comm
 then per round ``scenarios`` and ``refine``, then ``eval_dialogues`` and ``eval_judge``. This
 module turns those metrics, and the strategies the run wrote into its library, into:
 
-* held-out dialogues per agent: task success, gold-action recall, policy violations, turns, tool
-  errors;
-* judged next replies per comparison: win rate (ties count half), wins / ties / losses, pairs
-  whose two replies were identical;
+* the comparison table: one row per held-out agent (the student alone, with generic guidance,
+  fine-tuned, with the learned strategies, the teacher, the transfer student with and without
+  them): judged win rates against the student alone and against the teacher, τ² task success
+  with its paired difference from the student alone, gold-action recall and the share of
+  dialogues with a policy violation, each with its 95% interval;
+* every judged comparison: win rate with its interval, sign-test p, wins / ties / losses;
+* how the held-out dialogues went: turns, tool calls, tool errors, how they ended;
 * one row per round: scenarios found and closed, strategies written, how often the judge
   preferred the student's reply to the teacher's;
 * the strategies learned in the run, largest gain in judge preference first;
@@ -37,24 +40,47 @@ if TYPE_CHECKING:
     from strategies.records import Strategy
 
 #: The stages with a table in this section (kept out of "Stage metrics").
-STAGES = ("setup", "scenarios", "refine", "eval_dialogues", "eval_judge")
+STAGES = ("setup", "scenarios", "refine", "generic", "finetune", "eval_dialogues", "eval_judge")
 #: Held-out agents in report order: metric key → (short name for plots, table label).
 AGENTS = {
     "student": ("student", "student alone"),
-    "student_strategies": ("student + S", "student + strategies"),
+    "student_generic": ("student + G", "student + generic guidance"),
+    "student_finetuned": ("student FT", "student fine-tuned on the teacher's replies"),
+    "student_strategies": ("student + S", "student + learned strategies"),
     "teacher": ("teacher", "teacher"),
     "transfer": ("transfer", "transfer student alone"),
-    "transfer_strategies": ("transfer + S", "transfer student + strategies"),
+    "transfer_strategies": ("transfer + S", "transfer student + learned strategies"),
 }
 #: Judged comparisons in report order: metric key → (short name for plots, table label).
 COMPARISONS = {
     "strategies_vs_alone": ("S vs alone", "student + strategies vs student alone"),
+    "generic_vs_alone": ("G vs alone", "student + generic guidance vs student alone"),
+    "finetuned_vs_alone": ("FT vs alone", "student fine-tuned vs student alone"),
+    "strategies_vs_generic": ("S vs G", "student + strategies vs student + generic guidance"),
+    "strategies_vs_finetuned": ("S vs FT", "student + strategies vs student fine-tuned"),
     "strategies_vs_teacher": ("S vs teacher", "student + strategies vs teacher"),
+    "generic_vs_teacher": ("G vs teacher", "student + generic guidance vs teacher"),
+    "finetuned_vs_teacher": ("FT vs teacher", "student fine-tuned vs teacher"),
     "alone_vs_teacher": ("alone vs teacher", "student alone vs teacher"),
     "transfer_strategies_vs_alone": (
         "transfer S vs alone",
         "transfer student + strategies vs transfer student alone",
     ),
+}
+#: Per agent, its judged comparison with the student alone and with the teacher: (key, A is
+#: the agent). The teacher's win rate over the student alone is one minus the student's.
+VERSUS_ALONE = {
+    "student_generic": ("generic_vs_alone", True),
+    "student_finetuned": ("finetuned_vs_alone", True),
+    "student_strategies": ("strategies_vs_alone", True),
+    "teacher": ("alone_vs_teacher", False),
+    "transfer_strategies": ("transfer_strategies_vs_alone", True),
+}
+VERSUS_TEACHER = {
+    "student": "alone_vs_teacher",
+    "student_generic": "generic_vs_teacher",
+    "student_finetuned": "finetuned_vs_teacher",
+    "student_strategies": "strategies_vs_teacher",
 }
 #: How many of the run's strategies the report lists, and how much of each text it shows.
 MAX_STRATEGIES = 8
@@ -143,10 +169,70 @@ def _setup_line(data: RunView) -> list[str]:
     return ["", "Setup: " + ", ".join(parts) + "."] if parts else []
 
 
+def _with_ci(value: Any, ci: Any) -> str:
+    """``0.250 (0.050–0.500)``: a value with its 95% interval, or what there is of it."""
+    if not is_num(value):
+        return DASH
+    if isinstance(ci, list | tuple) and len(ci) == 2 and all(is_num(x) for x in ci):
+        return f"{value:.3f} ({ci[0]:.3f}–{ci[1]:.3f})"
+    return num(value)
+
+
+def _difference(found: Any) -> str:
+    """``+0.125 (−0.125–+0.375), p 0.62`` from a paired comparison's metrics."""
+    if not isinstance(found, dict) or not is_num(found.get("difference")):
+        return DASH
+    text = f"{found['difference']:+.3f}"
+    ci = found.get("ci")
+    if isinstance(ci, list) and len(ci) == 2 and all(is_num(x) for x in ci):
+        text += f" ({ci[0]:+.3f}–{ci[1]:+.3f})"
+    if is_num(found.get("p_value")):
+        text += f", p {found['p_value']:.3g}"
+    return text
+
+
+def _judged(comparisons: dict[str, dict[str, Any]], key: str | None, flip: bool = False) -> str:
+    found = comparisons.get(key or "")
+    if not found or not is_num(found.get("win_rate")):
+        return DASH
+    rate, ci = found["win_rate"], found.get("ci")
+    if flip:  # B's win rate: one minus A's, the interval mirrored
+        rate = 1 - rate
+        ci = [1 - ci[1], 1 - ci[0]] if isinstance(ci, list) and len(ci) == 2 else None
+    return _with_ci(rate, ci)
+
+
+def _table_rows(data: RunView) -> list[list[str]]:
+    """The comparison table: per agent, judged win rates and dialogue outcomes with intervals."""
+    comparisons = {k: m for k, _, _, m in _comparisons(data)}
+    rows = []
+    for key, _, label, m in _agents(data):
+        alone = VERSUS_ALONE.get(key)
+        rows.append(
+            [
+                label,
+                _judged(comparisons, alone[0], not alone[1]) if alone else DASH,
+                _judged(comparisons, VERSUS_TEACHER.get(key)),
+                _with_ci(m.get("success"), m.get("success_ci")),
+                _difference((m.get("vs_student") or {}).get("success")),
+                _with_ci(m.get("action_recall"), m.get("action_recall_ci")),
+                _with_ci(m.get("dialogues_with_violations"), m.get("dialogues_with_violations_ci")),
+            ]
+        )
+    return rows
+
+
 def _dialogue_rows(data: RunView) -> list[list[str]]:
-    keys = ("success", "action_recall", "violations", "dialogues_with_violations", "turns")
     return [
-        [label, *(num(m.get(k)) for k in keys), num(m.get("tool_errors"))]
+        [
+            label,
+            num(m.get("turns")),
+            num(m.get("tool_calls")),
+            num(m.get("tool_errors")),
+            num(m.get("violations")),
+            _difference((m.get("vs_student") or {}).get("action_recall")),
+            num(m.get("ended")) if isinstance(m.get("ended"), dict) else DASH,
+        ]
         for _, _, label, m in _agents(data)
     ]
 
@@ -155,7 +241,8 @@ def _judge_rows(data: RunView) -> list[list[str]]:
     return [
         [
             label,
-            num(m.get("win_rate")),
+            _with_ci(m.get("win_rate"), m.get("ci")),
+            num(m.get("p_value")),
             joined(m, ("wins", "ties", "losses")),
             num(m.get("identical")),
             num(m.get("unjudged")),
@@ -234,7 +321,10 @@ def _strategy_lines(strategies: list[Strategy]) -> list[str]:
 
 
 def _subsection(title: str, headers: list[str], rows: list[list[str]]) -> list[str]:
-    return ["", f"### {title}", "", *table(headers, rows)] if rows else []
+    """A titled table; left out when no row has anything beyond its label."""
+    if not any(cell != DASH for row in rows for cell in row[1:]):
+        return []
+    return ["", f"### {title}", "", *table(headers, rows)]
 
 
 def strategy_section(data: RunView) -> list[str]:
@@ -249,27 +339,25 @@ def strategy_section(data: RunView) -> list[str]:
     """
     lines = ["", "## Strategy teaching", *_setup_line(data)]
 
-    headers = ["agent", "task success", "gold-action recall", "violations per dialogue"]
-    headers += ["dialogues with a violation", "mean agent turns", "tool errors"]
-    dialogues = _dialogue_rows(data)
+    summary = _table_rows(data)
     judged = _judge_rows(data)
-    if not (dialogues or judged):
+    if not (summary or judged):
         lines += ["", "No held-out evaluation has finished yet."]
-    lines += _subsection("Held-out dialogues", headers, dialogues)
+    headers = ["agent", "judged win rate vs student alone", "judged win rate vs teacher"]
+    headers += ["task success", "success − student alone (paired)", "gold-action recall"]
+    headers += ["dialogues with a violation"]
+    lines += _subsection("Held-out comparison", headers, summary)
+    if summary:
+        lines += ["", _comparison_note(data)]
 
     if judged:
-        headers = ["comparison (A vs B)", "win rate of A", "wins / ties / losses"]
-        headers += ["identical replies (tied)", "unjudged"]
+        headers = ["comparison (A vs B)", "win rate of A (95% CI)", "sign test p"]
+        headers += ["wins / ties / losses", "identical replies (tied)", "unjudged"]
         lines += _subsection("Judged next replies", headers, judged)
-        scenarios = finished(data, "eval_judge").get("scenarios")
-        note = (
-            "The judge picks the better of two replies; win rate is the mean share of orders"
-            " in which it picked A, so a tie (each reply picked once, or identical replies,"
-            " which the judge is not asked about) counts as half a win"
-        )
-        if is_num(scenarios):
-            note += f"; {num(scenarios)} held-out scenarios were judged per comparison"
-        lines += ["", note + "."]
+
+    headers = ["agent", "mean agent turns", "tool calls", "tool errors"]
+    headers += ["violations per dialogue", "recall − student alone (paired)", "ended"]
+    lines += _subsection("Held-out dialogues", headers, _dialogue_rows(data))
 
     headers = ["round", "dialogues", "student preferred, turns", "shortfalls (rule-detected)"]
     headers += ["teacher scenarios", "scenarios", "closed", "new / edited strategies"]
@@ -289,6 +377,33 @@ def strategy_section(data: RunView) -> list[str]:
         list(data.cached("strategies", lambda: load_strategies(data.store, data.run.id)))
     )
     return lines
+
+
+def _comparison_note(data: RunView) -> str:
+    """Who judged, on how many scenarios and tasks, and how to read the intervals."""
+    judged = finished(data, "eval_judge")
+    parts = []
+    judge = judged.get("judge")
+    if judge:
+        parts.append(f"Judge `{judge}`")
+    if judged.get("_judge_is_teacher"):
+        parts.append(
+            "which is the teacher: it grades its own replies, so win rates against the teacher"
+            " lean its way (self-preference)"
+        )
+    scenarios = judged.get("scenarios")
+    text = ", ".join(parts) + ("; " if parts else "")
+    if is_num(scenarios):
+        text += f"{num(scenarios)} held-out scenarios judged per comparison, each pair both ways"
+        text += " round (a win 1, a tie or split 0.5). "
+    n = next((m.get("n") for *_, m in _agents(data) if is_num(m.get("n"))), None)
+    if is_num(n):
+        text += f"{num(n)} full held-out dialogues per agent. "
+    return (
+        text + "Brackets: 95% intervals (bootstrap over scenarios or tasks; Wilson when every"
+        " task scores the same); paired differences from the student alone on the same tasks"
+        " with McNemar's exact test (success) or a sign-flip permutation test (recall)."
+    )
 
 
 def has_plot_data(data: RunView) -> bool:
