@@ -102,15 +102,17 @@ def load_config(
     path: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
 ) -> T:
-    """Read a YAML file (optional), apply dotted overrides (``None`` values are skipped), validate.
+    """Read a YAML file (optional), apply dotted overrides, validate.
+
+    An override of ``None`` sets the key to null (``--set transfer_student=null`` turns the
+    transfer student off); leave a key out to keep the file's value.
 
     Raises:
         ConfigError: unreadable file or invalid values, as one sentence.
     """
     data = read_yaml(Path(path)) if path else {}
     for key, value in (overrides or {}).items():
-        if value is not None:
-            set_dotted(data, key, value)
+        set_dotted(data, key, value)
     try:
         return model.model_validate(data)
     except ValidationError as err:

@@ -21,9 +21,11 @@ call itself finishes in the background). With a ``token`` every ``/v1`` route wa
 ``Authorization: Bearer <token>`` (401). Every error has OpenAI's shape:
 ``{"error": {"message", "type", "param", "code"}}``.
 
-In-process engines generate a reply whole; a streamed response then carries it in pieces, so a
-client's streaming code works unchanged. For throughput, serve the exported weights with vLLM's
-own OpenAI server and point clients (or ``agents`` model specs) at it.
+A streamed reply of a plain model (one choice) comes token by token as the in-process engine
+generates it (``Engine.stream``); a tool-using agent's answer, or several choices, are sent in
+pieces once done, so a client's streaming code works the same either way. For throughput, serve
+the exported weights with vLLM's own OpenAI server and point clients (or ``agents`` model specs)
+at it.
 """
 
 from __future__ import annotations
@@ -240,24 +242,76 @@ class AgentServer:
 
     async def run(self, body: ChatBody, max_tokens: int) -> tuple[list[tuple[str, str]], dict]:
         """:meth:`answer` in a worker thread, one at a time, within the queue and time limits."""
-        if self.waiting >= self.settings.max_queue + 1:
-            raise ApiError(
-                429, "the server is busy; try again shortly", "rate_limit_error", code="server_busy"
-            )
+        self._admit()
         self.waiting += 1
         try:
             async with asyncio.timeout(self.settings.timeout_s):
                 async with self.slot:
                     return await asyncio.to_thread(self.answer, body, max_tokens)
         except TimeoutError:
-            raise ApiError(
-                504,
-                f"the request took over {self.settings.timeout_s:g} s",
-                "timeout_error",
-                code="timeout",
-            ) from None
+            raise self._timeout() from None
         finally:
             self.waiting -= 1
+
+    def streams_tokens(self, body: ChatBody) -> bool:
+        """A streamed request the engine answers token by token: a plain model, one choice."""
+        return body.stream and not self.tool_agent and body.n == 1
+
+    async def open_stream(
+        self, body: ChatBody, max_tokens: int
+    ) -> tuple[AsyncIterator[str], list[int]]:
+        """Wait for the model slot (queue and time limits as :meth:`run`), then return the reply's
+        pieces as the engine generates them; the slot is held until the last piece or until
+        the client goes away, and the whole stream stays within ``timeout_s`` (it then ends
+        with what was generated). Also returns the ids of the strategies retrieved."""
+        self._admit()
+        self.waiting += 1
+        deadline = time.monotonic() + self.settings.timeout_s
+        try:
+            async with asyncio.timeout(self.settings.timeout_s):
+                await self.slot.acquire()
+        except TimeoutError:
+            self.waiting -= 1
+            raise self._timeout() from None
+        messages, strategies = self.agent.prompt(body.messages)
+        stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
+        request = ChatRequest(
+            messages=messages,
+            temperature=body.temperature,
+            top_p=body.top_p,
+            max_tokens=max_tokens,
+            stop=tuple(stop),
+            seed=body.seed,
+        )
+
+        async def pieces() -> AsyncIterator[str]:
+            source = self.agent.engine.stream(request)
+            try:
+                while time.monotonic() < deadline:
+                    piece = await asyncio.to_thread(next, source, None)
+                    if piece is None:
+                        break
+                    yield piece
+            finally:
+                await asyncio.to_thread(source.close)  # stops the generation, in its thread
+                self.slot.release()
+                self.waiting -= 1
+
+        return pieces(), strategies
+
+    def _admit(self) -> None:
+        if self.waiting >= self.settings.max_queue + 1:
+            raise ApiError(
+                429, "the server is busy; try again shortly", "rate_limit_error", code="server_busy"
+            )
+
+    def _timeout(self) -> ApiError:
+        return ApiError(
+            504,
+            f"the request took over {self.settings.timeout_s:g} s",
+            "timeout_error",
+            code="timeout",
+        )
 
 
 def _completion(server: AgentServer, choices: list[tuple[str, str]], extra: dict) -> dict:
@@ -283,25 +337,46 @@ def _pieces(text: str, size: int = 16) -> Iterator[str]:
         yield text[start : start + size]
 
 
-def _chunks(server: AgentServer, choices: list[tuple[str, str]]) -> Iterator[str]:
-    """Server-sent events of a reply: a role chunk, content pieces, a finish chunk, DONE."""
+def _chunk_event(
+    server: AgentServer, ident: str, created: int, index: int, delta: dict, finish: str | None
+) -> str:
+    chunk = {
+        "id": ident,
+        "object": "chat.completion.chunk",
+        "created": created,
+        "model": server.name,
+        "choices": [{"index": index, "delta": delta, "finish_reason": finish}],
+    }
+    return f"data: {json.dumps(chunk)}\n\n"
+
+
+async def _token_events(
+    server: AgentServer, pieces: AsyncIterator[str], strategies: list[int]
+) -> AsyncIterator[str]:
+    """Server-sent events of a reply streamed token by token; the first chunk names the
+    strategies retrieved for the conversation (when the agent has any)."""
     ident, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
+    first = _chunk_event(server, ident, created, 0, {"role": "assistant", "content": ""}, None)
+    if server.agent.card.strategies:
+        data = json.loads(first[len("data: ") :])
+        first = f"data: {json.dumps({**data, 'strategies': strategies})}\n\n"
+    yield first
+    async for piece in pieces:
+        yield _chunk_event(server, ident, created, 0, {"content": piece}, None)
+    yield _chunk_event(server, ident, created, 0, {}, "stop")
+    yield "data: [DONE]\n\n"
 
-    def event(index: int, delta: dict[str, Any], finish: str | None) -> str:
-        chunk = {
-            "id": ident,
-            "object": "chat.completion.chunk",
-            "created": created,
-            "model": server.name,
-            "choices": [{"index": index, "delta": delta, "finish_reason": finish}],
-        }
-        return f"data: {json.dumps(chunk)}\n\n"
 
+def _chunks(server: AgentServer, choices: list[tuple[str, str]]) -> Iterator[str]:
+    """Server-sent events of finished replies: a role chunk, content pieces, a finish chunk per
+    choice, then DONE."""
+    ident, created = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time())
     for index, (text, finish) in enumerate(choices):
-        yield event(index, {"role": "assistant", "content": ""}, None)
+        role = {"role": "assistant", "content": ""}
+        yield _chunk_event(server, ident, created, index, role, None)
         for piece in _pieces(text):
-            yield event(index, {"content": piece}, None)
-        yield event(index, {}, finish)
+            yield _chunk_event(server, ident, created, index, {"content": piece}, None)
+        yield _chunk_event(server, ident, created, index, {}, finish)
     yield "data: [DONE]\n\n"
 
 
@@ -383,6 +458,12 @@ def create_app(agent: ExportedAgent, settings: ServeSettings | None = None) -> F
         except ValidationError as exc:
             raise _invalid(exc) from None
         max_tokens = server.check(body)
+        if server.streams_tokens(body):
+            pieces, strategies = await server.open_stream(body, max_tokens)
+            return StreamingResponse(
+                _token_events(server, pieces, strategies),
+                media_type="text/event-stream",
+            )
         choices, extra = await server.run(body, max_tokens)
         if not body.stream:
             return _completion(server, choices, extra)

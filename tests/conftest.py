@@ -62,6 +62,29 @@ def tiny_model_dir(tokenizer_dir: Path, tmp_path_factory: pytest.TempPathFactory
 
 
 @pytest.fixture(scope="session")
+def lively_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model with larger random weights.
+
+    At the default initialisation scale the tiny model greedily repeats one token whatever the
+    prompt, which would let a broken batch (wrong padding, wrong positions) pass unnoticed.
+    Larger weights make greedy output depend on every prompt token.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if parameter.dim() == 2:
+                parameter.normal_(0.0, 0.2, generator=generator)
+    out = tmp_path_factory.mktemp("lively-llama")
+    model.save_pretrained(out)
+    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
 def sandbox_tmp_listing() -> str:
     """Code listing what sandboxed code itself left in its /tmp, sorted.
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from agents.cli import main
+from agents.episodes.dialogue import speaks_as_agent
 from agents.store import Store, Workspace
 from strategies import StrategyLibrary
 
@@ -33,6 +34,7 @@ TINY = [
     "evaluation.max_turns=2",
     "evaluation.max_tool_calls=2",
     "training.max_steps=1",
+    "training.batch_size=1",
     "transfer_student=null",
 ]
 
@@ -86,11 +88,16 @@ def test_strategy_teaching_on_builtin_models(
     report = (workspace / "reports" / run_id / "report.md").read_text()
     assert "Strategy teaching" in report and "Held-out comparison" in report
 
-    # the dialogues are well formed: each tool call is answered by its tool message
+    # the dialogues are well formed: each tool call is answered by its tool message; the
+    # simulated customer opens the chat itself and never speaks as the agent
     for row in store.trajectories(run_id):
         for k, message in enumerate(row.messages):
             for call in message.get("tool_calls") or []:
                 assert row.messages[k + 1]["tool_call_id"] == call["id"]
+        if row.stage in ("scenarios", "eval_dialogues"):
+            said = [m["content"] for m in row.messages if m["role"] == "user"]
+            assert said and said[0].startswith("Hi, ")
+            assert all(text.strip() and not speaks_as_agent(text) for text in said), said
 
     library = StrategyLibrary.open(store, Workspace.resolve(workspace).chroma_dir, "retail")
     learnt = [s for s in library.strategies() if s.run_id == run_id]

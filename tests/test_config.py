@@ -45,10 +45,24 @@ def test_overrides_win_and_keep_their_types(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("base: builtin:smollm2-135m\ntraining:\n  learning_rate: 1.0e-4\n")
     key, value = parse_override("training.batch_size=8")
-    config = load_config(SFTJob, path, {key: value, "training.learning_rate": 3e-4, "lora.r": None})
+    config = load_config(SFTJob, path, {key: value, "training.learning_rate": 3e-4})
     assert config.training.batch_size == 8
     assert config.training.learning_rate == 3e-4
-    assert config.lora.r == 8  # None means "flag not given": the default stays
+    assert config.lora.r == 8  # a key left out keeps its default
+
+
+def test_a_null_override_sets_null() -> None:
+    """``--set transfer_student=null`` turns an optional role off (flags not given never reach
+    the overrides, so None is only ever asked for)."""
+    from agents.cli import _overrides, scheme_parser
+    from agents.jobs import scheme_named
+    from agents.schemes.strategy_teaching import StrategyTeachingJob
+
+    assert StrategyTeachingJob().transfer_student is not None
+    key, value = parse_override("transfer_student=null")
+    assert load_config(StrategyTeachingJob, None, {key: value}).transfer_student is None
+    args = scheme_parser(scheme_named("strategy-teaching")).parse_args(["--rounds", "1"])
+    assert _overrides(args) == {"rounds": 1}  # flags not given are left out
 
 
 def test_unknown_keys_are_rejected_with_their_path() -> None:

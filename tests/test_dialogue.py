@@ -280,3 +280,33 @@ def test_a_customer_speaking_as_the_agent_is_asked_again_or_ends_the_dialogue(re
     [d] = run_dialogues(agent, lost, retail, retail.split("test")[:1], settings=settings)
     assert d.ended == "customer_failed" and len(d.messages) == 1  # the greeting only
     assert len(lost.requests) == 2
+
+
+def test_a_customer_does_not_hang_up_on_a_question(retail) -> None:
+    """``###STOP###`` right after the agent asked something is asked again as an answer; a stop
+    after a plain statement ends the dialogue at once."""
+
+    def hasty(request: ChatRequest) -> str:
+        ask = request.messages[-1]["content"]
+        if "first message" in ask:
+            return "I want to return a lamp."
+        return "My email is a@b.com." if "asked you something" in ask else CUSTOMER_STOP
+
+    def agent(request: ChatRequest) -> str:
+        said = [m for m in request.messages if m["role"] == "user"]
+        return "Could you give me your email?" if len(said) == 1 else "Your return is noted."
+
+    [d] = run_dialogues(
+        RuleEngine("agent", agent), RuleEngine("customer", hasty), retail, retail.split("test")[:1]
+    )
+    customer = [m["content"] for m in d.messages if m["role"] == "user"]
+    assert customer == ["Hi, I want to return a lamp.", "My email is a@b.com."]
+    assert d.ended == "customer_stop" and len(d.turns) == 2  # stopped after the statement
+
+    stubborn = RuleEngine(
+        "customer",
+        lambda r: "Hi" if "first message" in r.messages[-1]["content"] else CUSTOMER_STOP,
+    )
+    [d] = run_dialogues(RuleEngine("agent", agent), stubborn, retail, retail.split("test")[:1])
+    assert d.ended == "customer_stop" and len(d.turns) == 1  # every retry stopped: it stands
+    assert len(stubborn.requests) == 1 + 3  # the opening, then a stop and two re-asks

@@ -4,7 +4,6 @@ client on loopback (uvicorn in a thread; scripted engines, the real sandbox for 
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ import uvicorn
 
 from agents.export import AgentCard, ExportedAgent
 from agents.models.base import ChatRequest, ChatResult, Completion, Engine
+from agents.net import free_port
 from agents.serve import ServeSettings, create_app
 from tools import DEFAULT_TOOLS, tool_schemas
 
@@ -79,16 +79,10 @@ class PythonAgent(Engine):
         return results
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @contextmanager
 def serving(agent: ExportedAgent, **limits: Any) -> Iterator[str]:
     """The agent served on loopback; yields the base URL."""
-    port = _free_port()
+    port = free_port()
     config = uvicorn.Config(
         create_app(agent, ServeSettings(**limits)), host="127.0.0.1", port=port, log_level="error"
     )
@@ -139,6 +133,8 @@ def test_chat_completions_models_card_and_health(tmp_path: Path) -> None:
 
 
 def test_streaming_carries_the_whole_reply(tmp_path: Path) -> None:
+    """An engine that cannot stream sends its reply as one piece; several choices come in
+    pieces once done."""
     with serving(_agent(Echo(), tmp_path)) as url:
         stream = _client(url).chat.completions.create(
             model=NAME,
@@ -146,9 +142,39 @@ def test_streaming_carries_the_whole_reply(tmp_path: Path) -> None:
             stream=True,
         )
         chunks = list(stream)
-    text = "".join(c.choices[0].delta.content or "" for c in chunks)
-    assert text == "echo: a longer message to stream in pieces"
-    assert len(chunks) > 3 and chunks[-1].choices[0].finish_reason == "stop"
+        text = "".join(c.choices[0].delta.content or "" for c in chunks)
+        assert text == "echo: a longer message to stream in pieces"
+        assert chunks[-1].choices[0].finish_reason == "stop"
+        two = list(
+            _client(url).chat.completions.create(
+                model=NAME, messages=[{"role": "user", "content": "a longer one"}], n=2, stream=True
+            )
+        )
+    for index in (0, 1):
+        said = [c.choices[0].delta.content or "" for c in two if c.choices[0].index == index]
+        assert "".join(said) == "echo: a longer one" and len(said) > 2
+
+
+def test_a_real_model_streams_token_by_token(tmp_path: Path, lively_model_dir: Path) -> None:
+    """The in-process engine's tokens reach the client as they are generated: many chunks, and
+    together the reply a non-streamed request gets."""
+    from agents.models.transformers_engine import TransformersEngine
+
+    engine = TransformersEngine(lively_model_dir, spec="tiny", device="cpu", dtype="float32")
+    question = [{"role": "user", "content": "Tell me something."}]
+    with serving(_agent(engine, tmp_path)) as url:
+        client = _client(url)
+        whole = client.chat.completions.create(model=NAME, messages=question, max_tokens=20)
+        chunks = list(
+            client.chat.completions.create(
+                model=NAME, messages=question, max_tokens=20, stream=True
+            )
+        )
+        again = client.chat.completions.create(model=NAME, messages=question, max_tokens=20)
+    pieces = [c.choices[0].delta.content for c in chunks if c.choices[0].delta.content]
+    assert "".join(pieces) == whole.choices[0].message.content
+    assert len(pieces) > 3 and chunks[-1].choices[0].finish_reason == "stop"
+    assert again.choices[0].message.content == whole.choices[0].message.content  # slot released
 
 
 def test_a_tool_agent_runs_its_loop_in_the_sandbox(tmp_path: Path) -> None:

@@ -23,29 +23,6 @@ def ask(text: str, **params: object) -> ChatRequest:
 
 
 @pytest.fixture(scope="module")
-def lively_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny model with larger random weights.
-
-    At the default initialisation scale the tiny model greedily repeats one token whatever the
-    prompt, which would let a broken batch (wrong padding, wrong positions) pass unnoticed.
-    Larger weights make greedy output depend on every prompt token.
-    """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if parameter.dim() == 2:
-                parameter.normal_(0.0, 0.2, generator=generator)
-    out = tmp_path_factory.mktemp("lively-llama")
-    model.save_pretrained(out)
-    AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(out)
-    return out
-
-
-@pytest.fixture(scope="module")
 def engine(lively_model_dir: Path) -> TransformersEngine:
     return TransformersEngine(lively_model_dir, spec="tiny", device="cpu", batch_size=8)
 
@@ -445,3 +422,22 @@ def test_a_shared_prompt_prefix_is_computed_once_and_changes_no_reply(
     assert shared._shared_prefix(ids) >= shared.MIN_SHARED_PREFIX  # the shared path runs
     assert plain._shared_prefix(ids) == 0
     assert [r.text for r in shared.generate(requests)] == [r.text for r in plain.generate(requests)]
+
+
+def test_stream_yields_the_reply_generate_gives_token_by_token(engine: TransformersEngine) -> None:
+    greedy = ask("Stream me a reply, please.", max_tokens=24)
+    whole = engine.generate([greedy])[0].text
+    pieces = list(engine.stream(greedy))
+    assert "".join(pieces) == whole and len(pieces) > 3  # it came in pieces, as generated
+    sampled = ask("Another one.", max_tokens=16, temperature=0.9, seed=5)
+    assert "".join(engine.stream(sampled)) == engine.generate([sampled])[0].text  # same seed
+
+
+def test_stream_ends_where_a_stop_string_begins(engine: TransformersEngine) -> None:
+    whole = engine.generate([ask("Stop somewhere.", max_tokens=24)])[0].text
+    stop = whole[len(whole) // 2 : len(whole) // 2 + 3]
+    request = ask("Stop somewhere.", max_tokens=24, stop=(stop,))
+    streamed = "".join(engine.stream(request))
+    assert streamed == engine.generate([request])[0].text == whole[: whole.find(stop)]
+    with pytest.raises(ValueError, match="one sample"):
+        next(engine.stream(ask("two", n=2)))

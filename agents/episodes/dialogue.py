@@ -58,6 +58,7 @@ GUIDANCE_HEADER = _PROMPTS["guidance_header"]
 CUSTOMER_PROMPT = _PROMPTS["customer_system"]
 CUSTOMER_OPEN = _PROMPTS["customer_open"]
 CUSTOMER_NEXT = _PROMPTS["customer_next"]
+CUSTOMER_ANSWER = _PROMPTS["customer_answer"]
 # The customer's first message is started for it: small simulators otherwise answer as the agent.
 CUSTOMER_OPENING_PREFIX = _PROMPTS["customer_opening_prefix"]
 
@@ -334,24 +335,36 @@ def customer_node(state: DialogueState, runtime: Runtime[DialogueContext]) -> di
 
     A message that speaks as the agent loses those sentences; one with nothing of the customer
     left is asked again (sampled, ``customer_retries`` times), and then ends its dialogue as
-    ``customer_failed``.
+    ``customer_failed``. A customer does not hang up on a question: ``###STOP###`` right after
+    the agent asked something is asked again as an answer, and stands only if every retry
+    stops too.
     """
     ctx = runtime.context
     dialogues = state["dialogues"]
     waiting = [i for i, d in enumerate(dialogues) if d.waiting_for == "customer"]
     said: dict[int, str | None] = {}
-    for attempt in range(ctx.settings.customer_retries + 1):
+    stopped: set[int] = set()  # stopped on a question at least once
+    retries = ctx.settings.customer_retries
+    for attempt in range(retries + 1):
         asking = [i for i in waiting if said.get(i) is None]
         if not asking:
             break
-        requests = [customer_request(dialogues[i], ctx.settings, attempt) for i in asking]
+        requests = [
+            customer_request(dialogues[i], ctx.settings, attempt, answer=i in stopped)
+            for i in asking
+        ]
         results = ctx.customer.generate(requests, progress=False)
         for i, request, result in zip(asking, requests, results, strict=True):
-            said[i] = customer_message(result.text, request.prefix)
+            text = customer_message(result.text, request.prefix)
+            asked = agent_asked(dialogues[i].messages[-1].get("content") or "")
+            if text == CUSTOMER_STOP and asked and attempt < retries:
+                stopped.add(i)
+                text = None
+            said[i] = text
     for i in waiting:
         d, text = dialogues[i], said.get(i)
         if text is None:
-            ctx.finish(d, "customer_failed")
+            ctx.finish(d, "customer_stop" if i in stopped else "customer_failed")
         elif text == CUSTOMER_STOP:
             ctx.finish(d, "customer_stop")
         else:
@@ -359,11 +372,30 @@ def customer_node(state: DialogueState, runtime: Runtime[DialogueContext]) -> di
     return {"dialogues": dialogues}
 
 
-def customer_request(dialogue: Dialogue, settings: DialogueSettings, attempt: int) -> ChatRequest:
-    """The customer's next message; a retry (``attempt`` > 0) samples instead of greedy decoding."""
+_QUESTION = re.compile(
+    r"\?|\b(?:please|kindly) (?:provide|share|confirm|tell|give|let me know)\b|"
+    r"\bcould you\b|\bcan you\b|\bwould you\b",
+    re.I,
+)
+
+
+def agent_asked(text: str) -> bool:
+    """Whether the agent's message asks the customer something (a question or a request)."""
+    return bool(_QUESTION.search(text))
+
+
+def customer_request(
+    dialogue: Dialogue, settings: DialogueSettings, attempt: int, *, answer: bool = False
+) -> ChatRequest:
+    """The customer's next message; a retry (``attempt`` > 0) samples instead of greedy decoding,
+    and with ``answer`` asks for an answer to the agent's question instead of an ending."""
     opening = not any(m["role"] == "user" for m in dialogue.messages)
+    messages = customer_messages(dialogue.task, dialogue.messages)
+    if answer:
+        messages[-1]["content"] = messages[-1]["content"].rsplit("\n\n", 1)[0]
+        messages[-1]["content"] += f"\n\n{CUSTOMER_ANSWER}"
     return ChatRequest(
-        messages=customer_messages(dialogue.task, dialogue.messages),
+        messages=messages,
         temperature=0.7 if attempt else 0.0,
         max_tokens=settings.customer_max_tokens,
         stop=("\nAGENT:", "\nAgent:"),

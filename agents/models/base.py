@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -194,6 +194,14 @@ class Engine(ABC):
     def chat(self, messages: Sequence[Message], **params: Any) -> str:
         """One request, one sample: the text. A convenience for scripts and notebooks."""
         return self.generate([ChatRequest(messages=list(messages), **params)])[0].text
+
+    def stream(self, request: ChatRequest) -> Iterator[str]:
+        """One sample of ``request`` as pieces of text, in order, as they are generated.
+
+        Engines that can generate token by token override this; by default the whole reply
+        comes as one piece once it is done. The pieces join to the reply's text.
+        """
+        yield self.generate([request])[0].text
 
     @abstractmethod
     def _generate(self, requests: list[ChatRequest], *, progress: bool) -> list[ChatResult]:

@@ -16,7 +16,7 @@ import logging
 import os
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -408,6 +408,83 @@ class TransformersEngine(Engine):
             completion_tokens=count,
             tool_calls=calls or None,
         )
+
+    def stream(self, request: ChatRequest) -> Iterator[str]:
+        """One sample, token by token: transformers' ``TextIteratorStreamer`` fed by
+        ``generate`` in a thread. The text is what :meth:`generate` would return for the request
+        alone (same prompt, sampling and seed); a stop string ends the stream where it begins,
+        so the text before it is held back until it cannot be the start of one. Closing the
+        iterator early stops the generation.
+        """
+        import threading
+
+        import torch
+        from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+        if request.n != 1:
+            raise ValueError("a stream carries one sample (n = 1)")
+        if self.device == "cpu":
+            threads.adapt()
+        ids = self.tokenizer(self.render_prompt(request), add_special_tokens=False)["input_ids"]
+        input_ids = torch.tensor([ids], device=self.device)
+        streamer = TextIteratorStreamer(
+            self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600
+        )
+        cancel = threading.Event()
+
+        class Cancelled(StoppingCriteria):
+            def __call__(self, input_ids: Any, scores: Any, **_: Any) -> Any:
+                return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool)
+
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": request.max_tokens,
+            "do_sample": request.temperature > 0,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "eos_token_id": self._stop_ids,
+            "streamer": streamer,
+            "stopping_criteria": StoppingCriteriaList([Cancelled()]),
+        }
+        if request.temperature > 0:
+            kwargs.update(temperature=request.temperature, top_p=request.top_p, top_k=0)
+        failed: list[BaseException] = []
+
+        def work() -> None:
+            devices = [torch.cuda.current_device()] if self.device.startswith("cuda") else []
+            try:
+                with torch.random.fork_rng(devices=devices), torch.inference_mode():
+                    if request.seed is not None:  # as generate() seeds a batch of one
+                        torch.manual_seed(hash((request.seed,)) & 0x7FFFFFFF)
+                    self.model.generate(
+                        input_ids=input_ids,
+                        attention_mask=torch.ones_like(input_ids),
+                        **kwargs,
+                    )
+            except BaseException as err:  # surfaced in the consumer's thread
+                failed.append(err)
+                streamer.end()
+
+        worker = threading.Thread(target=work, name=f"stream {self.spec}", daemon=True)
+        worker.start()
+        stops = tuple(request.stop)
+        hold = max((len(s) for s in stops), default=1) - 1
+        held = ""
+        try:
+            for piece in streamer:
+                held += piece
+                cut = min((held.find(s) for s in stops if s in held), default=-1)
+                if cut >= 0:
+                    held = held[:cut]
+                    break
+                if len(held) > hold:
+                    out, held = held[: len(held) - hold], held[len(held) - hold :]
+                    yield out
+            if held:
+                yield held
+        finally:
+            cancel.set()
+            worker.join()
+        if failed:
+            raise EngineError(f"{self.spec} failed while streaming: {failed[0]}") from failed[0]
 
     def close(self) -> None:
         """Free the weights; closing twice (one engine shared by two roles) is harmless."""

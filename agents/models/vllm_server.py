@@ -25,7 +25,6 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 import subprocess
 import time
 from collections import deque
@@ -42,6 +41,7 @@ from agents.models.base import (
     adapter_digest,
     is_adapter_dir,
 )
+from agents.net import free_port
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +66,6 @@ def vllm_env() -> Path | None:
         if python.exists():
             return python
     return None
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def cpu_list(count: int) -> str:

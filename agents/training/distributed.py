@@ -31,7 +31,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from agents.models.vllm_server import free_port
+from agents.net import free_port
 
 log = logging.getLogger(__name__)
 

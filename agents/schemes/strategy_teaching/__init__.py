@@ -1,9 +1,11 @@
 """Strategy teaching: a teacher writes an auditable strategy library for a small student.
 
 ``config.py`` holds the settings, ``graph.py`` the LangGraph graph and :class:`StrategyTeaching`,
-``rules.py`` the judge's and writer's rules, ``prompts.yaml`` every prompt and ``report.py`` the
-report section. No weights change: an export carries the student's base weights and a snapshot
-of the audited strategies (``export.py``), retrieved per question as in the run.
+``rules.py`` the judge's and writer's rules, ``baselines.py`` the generic-guidance and fine-tuned
+baselines, ``scores.py`` the held-out intervals and paired tests, ``prompts.yaml`` every prompt
+and ``report.py`` the report section. The strategies change no weights: an export carries the
+student's base weights and a snapshot of the audited strategies (``export.py``), retrieved per
+question as in the run.
 """
 
 from agents.schemes.base import Scheme

@@ -129,6 +129,9 @@ def finetune(state: TeachingState, ctx: TeachingContext, rnd: int) -> StageOutpu
     records = finetune_records(ctx)
     if not records:
         return StageOutput({"examples": 0, "skipped": "the run has no scenario to learn from"})
+    # The engines (judge, teacher, student) would sit in memory beside the training: let them
+    # go; the evaluation loads them again (seconds, against gigabytes held).
+    ctx.close()
     return train_role(
         ctx,
         "student_finetuned",

@@ -613,7 +613,7 @@ def eval_judge(state: TeachingState, ctx: TeachingContext, rnd: int) -> StageOut
             continue
         shares = judge(ctx, prefixes, replies[a], replies[b])
         metrics[comparison] = {
-            **win_rate(shares),
+            **win_rate(shares, 2 if cfg.refine.both_orders else 1),
             "identical": sum(
                 reply_text(x) == reply_text(y) for x, y in zip(replies[a], replies[b], strict=True)
             ),

@@ -46,7 +46,7 @@ def parse_choice(text: str) -> str | None:
     return match.group(1).upper() if match else None
 
 
-def prefer(
+def verdicts(
     judge: Engine,
     domain: ServiceDomain,
     prefixes: Sequence[Sequence[Message]],
@@ -56,15 +56,11 @@ def prefer(
     both_orders: bool = True,
     max_tokens: int = 4,
     progress: bool = False,
-) -> list[float | None]:
-    """How much the judge prefers ``first`` over ``second`` as the next reply, per prefix.
-
-    The judge picks A or B (small judges cannot be trusted with scores: the 0.5B built-in gave
-    every pair the same one). With ``refine.both_orders`` each pair is shown both ways round,
-    so a judge that always picks one position ends in a tie, not a win: the result is the share
-    of orders in which ``first`` won (0, 0.5 or 1). Otherwise the order alternates by index.
-    Identical replies tie without asking; None means no answer could be read.
-    """
+) -> list[list[float]]:
+    """The judge's raw verdicts per pair: 1.0 where it picked ``first``, 0.0 where it picked
+    ``second``, one per order it was shown (``[first as A, first as B]`` with ``both_orders``;
+    otherwise one order, alternating by index); unreadable answers are left out, and identical
+    replies are not asked about (an empty list)."""
     system = system_prompt("compare_system", domain)
     asks: list[tuple[int, bool]] = []  # (pair, first shown as B)
     for i, (x, y) in enumerate(zip(first, second, strict=True)):
@@ -87,16 +83,48 @@ def prefer(
             )
         )
     choices, _, _ = ask_parsed(judge, requests, parse_choice, 1, progress)
-    wins: dict[int, list[float]] = {i: [] for i in range(len(first))}
+    found: list[list[float]] = [[] for _ in first]
     for (i, swap), choice in zip(asks, choices, strict=True):
         if choice is not None:
-            wins[i].append(1.0 if (choice == "B") == swap else 0.0)
+            found[i].append(1.0 if (choice == "B") == swap else 0.0)
+    return found
+
+
+def prefer(
+    judge: Engine,
+    domain: ServiceDomain,
+    prefixes: Sequence[Sequence[Message]],
+    first: Sequence[Message],
+    second: Sequence[Message],
+    *,
+    both_orders: bool = True,
+    max_tokens: int = 4,
+    progress: bool = False,
+) -> list[float | None]:
+    """How much the judge prefers ``first`` over ``second`` as the next reply, per prefix.
+
+    The judge picks A or B (small judges cannot be trusted with scores: the 0.5B built-in gave
+    every pair the same one). With ``refine.both_orders`` each pair is shown both ways round,
+    so a judge that always picks one position ends in a tie, not a win: the result is the share
+    of orders in which ``first`` won (0, 0.5 or 1). Otherwise the order alternates by index.
+    Identical replies tie without asking; None means no answer could be read.
+    """
+    found = verdicts(
+        judge,
+        domain,
+        prefixes,
+        first,
+        second,
+        both_orders=both_orders,
+        max_tokens=max_tokens,
+        progress=progress,
+    )
     shares: list[float | None] = []
-    for i, (x, y) in enumerate(zip(first, second, strict=True)):
+    for (x, y), wins in zip(zip(first, second, strict=True), found, strict=True):
         if reply_text(x) == reply_text(y):
             shares.append(0.5)
         else:
-            shares.append(sum(wins[i]) / len(wins[i]) if wins[i] else None)
+            shares.append(sum(wins) / len(wins) if wins else None)
     return shares
 
 

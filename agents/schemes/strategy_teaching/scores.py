@@ -23,8 +23,8 @@ MEASURES = ("success", "action_recall", "dialogues_with_violations")
 REFERENCE = "student"
 
 
-def _interval(values: Sequence[float]) -> dict[str, Any]:
-    estimate = accuracy_estimate(values)
+def _interval(values: Sequence[float], samples: int = 1) -> dict[str, Any]:
+    estimate = accuracy_estimate(values, samples)
     return {
         "value": round(estimate.value, 3),
         "ci": [round(estimate.low, 3), round(estimate.high, 3)],
@@ -79,12 +79,14 @@ def _paired(before: Mapping[str, float], after: Mapping[str, float]) -> dict[str
     }
 
 
-def win_rate(shares: Sequence[float | None]) -> dict[str, Any]:
+def win_rate(shares: Sequence[float | None], orders: int = 2) -> dict[str, Any]:
     """A judged comparison's win rate with its interval and a sign test against no preference.
 
     Args:
         shares: Per scenario, the share of orders in which A won (0, 0.5 or 1), None when the
             judge's answer could not be read.
+        orders: Verdicts per scenario (2: each pair shown both ways round); when every
+            scenario scores the same, the Wilson interval counts them.
     """
     from scipy import stats
 
@@ -100,7 +102,7 @@ def win_rate(shares: Sequence[float | None]) -> dict[str, Any]:
         "unjudged": len(shares) - len(judged),
     }
     if judged:
-        interval = _interval(judged)
+        interval = _interval(judged, orders)
         found["win_rate"], found["ci"] = interval["value"], interval["ci"]
         decided = wins + losses
         found["p_value"] = (
