@@ -42,6 +42,7 @@ Only audited (approved or edited) strategies reach a prompt, unless the run is a
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -563,14 +564,12 @@ def eval_dialogues(state: TeachingState, ctx: TeachingContext, rnd: int) -> Stag
                 )
             )
         n = len(dialogues) or 1
-        ended: dict[str, int] = {}
-        for d in dialogues:
-            ended[d.ended or "open"] = ended.get(d.ended or "open", 0) + 1
+        ended = Counter(d.ended or "open" for d in dialogues)
         details[name] = {
             "turns": round(sum(len(d.turns) for d in dialogues) / n, 2),
             "tool_calls": round(sum(d.summary()["tool_calls"] for d in dialogues) / n, 2),
             "tool_errors": sum(d.tool_errors for d in dialogues),
-            "ended": ended,
+            "ended": dict(ended),
         }
     metrics: dict[str, Any] = dialogue_scores(outcomes)
     for name, extra in details.items():
