@@ -248,6 +248,13 @@ def _opened(text: str) -> list[dict[str, str]]:
         ("how can I help you today?", "Hi, ", None),
         ("Thank you for contacting us! Is there anything else I can do?", None, None),
         ("###STOP###", "Hi, ", None),  # the opening cannot end the chat
+        # repeating its instructions is not speaking as the customer
+        (
+            "The customer asked you something: answer it as the customer, from your brief.",
+            None,
+            None,
+        ),
+        ("Write your next message to the agent as the customer. Yes.", None, "Yes."),
     ],
 )
 def test_customer_message_keeps_only_the_customer(raw, prefix, said) -> None:

@@ -434,6 +434,28 @@ def customer_text(text: str) -> str:
     return text.strip().strip('"').strip()
 
 
+#: What the simulator is told to do, sentence by sentence: a small model sometimes repeats it.
+_INSTRUCTIONS = [
+    line.strip().lower()
+    for text in (CUSTOMER_OPEN, CUSTOMER_NEXT, CUSTOMER_ANSWER)
+    for line in [text, *re.split(r"(?<=[.:!?(])\s*", text)]
+    if len(line.strip()) > 12
+]
+
+
+def echoes_instructions(sentence: str) -> bool:
+    """Whether a sentence repeats the simulator's instructions ("The agent asked you something:
+    answer it as the customer...") rather than saying anything as the customer."""
+    from difflib import SequenceMatcher
+
+    parts = [p.strip() for p in re.split(r"[:(]", sentence.lower()) if len(p.strip()) > 12]
+    return any(
+        SequenceMatcher(None, part, line).ratio() > 0.75
+        for part in parts
+        for line in _INSTRUCTIONS
+    )
+
+
 def customer_message(text: str, prefix: str | None = None) -> str | None:
     """What the customer said: its message, :data:`CUSTOMER_STOP` when it ends the chat, or None
     when nothing of the customer is left once the sentences spoken as the agent are dropped.
@@ -443,7 +465,11 @@ def customer_message(text: str, prefix: str | None = None) -> str | None:
     if _STOP.search(text) and not prefix:
         return CUSTOMER_STOP
     text = _STOP.sub("", customer_text(text)).strip()
-    kept = " ".join(s for s in _SENTENCE.split(text) if s.strip() and not speaks_as_agent(s))
+    kept = " ".join(
+        s
+        for s in _SENTENCE.split(text)
+        if s.strip() and not speaks_as_agent(s) and not echoes_instructions(s)
+    )
     if prefix and kept:
         kept = prefix + kept
     return kept.strip() or None
