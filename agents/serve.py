@@ -210,22 +210,8 @@ class AgentServer:
                 }
             }
             return [(episode.answer or "", finish)], extra
-        # the card's system prompt, and the strategies retrieved for this conversation
-        messages, strategies = self.agent.prompt(body.messages)
-        stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
-        result = self.agent.engine.generate(
-            [
-                ChatRequest(
-                    messages=messages,
-                    n=body.n,
-                    temperature=body.temperature,
-                    top_p=body.top_p,
-                    max_tokens=max_tokens,
-                    stop=tuple(stop),
-                    seed=body.seed,
-                )
-            ]
-        )[0]
+        request, strategies = self.model_request(body, max_tokens)
+        result = self.agent.engine.generate([request])[0]
         usage = {
             "prompt_tokens": result.prompt_tokens,
             "completion_tokens": result.completion_tokens,
@@ -239,6 +225,22 @@ class AgentServer:
         if self.agent.card.strategies:
             extra["strategies"] = strategies
         return choices, extra
+
+    def model_request(self, body: ChatBody, max_tokens: int) -> tuple[ChatRequest, list[int]]:
+        """A plain model's request: the card's system prompt and the strategies retrieved for
+        the conversation (their ids are returned too), then the body's sampling settings."""
+        messages, strategies = self.agent.prompt(body.messages)
+        stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
+        request = ChatRequest(
+            messages=messages,
+            n=body.n,
+            temperature=body.temperature,
+            top_p=body.top_p,
+            max_tokens=max_tokens,
+            stop=tuple(stop),
+            seed=body.seed,
+        )
+        return request, strategies
 
     async def run(self, body: ChatBody, max_tokens: int) -> tuple[list[tuple[str, str]], dict]:
         """:meth:`answer` in a worker thread, one at a time, within the queue and time limits."""
@@ -273,16 +275,7 @@ class AgentServer:
         except TimeoutError:
             self.waiting -= 1
             raise self._timeout() from None
-        messages, strategies = self.agent.prompt(body.messages)
-        stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
-        request = ChatRequest(
-            messages=messages,
-            temperature=body.temperature,
-            top_p=body.top_p,
-            max_tokens=max_tokens,
-            stop=tuple(stop),
-            seed=body.seed,
-        )
+        request, strategies = self.model_request(body, max_tokens)
 
         async def pieces() -> AsyncIterator[str]:
             source = self.agent.engine.stream(request)

@@ -179,8 +179,11 @@ def reply_text(message: Message) -> str:
     return " ".join([text, *rendered]).strip()
 
 
-def customer_messages(task: ServiceTask, messages: Sequence[Message]) -> list[Message]:
-    """The customer's prompt: its brief, and the conversation as a transcript to continue.
+def customer_messages(
+    task: ServiceTask, messages: Sequence[Message], *, answer: bool = False
+) -> list[Message]:
+    """The customer's prompt: its brief, and the conversation as a transcript to continue;
+    with ``answer``, asked to answer the agent's question rather than for its next message.
 
     The customer never sees tool calls or their results, only what the agent writes to it. A
     transcript with named speakers, rather than the chat with roles swapped, keeps small models
@@ -194,7 +197,7 @@ def customer_messages(task: ServiceTask, messages: Sequence[Message]) -> list[Me
         elif m["role"] == "assistant" and not m.get("tool_calls"):
             lines.append(f"AGENT: {m.get('content') or ''}")
     opening = not any(m["role"] == "user" for m in messages)
-    ask = CUSTOMER_OPEN if opening else CUSTOMER_NEXT
+    ask = CUSTOMER_OPEN if opening else CUSTOMER_ANSWER if answer else CUSTOMER_NEXT
     user = "Conversation so far:\n" + "\n".join(lines) + f"\n\n{ask}"
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
@@ -390,12 +393,8 @@ def customer_request(
     """The customer's next message; a retry (``attempt`` > 0) samples instead of greedy decoding,
     and with ``answer`` asks for an answer to the agent's question instead of an ending."""
     opening = not any(m["role"] == "user" for m in dialogue.messages)
-    messages = customer_messages(dialogue.task, dialogue.messages)
-    if answer:
-        messages[-1]["content"] = messages[-1]["content"].rsplit("\n\n", 1)[0]
-        messages[-1]["content"] += f"\n\n{CUSTOMER_ANSWER}"
     return ChatRequest(
-        messages=messages,
+        messages=customer_messages(dialogue.task, dialogue.messages, answer=answer),
         temperature=0.7 if attempt else 0.0,
         max_tokens=settings.customer_max_tokens,
         stop=("\nAGENT:", "\nAgent:"),
@@ -450,9 +449,7 @@ def echoes_instructions(sentence: str) -> bool:
 
     parts = [p.strip() for p in re.split(r"[:(]", sentence.lower()) if len(p.strip()) > 12]
     return any(
-        SequenceMatcher(None, part, line).ratio() > 0.75
-        for part in parts
-        for line in _INSTRUCTIONS
+        SequenceMatcher(None, part, line).ratio() > 0.75 for part in parts for line in _INSTRUCTIONS
     )
 
 
