@@ -58,10 +58,13 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(200, {{}})
         served = body["model"]
         with open(os.environ["STAND_IN_RECORD"], "a") as out:
-            out.write(json.dumps({{"chat": body.get("max_tokens")}}) + "\n")
+            out.write(json.dumps({{"chat": body.get("max_tokens"), "tools": body.get("tools"),
+                "tool_choice": body.get("tool_choice"), "messages": body["messages"]}}) + "\n")
         if served != state["name"] and served not in state["adapters"]:
             return self.reply(404, {{"error": {{"message": "no such model " + served}}}})
         text = "weights=" + state["adapters"].get(served, state["model"])
+        if "find it" in json.dumps(body["messages"]):  # a call in the text, as a model writes it
+            text = 'On it. <tool_call>{{"name": "find", "arguments": {{"q": 1}}}}</tool_call>'
         if body.get("continue_final_message"):
             text += " continued=" + body["messages"][-1]["content"]
         self.reply(200, {{"id": "x", "object": "chat.completion", "created": 0, "model": served,
@@ -176,6 +179,50 @@ def test_engine_starts_the_server_generates_through_it_and_stops_it(
     assert wait_gone(started["pid"]) and wait_gone(worker["worker"])
     with pytest.raises(EngineError, match="not running"):
         engine.generate([ChatRequest(messages=HI)])
+
+
+TOOLS = [{"type": "function", "function": {"name": "find", "parameters": {"type": "object"}}}]
+CALLED = [
+    {"role": "system", "content": "You help."},
+    {"role": "user", "content": "find it"},
+    {
+        "role": "assistant",
+        "content": "",
+        "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "find", "arguments": '{"q": 1}'}}
+        ],
+    },
+    {"role": "tool", "tool_call_id": "c1", "name": "find", "content": "found"},
+]
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_tools_reach_the_model_as_the_in_process_engines_render_them(
+    stand_in: Path, tmp_path: Path, native: bool
+) -> None:
+    """Without a tool parser vLLM rejects ``tool_choice: auto``, and a template without tool
+    support would drop the tools: the engine renders them itself and reads calls from the text."""
+    base = model_dir(tmp_path)
+    template = "{% for m in messages %}{{ m.tool_calls }}{{ m.content }}{% endfor %}"
+    (base / "chat_template.jinja").write_text(template if native else "{{ messages }}")
+    engine = ManagedVLLMEngine(str(base))
+    try:
+        result = engine.generate([ChatRequest(messages=CALLED, tools=TOOLS)])[0]
+    finally:
+        engine.close()
+    sent = next(r for r in records(stand_in) if "chat" in r)
+    call = result.completions[0].tool_calls[0]
+    assert (
+        call["function"]["name"] == "find" and result.completions[0].finish_reason == "tool_calls"
+    )
+    if native:  # the template renders the tools; the server only fills them in
+        assert sent["tools"] == TOOLS and sent["tool_choice"] == "none"
+        assert sent["messages"][2]["tool_calls"][0]["function"]["arguments"] == {"q": 1}
+    else:  # SmolLM2-like: the tools described in the system message, calls and results as text
+        assert sent["tools"] is None
+        assert '"name": "find"' in sent["messages"][0]["content"]
+        assert [m["role"] for m in sent["messages"]] == ["system", "user", "assistant", "user"]
+        assert sent["messages"][3]["content"] == "<tool_response>found</tool_response>"
 
 
 def test_runtime_lora_is_hot_loaded_and_changes_the_fingerprint(

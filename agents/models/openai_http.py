@@ -247,6 +247,8 @@ class OpenAIEngine(Engine):
             honour ``n`` (OpenAI, vLLM); samples then share one seed.
         max_tokens_param: Body field carrying ``max_tokens``; OpenAI's reasoning models accept
             only ``max_completion_tokens``.
+        tool_choice: Sent with requests that offer tools (``none``: the server renders the tools
+            into the prompt but parses no calls; the caller reads them from the text).
         spec: The user-facing spec recorded in results; ``openai:{model}[@base_url]`` by default.
 
     Raises:
@@ -266,6 +268,7 @@ class OpenAIEngine(Engine):
         backoff_max_s: float = 30.0,
         native_n: bool = False,
         max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens",
+        tool_choice: str | None = None,
         spec: str | None = None,
     ) -> None:
         if max_concurrency < 1:
@@ -283,6 +286,7 @@ class OpenAIEngine(Engine):
         self.backoff_max_s = backoff_max_s
         self.native_n = native_n
         self.max_tokens_param = max_tokens_param
+        self.tool_choice = tool_choice
         default_spec = f"openai:{model}" if base_url is None else f"openai:{model}@{self.base_url}"
         self.spec = spec or default_spec
         self._api_key = resolve_api_key(self.base_url, api_key_env)
@@ -425,6 +429,8 @@ class OpenAIEngine(Engine):
             body["seed"] = seed
         if request.tools:
             body["tools"] = [dict(t) for t in request.tools]
+            if self.tool_choice is not None:
+                body["tool_choice"] = self.tool_choice
         if request.prefix is not None:
             body["continue_final_message"] = True
             body["add_generation_prompt"] = False

@@ -22,6 +22,9 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
+import functools
+import json
 import logging
 import os
 import signal
@@ -41,6 +44,7 @@ from agents.models.base import (
     adapter_digest,
     is_adapter_dir,
 )
+from agents.models.chat_format import parse_tool_calls, prepare_messages, template_supports_tools
 from agents.net import free_port
 
 log = logging.getLogger(__name__)
@@ -326,6 +330,9 @@ class ManagedVLLMEngine(Engine):
             max_concurrency=max_concurrency,
             timeout_s=timeout_s,
             max_retries=2,
+            # vLLM parses tool calls only with a parser chosen at start; this engine renders and
+            # parses them itself, as the in-process engines do (see _render)
+            tool_choice="none",
             spec=self.spec,
         )
         self.adapter: Path | None = None
@@ -393,10 +400,42 @@ class ManagedVLLMEngine(Engine):
     def _generate(self, requests: list[ChatRequest], *, progress: bool) -> list[ChatResult]:
         if self.server.process is None or self.server.process.poll() is not None:
             raise EngineError(f"the vLLM server for {self.spec} is not running")
-        results = self.client.generate(requests, progress=progress)
-        for result in results:
+        results = self.client.generate([self._render(r) for r in requests], progress=progress)
+        for request, result in zip(requests, results, strict=True):
             result.model = self.spec
+            if request.tools:
+                for sample in result.completions:
+                    calls = parse_tool_calls((request.prefix or "") + sample.text)
+                    if calls and not sample.tool_calls:
+                        sample.tool_calls, sample.finish_reason = calls, "tool_calls"
         return results
+
+    @functools.cached_property
+    def chat_template(self) -> str | None:
+        """The served model's chat template (its ``chat_template.jinja`` or tokenizer config)."""
+        jinja = self.base_dir / "chat_template.jinja"
+        if jinja.exists():
+            return jinja.read_text(encoding="utf-8")
+        config = self.base_dir / "tokenizer_config.json"
+        if config.exists():
+            template = json.loads(config.read_text(encoding="utf-8")).get("chat_template")
+            return template if isinstance(template, str) else None
+        return None
+
+    def _render(self, request: ChatRequest) -> ChatRequest:
+        """A request as the in-process engines would render it: tool calls and results folded
+        into text and the tools described in the system message when the model's template cannot
+        render them (SmolLM2's), the tools handed to the template when it can."""
+        if not request.tools and not any(
+            m.get("tool_calls") or m["role"] == "tool" for m in request.messages
+        ):
+            return request
+        template = self.chat_template
+        messages = prepare_messages(request.messages, template, request.tools)
+        native = bool(request.tools) and template_supports_tools(template)
+        return dataclasses.replace(
+            request, messages=messages, tools=request.tools if native else None
+        )
 
     def close(self) -> None:
         """Stop the server."""
