@@ -266,7 +266,8 @@ def test_parsers() -> None:
         "Sure.\nNEW: When the order is pending, check its status first.\n"
         "NEW: When <situation>, <what to do>.\n"
         "- NEW: Always confirm before cancelling an order.\n"
-        "EDIT [3]: When asked to cancel, ask for the reason.\nEDIT x: nothing here"
+        "EDIT [3]: When asked to cancel, ask for the reason.\nEDIT x: nothing here\n"
+        "NEW: EDIT 4: When asked for a refund, name the payment method."
     )
     assert out == {
         "new": [
@@ -276,7 +277,10 @@ def test_parsers() -> None:
             },
             {"situation": "", "strategy": "Always confirm before cancelling an order."},
         ],
-        "edit": [{"id": 3, "strategy": "When asked to cancel, ask for the reason."}],
+        "edit": [
+            {"id": 3, "strategy": "When asked to cancel, ask for the reason."},
+            {"id": 4, "strategy": "When asked for a refund, name the payment method."},
+        ],
     }
     assert parse_strategies("I have no advice.") is None
 

@@ -146,14 +146,17 @@ def parse_strategies(text: str) -> dict[str, list[dict[str, Any]]] | None:
     ``EDIT <id>: <better strategy>`` (small models copy a JSON template's placeholders). Lines
     still holding a ``<placeholder>`` are dropped; None when no line is usable.
     """
+    lines = [m.group(1).strip() for m in _NEW_LINE.finditer(text)]
+    # "NEW: EDIT 3: ..." is an edit written on a NEW line, not a strategy starting "EDIT 3:"
+    edits = [*_EDIT_LINE.finditer(text), *filter(None, map(_EDIT_LINE.match, lines))]
     new = [
         {"situation": _situation(line), "strategy": line}
-        for line in (m.group(1).strip() for m in _NEW_LINE.finditer(text))
-        if len(line) > 12 and not _PLACEHOLDER.search(line)
+        for line in lines
+        if len(line) > 12 and not _PLACEHOLDER.search(line) and not _EDIT_LINE.match(line)
     ]
     edit = [
         {"id": int(m.group(1)), "strategy": m.group(2).strip()}
-        for m in _EDIT_LINE.finditer(text)
+        for m in edits
         if len(m.group(2).strip()) > 12 and not _PLACEHOLDER.search(m.group(2))
     ]
     if not new and not edit:
