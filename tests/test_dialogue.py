@@ -110,6 +110,23 @@ def test_tool_limit_transfer_and_max_turns_end_dialogues(retail) -> None:
     assert len(dialogues[2].turns) == 2
 
 
+def test_a_conversation_that_fills_the_agents_context_ends_the_dialogue(retail) -> None:
+    class Full(RuleEngine):  # an engine that finds no room left after the second customer turn
+        def _generate(self, requests: list[ChatRequest], *, progress: bool) -> list[ChatResult]:
+            out = super()._generate(requests, progress=progress)
+            for request, result in zip(requests, out, strict=True):
+                if sum(m["role"] == "user" for m in request.messages) >= 2:
+                    result.completions = [Completion(text="", finish_reason="length")]
+            return out
+
+    task = retail.split("train")[0]
+    agent = Full("agent", lambda request: "What else?")
+    [d] = run_dialogues(agent, customer(["Hi, a question.", "Another."]), retail, [task])
+    assert d.ended == "context"
+    assert [m["role"] for m in d.messages] == ["assistant", "user", "assistant", "user"]
+    assert not Completion(text="", finish_reason="length", completion_tokens=3).context_full
+
+
 def test_each_dialogue_gets_a_fresh_database(retail) -> None:
     db = retail.fresh_db()
     pending = next(o for o in db["orders"].values() if o["status"] == "pending")

@@ -225,6 +225,26 @@ def test_tools_reach_the_model_as_the_in_process_engines_render_them(
         assert sent["messages"][3]["content"] == "<tool_response>found</tool_response>"
 
 
+def test_requests_are_fitted_to_the_servers_context(stand_in: Path, tiny_model_dir: Path) -> None:
+    """vLLM fails a whole batch when one prompt and its ``max_tokens`` exceed the context:
+    the engine measures prompts with the model's tokenizer and shortens or answers them."""
+    engine = ManagedVLLMEngine(str(tiny_model_dir), max_model_len=160)
+    short = ChatRequest(messages=HI, max_tokens=64)
+    used = engine.prompt_tokens(short)
+    assert used is not None and 5 < used < 40
+    longer = ChatRequest(messages=[{"role": "user", "content": "word " * 100}], max_tokens=64)
+    too_long = ChatRequest(messages=[{"role": "user", "content": "word " * 400}], max_tokens=64)
+    try:
+        results = engine.generate([short, longer, too_long])
+    finally:
+        engine.close()
+    sent = [r["chat"] for r in records(stand_in) if "chat" in r]
+    room = 160 - engine.prompt_tokens(longer) - 16
+    assert sent == [64, room] and 0 < room < 64  # the long one shortened, the longest not sent
+    assert results[0].text.startswith("weights=") and not results[0].completions[0].context_full
+    assert results[2].completions[0].context_full and results[2].model == engine.spec
+
+
 def test_runtime_lora_is_hot_loaded_and_changes_the_fingerprint(
     stand_in: Path, tmp_path: Path
 ) -> None:

@@ -90,7 +90,9 @@ class DialogueSettings:
     customer_retries: int = 2
 
 
-EndReason = Literal["customer_stop", "transfer", "max_turns", "tool_limit", "customer_failed"]
+EndReason = Literal[
+    "customer_stop", "transfer", "max_turns", "tool_limit", "customer_failed", "context"
+]
 
 
 @dataclass
@@ -305,6 +307,9 @@ def agent_node(state: DialogueState, runtime: Runtime[DialogueContext]) -> dict[
     names = {t.name for t in ctx.domain.tools}
     for i, g, result in zip(waiting, guidance, results, strict=True):
         d = dialogues[i]
+        if result.completions[0].context_full:  # the conversation no longer fits the agent
+            ctx.finish(d, "context")
+            continue
         call_id = f"call_{len(d.messages)}"
         reply, attempted = read_reply(result.text, names, call_id, result.completions[0].tool_calls)
         d.parse_errors += attempted

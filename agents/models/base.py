@@ -124,6 +124,11 @@ class Completion:
     tool_calls: list[dict[str, Any]] | None = None
     cached: bool = False
 
+    @property
+    def context_full(self) -> bool:
+        """Nothing was generated because the prompt filled the model's context."""
+        return self.finish_reason == "length" and self.completion_tokens == 0 and not self.text
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

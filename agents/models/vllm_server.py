@@ -31,14 +31,16 @@ import signal
 import subprocess
 import time
 from collections import deque
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import httpx
 
 from agents.models.base import (
     ChatRequest,
     ChatResult,
+    Completion,
     Engine,
     EngineError,
     adapter_digest,
@@ -48,6 +50,9 @@ from agents.models.chat_format import parse_tool_calls, prepare_messages, templa
 from agents.net import free_port
 
 log = logging.getLogger(__name__)
+
+#: Tokens kept free beside a prompt measured here, for differences from the server's tokenizer.
+_CONTEXT_MARGIN = 16
 
 ENV_VAR = "AGENTS_VLLM_ENV"
 SETUP_HINT = "set it up with `bash scripts/vllm_cpu.sh` (or point AGENTS_VLLM_ENV at one)"
@@ -400,7 +405,13 @@ class ManagedVLLMEngine(Engine):
     def _generate(self, requests: list[ChatRequest], *, progress: bool) -> list[ChatResult]:
         if self.server.process is None or self.server.process.poll() is not None:
             raise EngineError(f"the vLLM server for {self.spec} is not running")
-        results = self.client.generate([self._render(r) for r in requests], progress=progress)
+        rendered = [self._fit(self._render(r)) for r in requests]
+        sent = self.client.generate([r for r in rendered if r is not None], progress=progress)
+        answers = iter(sent)
+        results = [
+            next(answers) if r is not None else self._overflow(request)
+            for request, r in zip(requests, rendered, strict=True)
+        ]
         for request, result in zip(requests, results, strict=True):
             result.model = self.spec
             if request.tools:
@@ -421,6 +432,57 @@ class ManagedVLLMEngine(Engine):
             template = json.loads(config.read_text(encoding="utf-8")).get("chat_template")
             return template if isinstance(template, str) else None
         return None
+
+    @functools.cached_property
+    def tokenizer(self) -> Any:
+        """The served model's tokenizer, to measure prompts against ``max_model_len``."""
+        from transformers import AutoTokenizer
+
+        try:
+            return AutoTokenizer.from_pretrained(self.base_dir)
+        except (OSError, ValueError) as err:
+            log.warning("cannot measure prompts for %s (%s): none is shortened", self.spec, err)
+            return None
+
+    def prompt_tokens(self, request: ChatRequest) -> int | None:
+        """Tokens of ``request``'s prompt as the chat template renders it (None: unknown)."""
+        if self.tokenizer is None or getattr(self.tokenizer, "chat_template", None) is None:
+            return None
+        messages = list(request.messages)
+        if request.prefix is not None:
+            messages.append({"role": "assistant", "content": request.prefix})
+        ids = self.tokenizer.apply_chat_template(
+            messages,
+            tools=list(request.tools) if request.tools else None,
+            add_generation_prompt=request.prefix is None,
+            continue_final_message=request.prefix is not None,
+            tokenize=True,
+        )
+        return len(ids["input_ids"] if isinstance(ids, Mapping) else ids)  # a BatchEncoding
+
+    def _fit(self, request: ChatRequest) -> ChatRequest | None:
+        """``request`` within the server's context, or None when its prompt alone fills it.
+
+        vLLM rejects a request whose prompt and ``max_tokens`` together exceed
+        ``max_model_len``, failing the whole batch; the in-process engines generate what fits.
+        So a long conversation gets fewer new tokens, and one with no room left none.
+        """
+        used = self.prompt_tokens(request)
+        if used is None:
+            return request
+        room = self.server.max_model_len - used - _CONTEXT_MARGIN
+        if room >= request.max_tokens:
+            return request
+        if room < 1:
+            return None
+        return dataclasses.replace(request, max_tokens=room)
+
+    def _overflow(self, request: ChatRequest) -> ChatResult:
+        """The answer to a request whose prompt leaves no room (``Completion.context_full``)."""
+        return ChatResult(
+            completions=[Completion(text="", finish_reason="length") for _ in range(request.n)],
+            model=self.spec,
+        )
 
     def _render(self, request: ChatRequest) -> ChatRequest:
         """A request as the in-process engines would render it: tool calls and results folded
