@@ -88,7 +88,8 @@ MAX_TEXT = 240
 
 
 def load_strategies(store: Store, run_id: str) -> list[Strategy]:
-    """The strategies a run wrote (any library in the store), in id order.
+    """The strategies a run learned (any library in the store but the generic baseline's own,
+    which the held-out comparison covers), in id order.
 
     Reads only: a store whose strategy tables were never created has none.
 
@@ -106,7 +107,12 @@ def load_strategies(store: Store, run_id: str) -> list[Strategy]:
 
     if not inspect(store.engine).has_table(Strategy.__tablename__):
         return []
-    query = select(Strategy).where(Strategy.run_id == run_id).order_by(col(Strategy.id))
+    query = (
+        select(Strategy)
+        .where(Strategy.run_id == run_id)
+        .where(~col(Strategy.library).endswith(f"-generic-{run_id}"))
+        .order_by(col(Strategy.id))
+    )
     with store.session() as session:
         return list(session.exec(query).all())
 
