@@ -117,6 +117,21 @@ def test_shipped_socratic_configs_validate() -> None:
     ]
 
 
+def test_shipped_strategy_teaching_configs_validate() -> None:
+    from agents.schemes.strategy_teaching import StrategyTeachingJob
+
+    default = load_config(StrategyTeachingJob, CONFIG_DIR / "strategy_teaching.yaml")
+    served = load_config(StrategyTeachingJob, CONFIG_DIR / "strategy_teaching_vllm.yaml")
+    for job in (default, served):
+        assert not job.judge_is_teacher  # a sceptic's evaluation: the judge is another model
+        assert job.role_model("transfer_student") != job.teacher
+    assert all(served.role_model(r).startswith("vllm:") for r in ("teacher", "student", "judge"))
+    # roles on one model share a server only when their engine options are equal
+    assert served.engine["teacher"] == served.engine["customer"]
+    assert served.engine["judge"] == served.engine["transfer_student"]
+    assert served.tasks.heldout >= 15 and served.heldout_turns == 2
+
+
 def test_a_percent_sign_in_a_description_is_escaped_for_argparse() -> None:
     class Job(StrictModel):
         share: float = Field(0.5, description="share of items (50% by default)")
