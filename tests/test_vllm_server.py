@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -198,11 +199,11 @@ CALLED = [
 
 @pytest.mark.parametrize("native", [False, True])
 def test_tools_reach_the_model_as_the_in_process_engines_render_them(
-    stand_in: Path, tmp_path: Path, native: bool
+    stand_in: Path, tmp_path: Path, tiny_model_dir: Path, native: bool
 ) -> None:
     """Without a tool parser vLLM rejects ``tool_choice: auto``, and a template without tool
     support would drop the tools: the engine renders them itself and reads calls from the text."""
-    base = model_dir(tmp_path)
+    base = Path(shutil.copytree(tiny_model_dir, tmp_path / "base-model"))
     template = "{% for m in messages %}{{ m.tool_calls }}{{ m.content }}{% endfor %}"
     (base / "chat_template.jinja").write_text(template if native else "{{ messages }}")
     engine = ManagedVLLMEngine(str(base))

@@ -24,7 +24,6 @@ import atexit
 import contextlib
 import dataclasses
 import functools
-import json
 import logging
 import os
 import signal
@@ -421,21 +420,15 @@ class ManagedVLLMEngine(Engine):
                         sample.tool_calls, sample.finish_reason = calls, "tool_calls"
         return results
 
-    @functools.cached_property
+    @property
     def chat_template(self) -> str | None:
-        """The served model's chat template (its ``chat_template.jinja`` or tokenizer config)."""
-        jinja = self.base_dir / "chat_template.jinja"
-        if jinja.exists():
-            return jinja.read_text(encoding="utf-8")
-        config = self.base_dir / "tokenizer_config.json"
-        if config.exists():
-            template = json.loads(config.read_text(encoding="utf-8")).get("chat_template")
-            return template if isinstance(template, str) else None
-        return None
+        """The served model's chat template (None when its tokenizer cannot be read)."""
+        return getattr(self.tokenizer, "chat_template", None)
 
     @functools.cached_property
     def tokenizer(self) -> Any:
-        """The served model's tokenizer, to measure prompts against ``max_model_len``."""
+        """The served model's tokenizer: its chat template renders tool requests, and it measures
+        prompts against ``max_model_len``."""
         from transformers import AutoTokenizer
 
         try:
@@ -446,7 +439,7 @@ class ManagedVLLMEngine(Engine):
 
     def prompt_tokens(self, request: ChatRequest) -> int | None:
         """Tokens of ``request``'s prompt as the chat template renders it (None: unknown)."""
-        if self.tokenizer is None or getattr(self.tokenizer, "chat_template", None) is None:
+        if self.chat_template is None:
             return None
         messages = list(request.messages)
         if request.prefix is not None:
